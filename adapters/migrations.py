@@ -1,0 +1,65 @@
+"""Alembic, driven from code: the CLI's ``app db …`` and the tests use these."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import create_async_engine
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def alembic_config(database_url: str) -> Config:
+    config = Config(str(ROOT / "alembic.ini"))
+    config.set_main_option("script_location", str(ROOT / "migrations"))
+    config.attributes["database_url"] = database_url
+    # The caller owns logging; alembic.ini's handlers are for the bare `alembic` command.
+    config.attributes["configure_logging"] = False
+    return config
+
+
+def _in_thread(fn: Callable[..., None], *args: object) -> None:
+    # The migration environment runs its own event loop, which cannot nest in a
+    # running one: a worker thread makes these safe to call from anywhere.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pool.submit(fn, *args).result()
+
+
+def upgrade(database_url: str, revision: str = "head") -> None:
+    """Apply migrations up to ``revision``."""
+    _in_thread(command.upgrade, alembic_config(database_url), revision)
+
+
+def downgrade(database_url: str, revision: str) -> None:
+    """Revert migrations down to ``revision`` (``base`` for an empty database)."""
+    _in_thread(command.downgrade, alembic_config(database_url), revision)
+
+
+def head_revisions(database_url: str) -> tuple[str, ...]:
+    return tuple(ScriptDirectory.from_config(alembic_config(database_url)).get_heads())
+
+
+async def current_revisions(database_url: str) -> tuple[str, ...]:
+    """The revisions the database is at (empty before the first migration)."""
+
+    def heads(conn: Connection) -> tuple[str, ...]:
+        return tuple(MigrationContext.configure(conn).get_current_heads())
+
+    engine = create_async_engine(database_url)
+    try:
+        async with engine.connect() as conn:
+            return await conn.run_sync(heads)
+    finally:
+        await engine.dispose()
+
+
+def current(database_url: str) -> tuple[str, ...]:
+    return asyncio.run(current_revisions(database_url))

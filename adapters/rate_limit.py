@@ -1,0 +1,93 @@
+"""Rate limits over the ``limits`` library: in memory, or shared through Redis."""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from urllib.parse import urlsplit
+
+from limits import RateLimitItem, parse
+from limits.aio.storage import Storage
+from limits.aio.strategies import MovingWindowRateLimiter
+from limits.storage import storage_from_string
+
+from domain.ports import FailedLoginCounter
+
+logger = logging.getLogger(__name__)
+
+
+def async_storage_uri(uri: str) -> str:
+    """``memory://`` and ``redis://…`` as configured, in the async form ``limits`` wants."""
+    return uri if uri.startswith("async+") else f"async+{uri}"
+
+
+class RateLimiter:
+    """Checks and counts hits against limits such as ``"5/minute"``.
+
+    If the shared storage is unreachable the request is let through and the failure
+    logged: a limiter outage must not take the whole API down with it.
+    """
+
+    def __init__(self, storage_uri: str = "memory://", *, enabled: bool = True) -> None:
+        self.enabled = enabled
+        uri = async_storage_uri(storage_uri)
+        options: dict[str, str | float | bool] = {}
+        if urlsplit(uri).scheme in {"async+redis", "async+rediss"}:
+            options = {"implementation": "redispy", "socket_timeout": 1.0}
+        storage = storage_from_string(uri, **options)
+        assert isinstance(storage, Storage)
+        self._storage = storage
+        self._strategy = MovingWindowRateLimiter(self._storage)
+
+    @staticmethod
+    def parse(limit: str) -> RateLimitItem:
+        return parse(limit)
+
+    async def hit(self, limit: RateLimitItem, *key: str) -> int | None:
+        """Count one hit; return the seconds to wait if the limit was already reached."""
+        if not self.enabled:
+            return None
+        try:
+            if await self._strategy.hit(limit, *key):
+                return None
+            return await self._retry_after(limit, *key)
+        except Exception:
+            logger.warning("rate limit storage unavailable; request let through", exc_info=True)
+            return None
+
+    async def retry_after(self, limit: RateLimitItem, *key: str) -> int | None:
+        """Seconds to wait if the limit is reached, without counting a hit."""
+        if not self.enabled:
+            return None
+        try:
+            if await self._strategy.test(limit, *key):
+                return None
+            return await self._retry_after(limit, *key)
+        except Exception:
+            logger.warning("rate limit storage unavailable; request let through", exc_info=True)
+            return None
+
+    async def _retry_after(self, limit: RateLimitItem, *key: str) -> int:
+        stats = await self._strategy.get_window_stats(limit, *key)
+        return max(1, math.ceil(stats.reset_time - time.time()))
+
+    async def reset(self) -> None:
+        await self._storage.reset()
+
+
+class LimitsFailedLoginCounter(FailedLoginCounter):
+    """Failed logins per account, e.g. ``10/15minutes``: after that many failures in the
+    window the account must wait for the oldest one to age out."""
+
+    NAMESPACE = "login-failures"
+
+    def __init__(self, limiter: RateLimiter, limit: str) -> None:
+        self._limiter = limiter
+        self._limit = parse(limit)
+
+    async def retry_after(self, account: str) -> int | None:
+        return await self._limiter.retry_after(self._limit, self.NAMESPACE, account)
+
+    async def record_failure(self, account: str) -> None:
+        await self._limiter.hit(self._limit, self.NAMESPACE, account)

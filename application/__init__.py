@@ -1,0 +1,1 @@
+"""Use cases: the only home of business rules, shared by every entrypoint."""

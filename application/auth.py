@@ -1,0 +1,230 @@
+"""Logging in and out, refreshing, and checking access tokens."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from application.tokens import TokenPolicy, issue_pair
+from domain.errors import InvalidCredentials, InvalidToken, RateLimited, SessionNotFound
+from domain.model import Principal, Session, TokenPair, User
+from domain.ports import Clock, FailedLoginCounter, PasswordHasher, TokenCodec, UnitOfWork
+from domain.rules import normalize_login
+
+UowFactory = Callable[[], UnitOfWork]
+USER_AGENT_MAX_LENGTH = 255
+
+
+@dataclass(frozen=True)
+class LoginResult:
+    tokens: TokenPair
+    user: User
+
+
+class LogIn:
+    """Log in with a username or an email and a password; opens a new session.
+
+    Unknown user, wrong password and inactive user fail alike, and cost the same time.
+    """
+
+    def __init__(
+        self,
+        uow: UowFactory,
+        hasher: PasswordHasher,
+        codec: TokenCodec,
+        clock: Clock,
+        failed_logins: FailedLoginCounter,
+        policy: TokenPolicy,
+    ) -> None:
+        self._uow = uow
+        self._hasher = hasher
+        self._codec = codec
+        self._clock = clock
+        self._failed_logins = failed_logins
+        self._policy = policy
+
+    async def __call__(
+        self, login: str, password: str, user_agent: str | None = None
+    ) -> LoginResult:
+        account = normalize_login(login)
+        retry_after = await self._failed_logins.retry_after(account)
+        if retry_after is not None:
+            raise RateLimited(retry_after, "Too many failed logins for this account.")
+
+        # The hash is checked outside any transaction: no connection is held while
+        # the CPU works.
+        async with self._uow() as uow:
+            found = await uow.users.get_by_login(account)
+        matches = await self._hasher.verify(found.password_hash if found else None, password)
+        if found is None or not matches or not found.is_active:
+            await self._failed_logins.record_failure(account)
+            raise InvalidCredentials()
+        user = found
+
+        new_hash = None
+        if self._hasher.needs_rehash(user.password_hash):
+            new_hash = await self._hasher.hash(password)
+
+        async with self._uow() as uow:
+            now = self._clock.now()
+            if new_hash is not None:
+                user.password_hash = new_hash
+                await uow.users.update(user)
+            assert user.id is not None
+            session = Session(
+                user_id=user.id,
+                created_at=now,
+                last_used_at=now,
+                expires_at=now + self._policy.refresh_ttl,
+                user_agent=user_agent[:USER_AGENT_MAX_LENGTH] if user_agent else None,
+            )
+            pair, refresh = issue_pair(self._codec, self._policy, user, session, now)
+            await uow.sessions.add(session)
+            await uow.refresh_tokens.add(refresh)
+            await uow.commit()
+        return LoginResult(tokens=pair, user=user)
+
+
+class Authenticate:
+    """Accept an access token only if its user is active, its token version is the
+    user's current one and its session is live."""
+
+    def __init__(self, uow: UowFactory, codec: TokenCodec, clock: Clock) -> None:
+        self._uow = uow
+        self._codec = codec
+        self._clock = clock
+
+    async def __call__(self, access_token: str) -> Principal:
+        claims = self._codec.decode_access(access_token)
+        async with self._uow() as uow:
+            found = await uow.users.get_with_session(claims.user_id, claims.session_id)
+        if found is None:
+            raise InvalidToken()
+        user, session = found
+        if (
+            not user.is_active
+            or user.token_version != claims.token_version
+            or session is None
+            or session.revoked_at is not None
+        ):
+            raise InvalidToken()
+        return Principal(user=user, session_id=session.id)
+
+
+class RefreshTokens:
+    """Trade a refresh token for a new pair in the same session (rotation).
+
+    A rotated token presented again is reuse: the whole session is revoked, so the
+    thief's copy and the victim's die together.
+    """
+
+    def __init__(
+        self, uow: UowFactory, codec: TokenCodec, clock: Clock, policy: TokenPolicy
+    ) -> None:
+        self._uow = uow
+        self._codec = codec
+        self._clock = clock
+        self._policy = policy
+
+    async def __call__(self, refresh_token: str) -> TokenPair:
+        claims = self._codec.decode_refresh(refresh_token)
+        async with self._uow() as uow:
+            now = self._clock.now()
+            stored = await uow.refresh_tokens.get(claims.token_id)
+            if (
+                stored is None
+                or stored.user_id != claims.user_id
+                or stored.session_id != claims.session_id
+                or stored.revoked_at is not None
+            ):
+                raise InvalidToken()
+            if stored.rotated_at is not None:
+                await uow.sessions.revoke(stored.session_id, now)
+                await uow.commit()
+                raise InvalidToken()
+            session = await uow.sessions.get(stored.session_id)
+            user = await uow.users.get(stored.user_id)
+            if session is None or session.revoked_at is not None:
+                raise InvalidToken()
+            if user is None or not user.is_active:
+                raise InvalidToken()
+            # A lost race with a concurrent refresh of the same token is refused
+            # without revoking: the winner's new pair stays valid.
+            if not await uow.refresh_tokens.mark_rotated(stored.id, now):
+                raise InvalidToken()
+            pair, new_token = issue_pair(self._codec, self._policy, user, session, now)
+            await uow.refresh_tokens.add(new_token)
+            await uow.sessions.extend(session.id, now, new_token.expires_at)
+            await uow.commit()
+        return pair
+
+
+class LogOut:
+    """End the session of a refresh token. Ending an ended session is not an error."""
+
+    def __init__(self, uow: UowFactory, codec: TokenCodec, clock: Clock) -> None:
+        self._uow = uow
+        self._codec = codec
+        self._clock = clock
+
+    async def __call__(self, refresh_token: str) -> None:
+        # An expired but genuine token may still end its session.
+        claims = self._codec.decode_refresh(refresh_token, verify_expiry=False)
+        async with self._uow() as uow:
+            session = await uow.sessions.get(claims.session_id)
+            if session is None or session.user_id != claims.user_id:
+                return
+            if session.revoked_at is None:
+                await uow.sessions.revoke(session.id, self._clock.now())
+                await uow.commit()
+
+
+class LogOutEverywhere:
+    """End every session of the caller; every access token issued so far dies."""
+
+    def __init__(self, uow: UowFactory, clock: Clock) -> None:
+        self._uow = uow
+        self._clock = clock
+
+    async def __call__(self, principal: Principal) -> None:
+        async with self._uow() as uow:
+            user = await uow.users.get(principal.user_id)
+            if user is None:
+                raise InvalidToken()
+            user.revoke_tokens()
+            await uow.users.update(user)
+            await uow.sessions.revoke_all(principal.user_id, self._clock.now())
+            await uow.commit()
+
+
+class ListSessions:
+    """The caller's active sessions, newest first."""
+
+    def __init__(self, uow: UowFactory, clock: Clock) -> None:
+        self._uow = uow
+        self._clock = clock
+
+    async def __call__(self, principal: Principal) -> list[Session]:
+        async with self._uow() as uow:
+            return await uow.sessions.list_active(principal.user_id, self._clock.now())
+
+
+class EndSession:
+    """End one of the caller's own sessions; its access and refresh tokens stop working."""
+
+    def __init__(self, uow: UowFactory, clock: Clock) -> None:
+        self._uow = uow
+        self._clock = clock
+
+    async def __call__(self, principal: Principal, session_id: str) -> None:
+        async with self._uow() as uow:
+            now = self._clock.now()
+            session = await uow.sessions.get(session_id)
+            if (
+                session is None
+                or session.user_id != principal.user_id
+                or not session.is_active(now)
+            ):
+                raise SessionNotFound()
+            await uow.sessions.revoke(session.id, now)
+            await uow.commit()

@@ -1,0 +1,1 @@
+"""The domain: entities, rules, errors and ports. Standard library only."""

@@ -1,0 +1,81 @@
+"""The domain's errors. Each carries a stable ``code`` that every entrypoint shows as is."""
+
+from __future__ import annotations
+
+
+class DomainError(Exception):
+    """Base of every error a use case raises on purpose."""
+
+    code = "domain_error"
+    message = "The request could not be completed."
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(message or self.message)
+
+    @property
+    def detail(self) -> str:
+        return str(self)
+
+
+class InvalidCredentials(DomainError):
+    code = "invalid_credentials"
+    message = "Incorrect username or password."
+
+
+class InvalidToken(DomainError):
+    code = "invalid_token"
+    message = "The token is invalid, expired or revoked."
+
+
+class WrongPassword(DomainError):
+    code = "wrong_password"
+    message = "The current password is not correct."
+
+
+class EmailTaken(DomainError):
+    code = "email_taken"
+    message = "A user with this email already exists."
+
+
+class UsernameTaken(DomainError):
+    code = "username_taken"
+    message = "A user with this username already exists."
+
+
+class NotFound(DomainError):
+    code = "not_found"
+    message = "The resource was not found."
+
+
+class UserNotFound(NotFound):
+    message = "No such user."
+
+
+class SessionNotFound(NotFound):
+    message = "No such session."
+
+
+class RateLimited(DomainError):
+    code = "rate_limited"
+    message = "Too many attempts. Try again later."
+
+    def __init__(self, retry_after: int, message: str | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = max(1, retry_after)
+
+
+class ServiceUnavailable(DomainError):
+    """A backing service (the database) cannot be reached right now."""
+
+    code = "service_unavailable"
+    message = "The service is temporarily unavailable. Try again shortly."
+
+
+class InvalidValue(DomainError):
+    """A value breaks a domain rule; ``field`` names the input it came from."""
+
+    code = "validation_error"
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field

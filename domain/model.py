@@ -1,0 +1,131 @@
+"""Entities and value objects of the domain."""
+
+from __future__ import annotations
+
+import math
+import secrets
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Generic, TypeVar
+
+from domain.errors import InvalidValue
+
+T = TypeVar("T")
+
+MAX_PAGE_SIZE = 100
+
+
+def new_id() -> str:
+    """A random, URL-safe identifier for sessions and refresh tokens (128 bits)."""
+    return secrets.token_hex(16)
+
+
+@dataclass(eq=False)
+class User:
+    email: str
+    username: str
+    password_hash: str
+    created_at: datetime
+    full_name: str | None = None
+    is_active: bool = True
+    is_superuser: bool = False
+    # Bumped whenever every access token issued so far must stop working.
+    token_version: int = 0
+    id: int | None = None  # assigned by the repository on add
+
+    def revoke_tokens(self) -> None:
+        self.token_version += 1
+
+
+@dataclass(eq=False)
+class Session:
+    """One login: the refresh tokens it rotates through form its family."""
+
+    user_id: int
+    created_at: datetime
+    last_used_at: datetime
+    expires_at: datetime
+    user_agent: str | None = None
+    revoked_at: datetime | None = None
+    id: str = field(default_factory=new_id)
+
+    def is_active(self, now: datetime) -> bool:
+        return self.revoked_at is None and self.expires_at > now
+
+
+@dataclass(eq=False)
+class RefreshToken:
+    session_id: str
+    user_id: int
+    created_at: datetime
+    expires_at: datetime
+    rotated_at: datetime | None = None
+    revoked_at: datetime | None = None
+    id: str = field(default_factory=new_id)
+
+
+@dataclass(frozen=True)
+class AccessClaims:
+    user_id: int
+    session_id: str
+    token_version: int
+    issued_at: datetime
+    expires_at: datetime
+    token_id: str = field(default_factory=new_id)
+
+
+@dataclass(frozen=True)
+class RefreshClaims:
+    user_id: int
+    session_id: str
+    token_id: str
+    issued_at: datetime
+    expires_at: datetime
+
+
+@dataclass(frozen=True)
+class TokenPair:
+    access_token: str
+    refresh_token: str
+    expires_in: int  # seconds the access token lives
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who an accepted access token speaks for."""
+
+    user: User
+    session_id: str
+
+    @property
+    def user_id(self) -> int:
+        assert self.user.id is not None, "a principal's user is always stored"
+        return self.user.id
+
+
+@dataclass(frozen=True)
+class PageRequest:
+    page: int = 1
+    size: int = 20
+
+    def __post_init__(self) -> None:
+        if self.page < 1:
+            raise InvalidValue("page", "page must be at least 1")
+        if not 1 <= self.size <= MAX_PAGE_SIZE:
+            raise InvalidValue("size", f"size must be between 1 and {MAX_PAGE_SIZE}")
+
+    @property
+    def offset(self) -> int:
+        return (self.page - 1) * self.size
+
+
+@dataclass(frozen=True)
+class Page(Generic[T]):
+    items: list[T]
+    total: int
+    page: int
+    size: int
+
+    @property
+    def pages(self) -> int:
+        return math.ceil(self.total / self.size) if self.total else 0

@@ -1,0 +1,203 @@
+"""The ports: what the use cases need from the outside world, stated as contracts.
+
+Adapters implement these ABCs; tests implement them with in-memory fakes.
+"""
+
+from __future__ import annotations
+
+import abc
+from datetime import datetime
+from types import TracebackType
+
+from domain.model import (
+    AccessClaims,
+    PageRequest,
+    RefreshClaims,
+    RefreshToken,
+    Session,
+    User,
+)
+
+
+class UserRepository(abc.ABC):
+    @abc.abstractmethod
+    async def add(self, user: User) -> User:
+        """Store a new user and assign its ``id``.
+
+        Raises ``EmailTaken`` or ``UsernameTaken`` when either is already in use,
+        compared case-insensitively; the storage settles races, not a prior read.
+        """
+
+    @abc.abstractmethod
+    async def get(self, user_id: int) -> User | None:
+        """The user with this id, active or not."""
+
+    @abc.abstractmethod
+    async def get_by_login(self, login: str) -> User | None:
+        """The user whose email or username equals ``login`` (already lower-cased)."""
+
+    @abc.abstractmethod
+    async def get_with_session(
+        self, user_id: int, session_id: str
+    ) -> tuple[User, Session | None] | None:
+        """The user and its session ``session_id`` in one round trip.
+
+        ``None`` when the user does not exist; the session is ``None`` when it does
+        not exist or belongs to someone else.
+        """
+
+    @abc.abstractmethod
+    async def email_taken(self, email: str, *, except_user: int | None = None) -> bool:
+        """Whether another user already has this (lower-cased) email."""
+
+    @abc.abstractmethod
+    async def username_taken(self, username: str, *, except_user: int | None = None) -> bool:
+        """Whether another user already has this username, compared case-insensitively."""
+
+    @abc.abstractmethod
+    async def update(self, user: User) -> None:
+        """Write back every field of an existing user (same uniqueness errors as ``add``)."""
+
+    @abc.abstractmethod
+    async def delete(self, user_id: int) -> None:
+        """Remove the user, its sessions and its refresh tokens."""
+
+    @abc.abstractmethod
+    async def list_page(self, page: PageRequest, *, active_only: bool) -> tuple[list[User], int]:
+        """One page of users ordered by id, and the total number of matching users."""
+
+
+class SessionRepository(abc.ABC):
+    @abc.abstractmethod
+    async def add(self, session: Session) -> None:
+        """Store a new session."""
+
+    @abc.abstractmethod
+    async def get(self, session_id: str) -> Session | None:
+        """The session with this id, revoked or not."""
+
+    @abc.abstractmethod
+    async def list_active(self, user_id: int, now: datetime) -> list[Session]:
+        """The user's sessions that are neither revoked nor expired, newest first."""
+
+    @abc.abstractmethod
+    async def extend(self, session_id: str, used_at: datetime, expires_at: datetime) -> None:
+        """Record a use of the session and how long its newest refresh token lives."""
+
+    @abc.abstractmethod
+    async def revoke(self, session_id: str, at: datetime) -> None:
+        """Revoke the session and every refresh token of its family."""
+
+    @abc.abstractmethod
+    async def revoke_all(self, user_id: int, at: datetime) -> None:
+        """Revoke every session and refresh token of the user."""
+
+    @abc.abstractmethod
+    async def delete_orphans(self, now: datetime, limit: int, *, dry_run: bool = False) -> int:
+        """Delete up to ``limit`` expired sessions that have no refresh token left;
+        return how many. With ``dry_run`` it deletes nothing and counts every expired
+        session, whatever ``limit`` (their tokens would all be purged first)."""
+
+
+class RefreshTokenRepository(abc.ABC):
+    @abc.abstractmethod
+    async def add(self, token: RefreshToken) -> None:
+        """Store a newly issued refresh token."""
+
+    @abc.abstractmethod
+    async def get(self, token_id: str) -> RefreshToken | None:
+        """The refresh token with this id (its ``jti``)."""
+
+    @abc.abstractmethod
+    async def mark_rotated(self, token_id: str, at: datetime) -> bool:
+        """Mark the token rotated if it is neither rotated nor revoked yet.
+
+        Atomic: of several concurrent calls for one token exactly one returns True.
+        """
+
+    @abc.abstractmethod
+    async def delete_expired(self, now: datetime, limit: int, *, dry_run: bool = False) -> int:
+        """Delete up to ``limit`` tokens whose expiry has passed, whatever their state;
+        return how many. With ``dry_run`` it deletes nothing and counts all of them,
+        whatever ``limit``."""
+
+
+class UnitOfWork(abc.ABC):
+    """One transaction. ``async with uow:`` opens it; leaving without ``commit()``
+    (or through an exception) rolls everything back."""
+
+    users: UserRepository
+    sessions: SessionRepository
+    refresh_tokens: RefreshTokenRepository
+
+    async def __aenter__(self) -> UnitOfWork:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.rollback()
+
+    @abc.abstractmethod
+    async def commit(self) -> None:
+        """Make everything done in this unit of work durable, at once."""
+
+    @abc.abstractmethod
+    async def rollback(self) -> None:
+        """Discard whatever has not been committed. Safe to call after ``commit()``."""
+
+
+class PasswordHasher(abc.ABC):
+    @abc.abstractmethod
+    async def hash(self, password: str) -> str:
+        """A salted, slow hash of the password, encoded with its parameters."""
+
+    @abc.abstractmethod
+    async def verify(self, password_hash: str | None, password: str) -> bool:
+        """Whether the password matches. With ``password_hash=None`` it verifies
+        against a dummy hash and returns False, so that an unknown user costs the
+        same time as a known one."""
+
+    @abc.abstractmethod
+    def needs_rehash(self, password_hash: str) -> bool:
+        """Whether the hash was made with parameters other than the current ones."""
+
+
+class TokenCodec(abc.ABC):
+    """Signs and checks JWTs. Every decode checks signature, algorithm, the ``type``
+    claim, expiry, required claims and (when configured) issuer and audience, and
+    raises ``InvalidToken`` on any failure."""
+
+    @abc.abstractmethod
+    def encode_access(self, claims: AccessClaims) -> str: ...
+
+    @abc.abstractmethod
+    def encode_refresh(self, claims: RefreshClaims) -> str: ...
+
+    @abc.abstractmethod
+    def decode_access(self, token: str) -> AccessClaims: ...
+
+    @abc.abstractmethod
+    def decode_refresh(self, token: str, *, verify_expiry: bool = True) -> RefreshClaims: ...
+
+
+class Clock(abc.ABC):
+    @abc.abstractmethod
+    def now(self) -> datetime:
+        """The current time, timezone-aware, in UTC."""
+
+
+class FailedLoginCounter(abc.ABC):
+    """Counts failed logins per account so that one account attacked from many
+    addresses is throttled, without a permanent lock-out."""
+
+    @abc.abstractmethod
+    async def retry_after(self, account: str) -> int | None:
+        """Seconds until ``account`` may try again, or None when it may try now."""
+
+    @abc.abstractmethod
+    async def record_failure(self, account: str) -> None:
+        """Count one failed login for ``account``."""

@@ -1,0 +1,1 @@
+"""Entrypoints: the composition root and the three delivery adapters (HTTP, CLI, jobs)."""

@@ -1,0 +1,1 @@
+"""The scheduled job runner delivery adapter (APScheduler)."""

@@ -1,0 +1,184 @@
+"""Configuration from the environment and an optional ``.env``, validated once at start."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from datetime import timedelta
+from typing import Literal
+
+from limits import parse_many
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
+
+from adapters.security import MIN_KEY_BYTES
+
+# Used only outside production, and said so at start-up.
+DEVELOPMENT_SECRET_KEY = "development-only-key-do-not-use-in-production-0123456789abcdef0123"  # noqa: S105
+PRODUCTION_MIN_KEY_BYTES = 32
+
+
+class InvalidSettings(Exception):
+    """A setting is missing or wrong; the message is one line naming the variable."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        case_sensitive=False,
+        frozen=True,
+    )
+
+    environment: Literal["development", "test", "production"] = "development"
+    project_name: str = "Backend Template"
+    database_url: str = "sqlite+aiosqlite:///./app.db"
+    database_pool_size: int = Field(default=10, ge=1, le=200)
+    database_max_overflow: int = Field(default=10, ge=0, le=200)
+
+    secret_key: str = ""
+    algorithm: Literal["HS256", "HS384", "HS512"] = "HS256"
+    access_token_expire_minutes: int = Field(default=30, ge=1, le=24 * 60)
+    refresh_token_expire_days: int = Field(default=7, ge=1, le=365)
+    jwt_issuer: str | None = None
+    jwt_audience: str | None = None
+
+    allowed_origins: list[str] = []
+
+    rate_limit_enabled: bool = True
+    rate_limit_login: str = "5/minute"
+    rate_limit_refresh: str = "10/minute"
+    rate_limit_logout: str = "10/minute"
+    rate_limit_login_account: str = "10/15minutes"
+    rate_limit_register: str = "10/minute"
+    rate_limit_storage_uri: str = "memory://"
+    trusted_proxies: list[str] = []
+
+    token_purge_interval_minutes: int = Field(default=60, ge=1, le=7 * 24 * 60)
+
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    log_format: Literal["console", "json"] | None = None
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator(
+        "rate_limit_login",
+        "rate_limit_refresh",
+        "rate_limit_logout",
+        "rate_limit_login_account",
+        "rate_limit_register",
+    )
+    @classmethod
+    def _rate_limit(cls, value: str) -> str:
+        try:
+            parse_many(value)
+        except ValueError:
+            raise ValueError(f"{value!r} is not a rate limit such as '5/minute'") from None
+        return value
+
+    @field_validator("rate_limit_storage_uri")
+    @classmethod
+    def _storage_uri(cls, value: str) -> str:
+        if value.split("://", 1)[0].removeprefix("async+") not in {
+            "memory",
+            "redis",
+            "rediss",
+        }:
+            raise ValueError("must be memory:// or redis://host:port/db")
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for item in value:
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ValueError(f"{item!r} is not an IP address or network") from None
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: str) -> str:
+        if not value.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
+            raise ValueError("must start with sqlite+aiosqlite:// or postgresql+asyncpg://")
+        return value
+
+    @model_validator(mode="after")
+    def _secret_key(self) -> Settings:
+        if self.environment == "production":
+            needed = max(PRODUCTION_MIN_KEY_BYTES, MIN_KEY_BYTES[self.algorithm])
+            if not self.secret_key:
+                raise ValueError("SECRET_KEY is required in production")
+            if len(self.secret_key.encode()) < needed:
+                raise ValueError(
+                    f"SECRET_KEY must be at least {needed} bytes in production"
+                    f" (with {self.algorithm})"
+                )
+        return self
+
+    @property
+    def access_token_ttl(self) -> timedelta:
+        return timedelta(minutes=self.access_token_expire_minutes)
+
+    @property
+    def refresh_token_ttl(self) -> timedelta:
+        return timedelta(days=self.refresh_token_expire_days)
+
+    @property
+    def is_production(self) -> bool:
+        return self.environment == "production"
+
+    @property
+    def signing_key(self) -> str:
+        """The key that signs tokens: ``SECRET_KEY``, or outside production a fixed
+        development key (``warnings()`` says so)."""
+        return self.secret_key or DEVELOPMENT_SECRET_KEY
+
+    def warnings(self) -> list[str]:
+        """What an operator should hear at start-up about this configuration."""
+        found = []
+        if not self.secret_key:
+            found.append(
+                "SECRET_KEY is not set: tokens are signed with the public development key."
+                " Set SECRET_KEY before exposing this service."
+            )
+        elif len(self.secret_key.encode()) < MIN_KEY_BYTES[self.algorithm]:
+            found.append(
+                f"SECRET_KEY is shorter than {MIN_KEY_BYTES[self.algorithm]} bytes;"
+                " production refuses such a key."
+            )
+        return found
+
+    @property
+    def effective_log_format(self) -> Literal["console", "json"]:
+        if self.log_format:
+            return self.log_format
+        return "console" if self.environment == "development" else "json"
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read and validate the settings; raise ``InvalidSettings`` with one line that
+    names the variable at fault."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except SettingsError as exc:
+        # Raised for a value that is not valid JSON where a list is expected.
+        found = re.search(r'field "(\w+)"', str(exc))
+        variable = found.group(1).upper() if found else "a list setting"
+        return _raise(f'{variable}: must be a JSON array, e.g. ["value"]')
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        variable = "_".join(str(part) for part in error["loc"] if isinstance(part, str)).upper()
+        message = error["msg"].removeprefix("Value error, ")
+        if not variable:
+            return _raise(message)
+        return _raise(f"{variable}: {message}")
+
+
+def _raise(message: str) -> Settings:
+    raise InvalidSettings(f"invalid configuration: {message}")

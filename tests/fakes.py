@@ -1,0 +1,263 @@
+"""In-memory fakes of the domain's ports, faithful enough to test every use case.
+
+The fake unit of work works on a copy of the store and writes it back only on
+``commit()``, so "nothing is written on error" is tested for real.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+
+from application.tokens import TokenPolicy
+from domain.errors import EmailTaken, UsernameTaken
+from domain.model import PageRequest, RefreshToken, Session, User
+from domain.ports import (
+    Clock,
+    FailedLoginCounter,
+    PasswordHasher,
+    RefreshTokenRepository,
+    SessionRepository,
+    UnitOfWork,
+    UserRepository,
+)
+
+
+@dataclass
+class Store:
+    users: dict[int, User] = field(default_factory=dict)
+    sessions: dict[str, Session] = field(default_factory=dict)
+    tokens: dict[str, RefreshToken] = field(default_factory=dict)
+    next_user_id: int = 1
+
+
+class FakeUserRepository(UserRepository):
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def _check_unique(self, user: User) -> None:
+        for other in self.store.users.values():
+            if other.id == user.id:
+                continue
+            if other.email.lower() == user.email.lower():
+                raise EmailTaken()
+            if other.username.lower() == user.username.lower():
+                raise UsernameTaken()
+
+    async def add(self, user: User) -> User:
+        self._check_unique(user)
+        user.id = self.store.next_user_id
+        self.store.next_user_id += 1
+        self.store.users[user.id] = copy.copy(user)
+        return user
+
+    async def get(self, user_id: int) -> User | None:
+        user = self.store.users.get(user_id)
+        return copy.copy(user) if user else None
+
+    async def get_by_login(self, login: str) -> User | None:
+        for user in self.store.users.values():
+            if login in (user.email.lower(), user.username.lower()):
+                return copy.copy(user)
+        return None
+
+    async def get_with_session(
+        self, user_id: int, session_id: str
+    ) -> tuple[User, Session | None] | None:
+        user = await self.get(user_id)
+        if user is None:
+            return None
+        session = self.store.sessions.get(session_id)
+        if session is not None and session.user_id != user_id:
+            session = None
+        return user, copy.copy(session) if session else None
+
+    async def email_taken(self, email: str, *, except_user: int | None = None) -> bool:
+        return any(
+            u.email.lower() == email.lower() and u.id != except_user
+            for u in self.store.users.values()
+        )
+
+    async def username_taken(self, username: str, *, except_user: int | None = None) -> bool:
+        return any(
+            u.username.lower() == username.lower() and u.id != except_user
+            for u in self.store.users.values()
+        )
+
+    async def update(self, user: User) -> None:
+        assert user.id in self.store.users
+        self._check_unique(user)
+        self.store.users[user.id] = copy.copy(user)
+
+    async def delete(self, user_id: int) -> None:
+        self.store.users.pop(user_id, None)
+        gone = {s.id for s in self.store.sessions.values() if s.user_id == user_id}
+        self.store.sessions = {k: v for k, v in self.store.sessions.items() if k not in gone}
+        self.store.tokens = {k: v for k, v in self.store.tokens.items() if v.session_id not in gone}
+
+    async def list_page(self, page: PageRequest, *, active_only: bool) -> tuple[list[User], int]:
+        users = sorted(
+            (u for u in self.store.users.values() if u.is_active or not active_only),
+            key=lambda u: u.id or 0,
+        )
+        return [copy.copy(u) for u in users[page.offset : page.offset + page.size]], len(users)
+
+
+class FakeSessionRepository(SessionRepository):
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    async def add(self, session: Session) -> None:
+        self.store.sessions[session.id] = copy.copy(session)
+
+    async def get(self, session_id: str) -> Session | None:
+        session = self.store.sessions.get(session_id)
+        return copy.copy(session) if session else None
+
+    async def list_active(self, user_id: int, now: datetime) -> list[Session]:
+        found = [
+            copy.copy(s)
+            for s in self.store.sessions.values()
+            if s.user_id == user_id and s.is_active(now)
+        ]
+        return sorted(found, key=lambda s: (s.created_at, s.id), reverse=True)
+
+    async def extend(self, session_id: str, used_at: datetime, expires_at: datetime) -> None:
+        session = self.store.sessions[session_id]
+        session.last_used_at = used_at
+        session.expires_at = expires_at
+
+    async def revoke(self, session_id: str, at: datetime) -> None:
+        session = self.store.sessions.get(session_id)
+        if session and session.revoked_at is None:
+            session.revoked_at = at
+        for token in self.store.tokens.values():
+            if token.session_id == session_id and token.revoked_at is None:
+                token.revoked_at = at
+
+    async def revoke_all(self, user_id: int, at: datetime) -> None:
+        for session in list(self.store.sessions.values()):
+            if session.user_id == user_id:
+                await self.revoke(session.id, at)
+
+    async def delete_orphans(self, now: datetime, limit: int, *, dry_run: bool = False) -> int:
+        expired = [s.id for s in self.store.sessions.values() if s.expires_at < now]
+        if dry_run:
+            return len(expired)
+        alive = {t.session_id for t in self.store.tokens.values()}
+        doomed = [sid for sid in expired if sid not in alive][:limit]
+        for sid in doomed:
+            del self.store.sessions[sid]
+        return len(doomed)
+
+
+class FakeRefreshTokenRepository(RefreshTokenRepository):
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    async def add(self, token: RefreshToken) -> None:
+        self.store.tokens[token.id] = copy.copy(token)
+
+    async def get(self, token_id: str) -> RefreshToken | None:
+        token = self.store.tokens.get(token_id)
+        return copy.copy(token) if token else None
+
+    async def mark_rotated(self, token_id: str, at: datetime) -> bool:
+        token = self.store.tokens.get(token_id)
+        if token is None or token.rotated_at is not None or token.revoked_at is not None:
+            return False
+        token.rotated_at = at
+        return True
+
+    async def delete_expired(self, now: datetime, limit: int, *, dry_run: bool = False) -> int:
+        expired = [t.id for t in self.store.tokens.values() if t.expires_at < now]
+        if dry_run:
+            return len(expired)
+        for tid in expired[:limit]:
+            del self.store.tokens[tid]
+        return len(expired[:limit])
+
+
+class FakeUnitOfWork(UnitOfWork):
+    """Works on a deep copy of ``store``; ``commit()`` publishes it."""
+
+    def __init__(self, store: Store | None = None) -> None:
+        self.store = store or Store()
+        self.commits = 0
+        self.entered = 0
+
+    @property
+    def committed(self) -> bool:
+        return self.commits > 0
+
+    async def __aenter__(self) -> FakeUnitOfWork:
+        self.entered += 1
+        self._work = copy.deepcopy(self.store)
+        self.users = FakeUserRepository(self._work)
+        self.sessions = FakeSessionRepository(self._work)
+        self.refresh_tokens = FakeRefreshTokenRepository(self._work)
+        return self
+
+    async def commit(self) -> None:
+        self.store.__dict__.update(copy.deepcopy(self._work).__dict__)
+        self.commits += 1
+
+    async def rollback(self) -> None:
+        self._work = copy.deepcopy(self.store)
+
+
+class FakeHasher(PasswordHasher):
+    """Reversible "hashes"; counts every call. Hashes starting with ``old$`` need a rehash."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    async def hash(self, password: str) -> str:
+        self.calls.append("hash")
+        return f"new${password}"
+
+    async def verify(self, password_hash: str | None, password: str) -> bool:
+        self.calls.append("verify")
+        if password_hash is None:
+            return False
+        return password_hash.split("$", 1)[1] == password
+
+    def needs_rehash(self, password_hash: str) -> bool:
+        return password_hash.startswith("old$")
+
+
+class FakeClock(Clock):
+    def __init__(self, now: datetime | None = None) -> None:
+        self.current = now or datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
+
+    def now(self) -> datetime:
+        return self.current
+
+    def advance(self, **delta: float) -> None:
+        self.current += timedelta(**delta)
+
+
+class FakeFailedLoginCounter(FailedLoginCounter):
+    def __init__(self, limit: int = 3) -> None:
+        self.limit = limit
+        self.failures: dict[str, int] = {}
+
+    async def retry_after(self, account: str) -> int | None:
+        return 60 if self.failures.get(account, 0) >= self.limit else None
+
+    async def record_failure(self, account: str) -> None:
+        self.failures[account] = self.failures.get(account, 0) + 1
+
+
+POLICY = TokenPolicy(access_ttl=timedelta(minutes=30), refresh_ttl=timedelta(days=7))
+
+
+def make_user(**fields: object) -> User:
+    base = User(
+        email="ada@example.com",
+        username="ada",
+        password_hash="new$correct horse battery",
+        created_at=datetime(2029, 1, 1, tzinfo=UTC),
+    )
+    return replace(base, **fields)  # type: ignore[arg-type]
