@@ -1,0 +1,201 @@
+"""``/api/v1/auth``: log in (form or JSON), refresh, log out, and one's sessions."""
+
+import inspect
+from typing import Annotated, Any
+
+from dependency_injector.wiring import Provide, inject
+from fastapi import APIRouter, Depends, Path, Request
+from fastapi.exceptions import RequestValidationError
+from pydantic import ValidationError
+from starlette.responses import Response
+
+from application.auth import (
+    EndSession,
+    ListSessions,
+    LogIn,
+    LogOut,
+    LogOutEverywhere,
+    RefreshTokens,
+)
+from domain.errors import InvalidCredentials
+from entrypoints.container import Container
+from entrypoints.http import schemas
+from entrypoints.http.dependencies import CurrentPrincipal, ip_rate_limit, json_response
+from entrypoints.http.openapi import problems
+from entrypoints.http.presenters import session_body, token_body
+from entrypoints.metrics import LOGINS
+
+router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
+NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+FORM_TYPES = {"application/x-www-form-urlencoded", "multipart/form-data"}
+
+_login_form_schema = {
+    "type": "object",
+    "required": ["username", "password"],
+    "properties": {
+        "grant_type": {"type": "string", "enum": ["password"]},
+        "username": {"type": "string", "description": "The username or the email address."},
+        "password": {"type": "string", "format": "password"},
+        "scope": {"type": "string"},
+        "client_id": {"type": "string"},
+        "client_secret": {"type": "string", "format": "password"},
+    },
+}
+LOGIN_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/x-www-form-urlencoded": {"schema": _login_form_schema},
+            "application/json": {
+                "schema": schemas.LoginRequest.model_json_schema(
+                    ref_template="#/components/schemas/{model}"
+                )
+            },
+        },
+    }
+}
+
+
+def _doc(use_case: type) -> str:
+    return inspect.cleandoc(use_case.__doc__ or "")
+
+
+async def _credentials(request: Request) -> schemas.LoginRequest:
+    """The login body: an OAuth2 password form (Swagger's Authorize) or JSON."""
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    try:
+        if content_type == "application/json":
+            return schemas.LoginRequest.model_validate_json(await request.body())
+        if content_type in FORM_TYPES:
+            form = await request.form()
+            fields = {key: form[key] for key in ("username", "password") if key in form}
+            return schemas.LoginRequest.model_validate(fields)
+    except ValidationError as exc:
+        errors = exc.errors(include_input=False, include_url=False, include_context=False)
+        raise RequestValidationError(
+            [{**error, "loc": ("body", *error["loc"])} for error in errors]
+        ) from None
+    except Exception:  # a form the parser could not read
+        raise RequestValidationError(
+            [{"loc": ("body",), "msg": "The form could not be parsed.", "type": "form_invalid"}]
+        ) from None
+    raise RequestValidationError(
+        [
+            {
+                "loc": ("body",),
+                "msg": "Send a JSON body or an application/x-www-form-urlencoded form.",
+                "type": "content_type",
+            }
+        ]
+    )
+
+
+@router.post(
+    "/login",
+    summary="Log in",
+    description=_doc(LogIn),
+    response_model=schemas.TokenPair,
+    responses=problems(401, 413, 422, 429, 503),
+    openapi_extra=LOGIN_BODY,
+    dependencies=[ip_rate_limit("login")],
+)
+@inject
+async def login(
+    request: Request, log_in: Annotated[LogIn, Depends(Provide[Container.log_in])]
+) -> Response:
+    credentials = await _credentials(request)
+    try:
+        result = await log_in(
+            credentials.username,
+            credentials.password,
+            user_agent=request.headers.get("user-agent"),
+        )
+    except InvalidCredentials:
+        LOGINS.labels("failure").inc()
+        raise
+    LOGINS.labels("success").inc()
+    return json_response(token_body(result.tokens), headers=NO_STORE)
+
+
+@router.post(
+    "/refresh",
+    summary="Refresh the token pair",
+    description=_doc(RefreshTokens),
+    response_model=schemas.TokenPair,
+    responses=problems(401, 413, 422, 429, 503),
+    dependencies=[ip_rate_limit("refresh")],
+)
+@inject
+async def refresh(
+    body: schemas.RefreshRequest,
+    refresh_tokens: Annotated[RefreshTokens, Depends(Provide[Container.refresh_tokens])],
+) -> Response:
+    pair = await refresh_tokens(body.refresh_token)
+    return json_response(token_body(pair), headers=NO_STORE)
+
+
+@router.post(
+    "/logout",
+    summary="Log out",
+    description=_doc(LogOut),
+    status_code=204,
+    responses=problems(401, 413, 422, 429, 503),
+    dependencies=[ip_rate_limit("logout")],
+)
+@inject
+async def logout(
+    body: schemas.RefreshRequest,
+    log_out: Annotated[LogOut, Depends(Provide[Container.log_out])],
+) -> Response:
+    await log_out(body.refresh_token)
+    return Response(status_code=204)
+
+
+@router.post(
+    "/logout-all",
+    summary="Log out everywhere",
+    description=_doc(LogOutEverywhere),
+    status_code=204,
+    responses=problems(401, 503),
+)
+@inject
+async def logout_all(
+    principal: CurrentPrincipal,
+    log_out_everywhere: Annotated[LogOutEverywhere, Depends(Provide[Container.log_out_everywhere])],
+) -> Response:
+    await log_out_everywhere(principal)
+    return Response(status_code=204)
+
+
+@router.get(
+    "/sessions",
+    summary="List my sessions",
+    description=_doc(ListSessions),
+    response_model=list[schemas.Session],
+    responses=problems(401, 503),
+)
+@inject
+async def sessions(
+    principal: CurrentPrincipal,
+    list_sessions: Annotated[ListSessions, Depends(Provide[Container.list_sessions])],
+) -> Response:
+    found = await list_sessions(principal)
+    body: list[dict[str, Any]] = [session_body(s, principal.session_id) for s in found]
+    return json_response(body)
+
+
+@router.delete(
+    "/sessions/{session_id}",
+    summary="End one of my sessions",
+    description=_doc(EndSession),
+    status_code=204,
+    responses=problems(401, 404, 422, 503),
+)
+@inject
+async def end_session(
+    session_id: Annotated[str, Path(max_length=64)],
+    principal: CurrentPrincipal,
+    end: Annotated[EndSession, Depends(Provide[Container.end_session])],
+) -> Response:
+    await end(principal, session_id)
+    return Response(status_code=204)

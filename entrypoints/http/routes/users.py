@@ -1,0 +1,126 @@
+"""``/api/v1/users``: registration, the public list, and one's own profile."""
+
+import inspect
+from typing import Annotated
+
+from dependency_injector.wiring import Provide, inject
+from fastapi import APIRouter, Depends, Query
+from starlette.responses import Response
+
+from application.users import (
+    UNSET,
+    DeleteAccount,
+    ListUsers,
+    NewUser,
+    ProfileChanges,
+    RegisterUser,
+    UpdateProfile,
+)
+from domain.model import MAX_PAGE_SIZE, PageRequest
+from entrypoints.container import Container
+from entrypoints.http import schemas
+from entrypoints.http.dependencies import CurrentPrincipal, ip_rate_limit, json_response
+from entrypoints.http.openapi import problems
+from entrypoints.http.presenters import page_body, user_body
+
+router = APIRouter(prefix="/api/v1/users", tags=["users"])
+# Far past any real page, yet small enough that no offset overflows a database integer.
+MAX_PAGE = 10_000_000
+
+
+def _doc(use_case: type) -> str:
+    return inspect.cleandoc(use_case.__doc__ or "")
+
+
+@router.post(
+    "/",
+    summary="Register",
+    description=_doc(RegisterUser),
+    status_code=201,
+    response_model=schemas.User,
+    responses=problems(409, 413, 422, 429, 503),
+    dependencies=[ip_rate_limit("register")],
+)
+@inject
+async def register(
+    body: schemas.UserCreate,
+    register_user: Annotated[RegisterUser, Depends(Provide[Container.register_user])],
+) -> Response:
+    user = await register_user(
+        NewUser(
+            email=body.email,
+            username=body.username,
+            password=body.password,
+            full_name=body.full_name,
+        )
+    )
+    return json_response(user_body(user), status_code=201)
+
+
+@router.get(
+    "/",
+    summary="List users",
+    description=_doc(ListUsers).split("\n")[0] + " Emails are never shown.",
+    response_model=schemas.UserPage,
+    responses=problems(422, 503),
+)
+@inject
+async def list_users(
+    list_users: Annotated[ListUsers, Depends(Provide[Container.list_users])],
+    page: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 1,
+    size: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = 20,
+) -> Response:
+    found = await list_users(PageRequest(page=page, size=size))
+    return json_response(page_body(found))
+
+
+@router.get(
+    "/me",
+    summary="My profile",
+    response_model=schemas.User,
+    responses=problems(401, 503),
+)
+async def me(principal: CurrentPrincipal) -> Response:
+    return json_response(user_body(principal.user))
+
+
+@router.patch(
+    "/me",
+    summary="Update my profile",
+    description=_doc(UpdateProfile),
+    response_model=schemas.User,
+    responses=problems(401, 403, 409, 413, 422, 503),
+)
+@inject
+async def update_me(
+    body: schemas.UserUpdate,
+    principal: CurrentPrincipal,
+    update_profile: Annotated[UpdateProfile, Depends(Provide[Container.update_profile])],
+) -> Response:
+    user = await update_profile(
+        principal,
+        ProfileChanges(
+            email=body.email,
+            username=body.username,
+            full_name=body.full_name if "full_name" in body.model_fields_set else UNSET,
+            password=body.password,
+            current_password=body.current_password,
+        ),
+    )
+    return json_response(user_body(user))
+
+
+@router.delete(
+    "/me",
+    summary="Delete my account",
+    description=_doc(DeleteAccount),
+    status_code=204,
+    responses=problems(401, 503),
+)
+@inject
+async def delete_me(
+    principal: CurrentPrincipal,
+    delete_account: Annotated[DeleteAccount, Depends(Provide[Container.delete_account])],
+) -> Response:
+    await delete_account(principal)
+    return Response(status_code=204)

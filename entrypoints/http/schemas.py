@@ -1,0 +1,141 @@
+"""Request and response bodies of the HTTP API (API.md) and their OpenAPI shapes."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints, model_validator
+
+from domain.rules import (
+    FULL_NAME_MAX_LENGTH,
+    PASSWORD_MAX_LENGTH,
+    PASSWORD_MIN_LENGTH,
+)
+
+NoNul = r"^[^\x00]*$"
+Username = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]{3,32}$")]
+Password = Annotated[
+    str,
+    StringConstraints(
+        min_length=PASSWORD_MIN_LENGTH, max_length=PASSWORD_MAX_LENGTH, pattern=NoNul
+    ),
+]
+FullName = Annotated[str, StringConstraints(max_length=FULL_NAME_MAX_LENGTH, pattern=NoNul)]
+Email = Annotated[EmailStr, StringConstraints(max_length=320)]
+# A credential as sent to log in; its rules are checked by the use case, not here, so
+# that a malformed one fails like a wrong one.
+Credential = Annotated[str, StringConstraints(min_length=1, max_length=1024, pattern=NoNul)]
+Token = Annotated[str, StringConstraints(min_length=1, max_length=4096)]
+
+
+class Strict(BaseModel):
+    """Unknown fields are refused, so no client can set what it was not offered."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
+
+
+class UserCreate(Strict):
+    email: Email
+    username: Username
+    password: Password
+    full_name: FullName | None = None
+
+
+class UserUpdate(Strict):
+    email: Email | None = None
+    username: Username | None = None
+    full_name: FullName | None = None
+    password: Password | None = None
+    current_password: Credential | None = None
+
+    @model_validator(mode="after")
+    def _no_null_for_required_fields(self) -> UserUpdate:
+        for name in ("email", "username", "password", "current_password"):
+            if name in self.model_fields_set and getattr(self, name) is None:
+                raise ValueError(f"{name} cannot be null")
+        return self
+
+
+class LoginRequest(Strict):
+    username: Credential = Field(description="The username or the email address.")
+    password: Credential
+
+
+class RefreshRequest(Strict):
+    refresh_token: Token
+
+
+class TokenPair(BaseModel):
+    access_token: str
+    refresh_token: str
+    token_type: Literal["bearer"] = "bearer"  # noqa: S105
+    expires_in: int = Field(description="Seconds until the access token expires.")
+
+
+class User(BaseModel):
+    id: int
+    email: str
+    username: str
+    full_name: str | None
+    is_active: bool
+    is_superuser: bool
+    created_at: datetime
+
+
+class PublicUser(BaseModel):
+    id: int
+    username: str
+    full_name: str | None
+    created_at: datetime
+
+
+class UserPage(BaseModel):
+    items: list[PublicUser]
+    total: int
+    page: int
+    size: int
+    pages: int
+
+
+class Session(BaseModel):
+    id: str
+    created_at: datetime
+    last_used_at: datetime
+    user_agent: str | None
+    current: bool
+
+
+class Status(BaseModel):
+    status: Literal["ok"] = "ok"
+
+
+class Problem(BaseModel):
+    """An RFC 9457 problem details object."""
+
+    type: str = "about:blank"
+    title: str
+    status: int
+    detail: str
+    code: str
+    request_id: str | None = Field(default=None, description="Only on 500 responses.")
+
+
+class ValidationErrorItem(BaseModel):
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
+class ValidationProblem(Problem):
+    errors: list[ValidationErrorItem]
+
+
+def openapi_components() -> dict[str, Any]:
+    """Schemas referenced by the hand-written problem responses."""
+    components: dict[str, Any] = {}
+    for model in (Problem, ValidationProblem):
+        schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+        components.update(schema.pop("$defs", {}))
+        components[model.__name__] = schema
+    return components

@@ -1,0 +1,25 @@
+"""Prometheus metrics shared by the entrypoints (prometheus-client's default registry)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Histogram
+
+HTTP_REQUESTS = Counter(
+    "http_requests_total",
+    "HTTP requests handled, by method, route template and status code.",
+    ["method", "route", "status"],
+)
+HTTP_LATENCY = Histogram(
+    "http_request_duration_seconds",
+    "Time to handle an HTTP request, by method and route template.",
+    ["method", "route"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+)
+LOGINS = Counter("auth_logins_total", "Login attempts, by outcome.", ["outcome"])
+PURGE_RUNS = Counter("token_purge_runs_total", "Token purge runs, by outcome.", ["outcome"])
+PURGED_ROWS = Counter("token_purged_rows_total", "Rows deleted by token purges, by kind.", ["kind"])
+PURGE_DURATION = Histogram(
+    "token_purge_duration_seconds",
+    "Duration of a token purge run.",
+    buckets=(0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0),
+)
