@@ -234,10 +234,10 @@ class SqlAlchemySessionRepository(SessionRepository):
         await self._conn.execute(
             update(refresh_tokens)
             .where(
+                # Every session of the user, revoked or not: a token issued by a refresh
+                # that raced an earlier revocation must not stay valid.
                 refresh_tokens.c.session_id.in_(
-                    select(sessions.c.id).where(
-                        sessions.c.user_id == user_id, sessions.c.revoked_at.is_(None)
-                    )
+                    select(sessions.c.id).where(sessions.c.user_id == user_id)
                 ),
                 refresh_tokens.c.revoked_at.is_(None),
             )

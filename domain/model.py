@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import secrets
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -128,4 +127,5 @@ class Page(Generic[T]):
 
     @property
     def pages(self) -> int:
-        return math.ceil(self.total / self.size) if self.total else 0
+        # Integer division: a float quotient loses precision for large totals.
+        return -(-self.total // self.size)

@@ -10,6 +10,7 @@ from dependency_injector import containers, providers
 
 from adapters.clock import SystemClock
 from adapters.database import Database
+from adapters.locks import DatabaseJobLock
 from adapters.rate_limit import LimitsFailedLoginCounter, RateLimiter
 from adapters.security import Argon2Hasher, JwtCodec
 from adapters.unit_of_work import SqlAlchemyUnitOfWork
@@ -64,6 +65,8 @@ class Container(containers.DeclarativeContainer):
         refresh_ttl=settings.provided.refresh_token_ttl,
     )
     uow = providers.Factory(SqlAlchemyUnitOfWork, database=database)
+    # Keeps job runner replicas from running the same job at once.
+    job_lock = providers.Singleton(DatabaseJobLock, database=database)
 
     # Use cases: stateless, so one of each.
     register_user = providers.Singleton(RegisterUser, uow=uow.provider, hasher=hasher, clock=clock)

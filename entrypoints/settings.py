@@ -56,6 +56,8 @@ class Settings(BaseSettings):
     trusted_proxies: list[str] = []
 
     token_purge_interval_minutes: int = Field(default=60, ge=1, le=7 * 24 * 60)
+    # The job runner's own Prometheus /metrics port; 0 serves none.
+    jobs_metrics_port: int = Field(default=0, ge=0, le=65535)
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     log_format: Literal["console", "json"] | None = None

@@ -6,8 +6,8 @@ bodies) are reshaped here too, so every error a client sees has the same form.
 
 from __future__ import annotations
 
-from http import HTTPStatus
 from collections.abc import Mapping
+from http import HTTPStatus
 from typing import Any
 
 import orjson
