@@ -17,8 +17,13 @@ from domain.ports import UnitOfWork
 
 
 class SqlAlchemyUnitOfWork(UnitOfWork):
-    def __init__(self, database: Database) -> None:
+    """With ``read_only=True`` no transaction is opened at all (autocommit): a read
+    costs one round trip instead of three (BEGIN, the query, ROLLBACK). The composition
+    root gives such units only to use cases that never write; ``commit()`` refuses."""
+
+    def __init__(self, database: Database, *, read_only: bool = False) -> None:
         self._database = database
+        self._read_only = read_only
         self._conn: AsyncConnection | None = None
 
     async def __aenter__(self) -> SqlAlchemyUnitOfWork:
@@ -29,7 +34,10 @@ class SqlAlchemyUnitOfWork(UnitOfWork):
                 raise ServiceUnavailable() from exc
             raise
         self._conn = conn
-        await conn.begin()
+        if self._read_only:
+            await conn.execution_options(isolation_level="AUTOCOMMIT")
+        else:
+            await conn.begin()
         self.users = SqlAlchemyUserRepository(conn)
         self.sessions = SqlAlchemySessionRepository(conn)
         self.refresh_tokens = SqlAlchemyRefreshTokenRepository(conn)
@@ -56,6 +64,8 @@ class SqlAlchemyUnitOfWork(UnitOfWork):
 
     async def commit(self) -> None:
         assert self._conn is not None, "commit() outside 'async with'"
+        if self._read_only:
+            raise RuntimeError("commit() in a read-only unit of work")
         try:
             await self._conn.commit()
         except Exception as exc:

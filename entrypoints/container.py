@@ -65,6 +65,8 @@ class Container(containers.DeclarativeContainer):
         refresh_ttl=settings.provided.refresh_token_ttl,
     )
     uow = providers.Factory(SqlAlchemyUnitOfWork, database=database)
+    # For use cases that only read: no transaction, one round trip per query.
+    reader = providers.Factory(SqlAlchemyUnitOfWork, database=database, read_only=True)
     # Keeps job runner replicas from running the same job at once.
     job_lock = providers.Singleton(DatabaseJobLock, database=database)
 
@@ -79,22 +81,22 @@ class Container(containers.DeclarativeContainer):
         failed_logins=failed_logins,
         policy=token_policy,
     )
-    authenticate = providers.Singleton(Authenticate, uow=uow.provider, codec=codec, clock=clock)
+    authenticate = providers.Singleton(Authenticate, uow=reader.provider, codec=codec, clock=clock)
     refresh_tokens = providers.Singleton(
         RefreshTokens, uow=uow.provider, codec=codec, clock=clock, policy=token_policy
     )
     log_out = providers.Singleton(LogOut, uow=uow.provider, codec=codec, clock=clock)
     log_out_everywhere = providers.Singleton(LogOutEverywhere, uow=uow.provider, clock=clock)
-    list_sessions = providers.Singleton(ListSessions, uow=uow.provider, clock=clock)
+    list_sessions = providers.Singleton(ListSessions, uow=reader.provider, clock=clock)
     end_session = providers.Singleton(EndSession, uow=uow.provider, clock=clock)
     update_profile = providers.Singleton(
         UpdateProfile, uow=uow.provider, hasher=hasher, clock=clock
     )
     delete_account = providers.Singleton(DeleteAccount, uow=uow.provider)
-    list_users = providers.Singleton(ListUsers, uow=uow.provider)
+    list_users = providers.Singleton(ListUsers, uow=reader.provider)
 
     # The operator's.
-    get_user = providers.Singleton(GetUser, uow=uow.provider)
+    get_user = providers.Singleton(GetUser, uow=reader.provider)
     set_password = providers.Singleton(SetPassword, uow=uow.provider, hasher=hasher, clock=clock)
     set_active = providers.Singleton(SetActive, uow=uow.provider, clock=clock)
     purge_tokens = providers.Singleton(PurgeTokens, uow=uow.provider, clock=clock)
