@@ -9,14 +9,7 @@ import abc
 from datetime import datetime
 from types import TracebackType
 
-from domain.model import (
-    AccessClaims,
-    PageRequest,
-    RefreshClaims,
-    RefreshToken,
-    Session,
-    User,
-)
+from domain.model import AccessClaims, PageRequest, RefreshClaims, RefreshToken, Session, User
 
 
 class UserRepository(abc.ABC):
