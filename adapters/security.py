@@ -201,7 +201,8 @@ class JwtCodec(TokenCodec):
         for claim in ("iat", "nbf"):
             if claim in payload:
                 value = payload[claim]
-                if not _is_number(value) or value > now:
+                # ``not <=`` rather than ``>``: a NaN compares false either way.
+                if not _is_number(value) or not value <= now:
                     raise InvalidToken()
         return payload
 

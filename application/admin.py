@@ -18,7 +18,8 @@ async def find_user(uow: UnitOfWork, ref: str) -> User:
     """The user named by ``ref``: an id, an email or a username (in that order)."""
     ref = ref.strip()
     user = None
-    if ref.isdigit() and len(ref) < 19:
+    # isascii: str.isdigit() also accepts digits such as "²" that int() refuses.
+    if ref.isascii() and ref.isdigit() and len(ref) < 19:
         user = await uow.users.get(int(ref))
     if user is None:
         user = await uow.users.get_by_login(normalize_login(ref))

@@ -46,15 +46,17 @@ class LogIn:
     async def __call__(
         self, login: str, password: str, user_agent: str | None = None
     ) -> LoginResult:
-        account = normalize_login(login)
-        retry_after = await self._failed_logins.retry_after(account)
-        if retry_after is not None:
-            raise RateLimited(retry_after, "Too many failed logins for this account.")
-
+        login = normalize_login(login)
         # The hash is checked outside any transaction: no connection is held while
         # the CPU works.
         async with self._uow() as uow:
-            found = await uow.users.get_by_login(account)
+            found = await uow.users.get_by_login(login)
+        # Failures count per account, whichever of its names is typed; an unknown
+        # name is its own bucket, so probing it reveals nothing.
+        account = f"user:{found.id}" if found else f"login:{login}"
+        retry_after = await self._failed_logins.retry_after(account)
+        if retry_after is not None:
+            raise RateLimited(retry_after, "Too many failed logins for this account.")
         matches = await self._hasher.verify(found.password_hash if found else None, password)
         if found is None or not matches or not found.is_active:
             await self._failed_logins.record_failure(account)

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import ipaddress
-import re
+import json
 from datetime import timedelta
-from typing import Literal
+from typing import Annotated, Literal
 
 from limits import parse_many
 from pydantic import Field, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from adapters.security import MIN_KEY_BYTES
 
@@ -44,7 +44,7 @@ class Settings(BaseSettings):
     jwt_issuer: str | None = None
     jwt_audience: str | None = None
 
-    allowed_origins: list[str] = []
+    allowed_origins: Annotated[list[str], NoDecode] = []
 
     rate_limit_enabled: bool = True
     rate_limit_login: str = "5/minute"
@@ -53,7 +53,7 @@ class Settings(BaseSettings):
     rate_limit_login_account: str = "10/15minutes"
     rate_limit_register: str = "10/minute"
     rate_limit_storage_uri: str = "memory://"
-    trusted_proxies: list[str] = []
+    trusted_proxies: Annotated[list[str], NoDecode] = []
 
     token_purge_interval_minutes: int = Field(default=60, ge=1, le=7 * 24 * 60)
     # The job runner's own Prometheus /metrics port; 0 serves none.
@@ -77,9 +77,25 @@ class Settings(BaseSettings):
     @classmethod
     def _rate_limit(cls, value: str) -> str:
         try:
-            parse_many(value)
+            items = parse_many(value)
         except ValueError:
-            raise ValueError(f"{value!r} is not a rate limit such as '5/minute'") from None
+            items = []
+        if len(items) != 1 or items[0].amount < 1:
+            raise ValueError(f"{value!r} is not a rate limit such as '5/minute'")
+        return value
+
+    @field_validator("allowed_origins", "trusted_proxies", mode="before")
+    @classmethod
+    def _json_list(cls, value: object) -> object:
+        # An empty variable means "none", not a JSON error.
+        if isinstance(value, str):
+            text = value.strip()
+            if not text:
+                return []
+            try:
+                return json.loads(text)
+            except json.JSONDecodeError:
+                raise ValueError('must be a JSON array, e.g. ["value"]') from None
         return value
 
     @field_validator("rate_limit_storage_uri")
@@ -168,11 +184,6 @@ def load_settings(**overrides: object) -> Settings:
     names the variable at fault."""
     try:
         return Settings(**overrides)  # type: ignore[arg-type]
-    except SettingsError as exc:
-        # Raised for a value that is not valid JSON where a list is expected.
-        found = re.search(r'field "(\w+)"', str(exc))
-        variable = found.group(1).upper() if found else "a list setting"
-        return _raise(f'{variable}: must be a JSON array, e.g. ["value"]')
     except ValidationError as exc:
         error = exc.errors()[0]
         variable = "_".join(str(part) for part in error["loc"] if isinstance(part, str)).upper()

@@ -1,0 +1,201 @@
+"""RateLimiter over ``limits`` (in memory and in Redis) and the failed-login counter."""
+
+from __future__ import annotations
+
+import secrets
+
+import pytest
+
+from adapters.rate_limit import LimitsFailedLoginCounter, RateLimiter, async_storage_uri
+
+UNREACHABLE_REDIS = "redis://127.0.0.1:1/0"
+
+
+def unique(name: str) -> str:
+    """A key no other test (or earlier run against a shared Redis) has used."""
+    return f"unit-{name}-{secrets.token_hex(8)}"
+
+
+@pytest.fixture
+def limiter() -> RateLimiter:
+    return RateLimiter("memory://")
+
+
+@pytest.mark.parametrize(
+    ("configured", "used"),
+    [
+        ("memory://", "async+memory://"),
+        ("redis://h:6379/0", "async+redis://h:6379/0"),
+        ("async+redis://h:6379/0", "async+redis://h:6379/0"),
+    ],
+)
+def test_storage_uris_are_used_in_their_async_form(configured: str, used: str) -> None:
+    assert async_storage_uri(configured) == used
+
+
+async def test_hits_within_the_limit_pass_and_the_next_one_must_wait(
+    limiter: RateLimiter,
+) -> None:
+    limit = RateLimiter.parse("2/minute")
+
+    assert await limiter.hit(limit, "login", "10.0.0.1") is None
+    assert await limiter.hit(limit, "login", "10.0.0.1") is None
+    retry_after = await limiter.hit(limit, "login", "10.0.0.1")
+
+    assert retry_after is not None
+    assert 1 <= retry_after <= 60
+
+
+async def test_testing_a_limit_counts_no_hit(limiter: RateLimiter) -> None:
+    limit = RateLimiter.parse("1/minute")
+
+    for _ in range(5):
+        assert await limiter.retry_after(limit, "login", "10.0.0.1") is None
+    assert await limiter.hit(limit, "login", "10.0.0.1") is None
+
+    retry_after = await limiter.retry_after(limit, "login", "10.0.0.1")
+    assert retry_after is not None
+    assert retry_after >= 1
+
+
+async def test_each_key_has_its_own_count(limiter: RateLimiter) -> None:
+    limit = RateLimiter.parse("1/minute")
+    await limiter.hit(limit, "login", "10.0.0.1")
+
+    assert await limiter.hit(limit, "login", "10.0.0.2") is None
+    assert await limiter.hit(limit, "refresh", "10.0.0.1") is None
+    assert await limiter.hit(limit, "login", "10.0.0.1") is not None
+
+
+async def test_a_disabled_limiter_never_limits() -> None:
+    limiter = RateLimiter("memory://", enabled=False)
+    limit = RateLimiter.parse("1/hour")
+
+    for _ in range(5):
+        assert await limiter.hit(limit, "login", "10.0.0.1") is None
+    assert await limiter.retry_after(limit, "login", "10.0.0.1") is None
+
+
+async def test_reset_forgets_every_count(limiter: RateLimiter) -> None:
+    limit = RateLimiter.parse("1/minute")
+    await limiter.hit(limit, "login", "10.0.0.1")
+
+    await limiter.reset()
+
+    assert await limiter.hit(limit, "login", "10.0.0.1") is None
+
+
+async def test_two_in_memory_limiters_do_not_share_counts() -> None:
+    limit = RateLimiter.parse("1/minute")
+    await RateLimiter("memory://").hit(limit, "login", "10.0.0.1")
+
+    assert await RateLimiter("memory://").hit(limit, "login", "10.0.0.1") is None
+
+
+@pytest.mark.parametrize("bad", ["lots", "5/fortnight", ""])
+def test_a_malformed_limit_is_refused(bad: str) -> None:
+    with pytest.raises(ValueError, match=r"parse|granularity"):
+        RateLimiter.parse(bad)
+
+
+async def test_an_unreachable_store_lets_every_request_through(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    limiter = RateLimiter(UNREACHABLE_REDIS)
+    limit = RateLimiter.parse("1/hour")
+
+    assert await limiter.hit(limit, "login", "10.0.0.1") is None
+    assert await limiter.hit(limit, "login", "10.0.0.1") is None
+    assert await limiter.retry_after(limit, "login", "10.0.0.1") is None
+    assert "rate limit storage unavailable" in caplog.text
+
+
+# --- Redis ---------------------------------------------------------------------------
+
+
+@pytest.mark.redis
+async def test_redis_limits_are_shared_between_limiters(redis_url: str) -> None:
+    limit = RateLimiter.parse("2/minute")
+    key = unique("shared")
+    first, second = RateLimiter(redis_url), RateLimiter(redis_url)
+
+    assert await first.hit(limit, "login", key) is None
+    assert await second.hit(limit, "login", key) is None
+    retry_after = await first.hit(limit, "login", key)
+
+    assert retry_after is not None
+    assert 1 <= retry_after <= 60
+    assert (await second.retry_after(limit, "login", key) or 0) >= 1
+
+
+@pytest.mark.redis
+async def test_redis_test_counts_no_hit_and_keys_are_separate(redis_url: str) -> None:
+    limiter = RateLimiter(redis_url)
+    limit = RateLimiter.parse("1/minute")
+    key, other = unique("test"), unique("other")
+
+    assert await limiter.retry_after(limit, "login", key) is None
+    assert await limiter.hit(limit, "login", key) is None
+    assert await limiter.hit(limit, "login", other) is None
+    assert await limiter.hit(limit, "login", key) is not None
+
+
+# --- failed logins -------------------------------------------------------------------
+
+
+async def test_an_account_may_try_until_its_failures_reach_the_limit(
+    limiter: RateLimiter,
+) -> None:
+    counter = LimitsFailedLoginCounter(limiter, "3/15minutes")
+
+    for _ in range(3):
+        assert await counter.retry_after("ada") is None
+        await counter.record_failure("ada")
+
+    retry_after = await counter.retry_after("ada")
+    assert retry_after is not None
+    assert 1 <= retry_after <= 15 * 60
+
+
+async def test_asking_whether_an_account_may_try_counts_no_failure(
+    limiter: RateLimiter,
+) -> None:
+    counter = LimitsFailedLoginCounter(limiter, "1/15minutes")
+
+    for _ in range(5):
+        assert await counter.retry_after("ada") is None
+
+
+async def test_failures_of_one_account_do_not_throttle_another(limiter: RateLimiter) -> None:
+    counter = LimitsFailedLoginCounter(limiter, "1/15minutes")
+    await counter.record_failure("ada")
+
+    assert await counter.retry_after("ada") is not None
+    assert await counter.retry_after("bob") is None
+
+
+async def test_failed_logins_do_not_share_a_count_with_per_ip_limits(
+    limiter: RateLimiter,
+) -> None:
+    counter = LimitsFailedLoginCounter(limiter, "1/15minutes")
+    limit = RateLimiter.parse("1/15minutes")
+    await limiter.hit(limit, "login", "ada")
+
+    assert await counter.retry_after("ada") is None
+
+
+def test_a_malformed_failed_login_limit_is_refused(limiter: RateLimiter) -> None:
+    with pytest.raises(ValueError, match="parse"):
+        LimitsFailedLoginCounter(limiter, "ten per forever")
+
+
+@pytest.mark.redis
+async def test_failed_logins_are_counted_in_redis(redis_url: str) -> None:
+    account = unique("account")
+    counter = LimitsFailedLoginCounter(RateLimiter(redis_url), "2/15minutes")
+    elsewhere = LimitsFailedLoginCounter(RateLimiter(redis_url), "2/15minutes")
+
+    await counter.record_failure(account)
+    await elsewhere.record_failure(account)
+
+    assert (await counter.retry_after(account) or 0) >= 1
