@@ -76,6 +76,8 @@ users = Table(
     Column("is_superuser", Boolean, nullable=False, server_default=text("false")),
     Column("token_version", Integer, nullable=False, server_default=text("0")),
     Column("created_at", UTCDateTime, nullable=False),
+    # Never reuse the id of a deleted user on SQLite (PostgreSQL never does).
+    sqlite_autoincrement=True,
 )
 # Uniqueness is case-insensitive and enforced by the database, so races end in a
 # clean conflict rather than a duplicate.

@@ -35,6 +35,7 @@ def upgrade() -> None:
         sa.Column("token_version", sa.Integer(), server_default=sa.text("0"), nullable=False),
         sa.Column("created_at", UTCDateTime(), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_users")),
+        sqlite_autoincrement=True,
     )
     op.create_index("uq_users_email_lower", "users", [sa.text("lower(email)")], unique=True)
     op.create_index("uq_users_username_lower", "users", [sa.text("lower(username)")], unique=True)

@@ -1,0 +1,326 @@
+"""SqlAlchemyUserRepository against the UserRepository contract (domain/ports.py)."""
+
+from __future__ import annotations
+
+import pytest
+
+from adapters.database import Database
+from domain.errors import EmailTaken, UsernameTaken
+from domain.model import PageRequest, User
+from domain.rules import normalize_login
+from tests.integration.builders import (
+    NOW,
+    UowFactory,
+    add_session,
+    add_token,
+    add_user,
+    count_rows,
+    make_user,
+)
+
+
+def fields(user: User) -> dict[str, object]:
+    return dict(vars(user))
+
+
+async def test_add_assigns_distinct_ids_and_get_returns_every_field(new_uow: UowFactory) -> None:
+    ada = make_user(
+        "ada",
+        full_name="Ada Lovelace",
+        is_active=False,
+        is_superuser=True,
+        token_version=3,
+        created_at=NOW,
+    )
+    async with new_uow() as uow:
+        assert vars(ada)["id"] is None  # until add assigns it
+        returned = await uow.users.add(ada)
+        bob = await uow.users.add(make_user("bob"))
+        await uow.commit()
+
+    assert returned is ada
+    assert isinstance(ada.id, int)
+    assert isinstance(bob.id, int)
+    assert ada.id != bob.id
+    async with new_uow() as uow:
+        stored = await uow.users.get(ada.id)
+    assert stored is not None
+    assert fields(stored) == fields(ada)
+
+
+async def test_get_of_an_unknown_id_is_none(new_uow: UowFactory) -> None:
+    async with new_uow() as uow:
+        assert await uow.users.get(424242) is None
+
+
+@pytest.mark.parametrize("email", ["ada@example.com", "ADA@Example.COM"])
+async def test_add_refuses_an_email_already_taken_in_any_case(
+    database: Database, new_uow: UowFactory, email: str
+) -> None:
+    await add_user(database, "ada", email="ada@example.com")
+
+    with pytest.raises(EmailTaken):
+        async with new_uow() as uow:
+            await uow.users.add(make_user("other", email=email))
+
+    assert (await count_rows(database))["users"] == 1
+
+
+@pytest.mark.parametrize("username", ["Ada", "ADA", "ada"])
+async def test_add_refuses_a_username_already_taken_in_any_case(
+    database: Database, new_uow: UowFactory, username: str
+) -> None:
+    await add_user(database, "Ada")
+
+    with pytest.raises(UsernameTaken):
+        async with new_uow() as uow:
+            await uow.users.add(make_user(username, email="other@example.com"))
+
+    assert (await count_rows(database))["users"] == 1
+
+
+async def test_update_writes_back_every_field(database: Database, new_uow: UowFactory) -> None:
+    user = await add_user(database, "ada")
+    user.email = "lovelace@example.com"
+    user.username = "Lovelace"
+    user.password_hash = "new-hash"
+    user.full_name = "Ada Lovelace"
+    user.is_active = False
+    user.is_superuser = True
+    user.revoke_tokens()
+    user.created_at = NOW
+
+    async with new_uow() as uow:
+        await uow.users.update(user)
+        await uow.commit()
+
+    async with new_uow() as uow:
+        stored = await uow.users.get(user.id or 0)
+    assert stored is not None
+    assert fields(stored) == fields(user)
+
+
+async def test_update_may_change_the_case_of_ones_own_username(
+    database: Database, new_uow: UowFactory
+) -> None:
+    user = await add_user(database, "ada")
+    user.username = "ADA"
+
+    async with new_uow() as uow:
+        await uow.users.update(user)
+        await uow.commit()
+
+    async with new_uow() as uow:
+        stored = await uow.users.get(user.id or 0)
+    assert stored is not None
+    assert stored.username == "ADA"
+
+
+async def test_update_to_another_users_email_in_any_case_raises_email_taken(
+    database: Database, new_uow: UowFactory
+) -> None:
+    await add_user(database, "ada")
+    bob = await add_user(database, "bob")
+    bob.email = "ADA@example.com"
+
+    with pytest.raises(EmailTaken):
+        async with new_uow() as uow:
+            await uow.users.update(bob)
+
+    async with new_uow() as uow:
+        stored = await uow.users.get(bob.id or 0)
+    assert stored is not None
+    assert stored.email == "bob@example.com"
+
+
+async def test_update_to_another_users_username_in_any_case_raises_username_taken(
+    database: Database, new_uow: UowFactory
+) -> None:
+    await add_user(database, "ada")
+    bob = await add_user(database, "bob")
+    bob.username = "aDa"
+
+    with pytest.raises(UsernameTaken):
+        async with new_uow() as uow:
+            await uow.users.update(bob)
+
+    async with new_uow() as uow:
+        stored = await uow.users.get(bob.id or 0)
+    assert stored is not None
+    assert stored.username == "bob"
+
+
+@pytest.mark.parametrize(
+    "typed", ["ada.l@example.com", "Ada.L@Example.com", "AdaL", "adal", "ADAL", "  adal  "]
+)
+async def test_get_by_login_finds_the_user_by_email_or_username_in_any_case(
+    database: Database, new_uow: UowFactory, typed: str
+) -> None:
+    ada = await add_user(database, "AdaL", email="ada.l@example.com")
+    await add_user(database, "bob")
+
+    async with new_uow() as uow:
+        found = await uow.users.get_by_login(normalize_login(typed))
+
+    assert found is not None
+    assert found.id == ada.id
+
+
+async def test_get_by_login_of_an_unknown_login_is_none(
+    database: Database, new_uow: UowFactory
+) -> None:
+    await add_user(database, "ada")
+    async with new_uow() as uow:
+        assert await uow.users.get_by_login("nobody") is None
+        assert await uow.users.get_by_login("nobody@example.com") is None
+
+
+async def test_email_and_username_taken_compare_case_insensitively_and_skip_the_user(
+    database: Database, new_uow: UowFactory
+) -> None:
+    ada = await add_user(database, "Ada")
+    bob = await add_user(database, "bob")
+
+    async with new_uow() as uow:
+        assert await uow.users.email_taken("ADA@example.com")
+        assert await uow.users.username_taken("aDA")
+        assert not await uow.users.email_taken("carol@example.com")
+        assert not await uow.users.username_taken("carol")
+        assert not await uow.users.email_taken("ada@example.com", except_user=ada.id)
+        assert not await uow.users.username_taken("ADA", except_user=ada.id)
+        assert await uow.users.email_taken("ada@example.com", except_user=bob.id)
+        assert await uow.users.username_taken("ada", except_user=bob.id)
+
+
+async def test_get_with_session_returns_the_user_and_its_own_session(
+    database: Database, new_uow: UowFactory
+) -> None:
+    ada = await add_user(database, "ada")
+    session = await add_session(database, ada, revoked_at=NOW)
+
+    async with new_uow() as uow:
+        found = await uow.users.get_with_session(ada.id or 0, session.id)
+
+    assert found is not None
+    user, stored = found
+    assert fields(user) == fields(ada)
+    assert stored is not None
+    assert vars(stored) == vars(session)
+
+
+async def test_get_with_session_hides_another_users_session(
+    database: Database, new_uow: UowFactory
+) -> None:
+    ada = await add_user(database, "ada")
+    bob = await add_user(database, "bob")
+    bobs_session = await add_session(database, bob)
+
+    async with new_uow() as uow:
+        found = await uow.users.get_with_session(ada.id or 0, bobs_session.id)
+
+    assert found is not None
+    assert found[0].id == ada.id
+    assert found[1] is None
+
+
+async def test_get_with_session_of_a_missing_session_gives_the_user_alone(
+    database: Database, new_uow: UowFactory
+) -> None:
+    ada = await add_user(database, "ada")
+    async with new_uow() as uow:
+        found = await uow.users.get_with_session(ada.id or 0, "0" * 32)
+    assert found is not None
+    assert found[0].id == ada.id
+    assert found[1] is None
+
+
+async def test_get_with_session_of_a_missing_user_is_none(
+    database: Database, new_uow: UowFactory
+) -> None:
+    ada = await add_user(database, "ada")
+    session = await add_session(database, ada)
+    async with new_uow() as uow:
+        assert await uow.users.get_with_session((ada.id or 0) + 1000, session.id) is None
+
+
+async def test_list_page_orders_by_id_and_counts_all_users(
+    database: Database, new_uow: UowFactory
+) -> None:
+    names = ["erin", "carol", "ada", "dave", "bob"]
+    added = [await add_user(database, name, is_active=name != "carol") for name in names]
+    ids = [user.id for user in added]
+
+    async with new_uow() as uow:
+        first, total = await uow.users.list_page(PageRequest(page=1, size=2), active_only=False)
+        second, _ = await uow.users.list_page(PageRequest(page=2, size=2), active_only=False)
+        third, _ = await uow.users.list_page(PageRequest(page=3, size=2), active_only=False)
+
+    assert total == 5
+    assert [u.id for u in first + second + third] == sorted(ids)  # type: ignore[type-var]
+    assert [len(first), len(second), len(third)] == [2, 2, 1]
+
+
+async def test_list_page_active_only_skips_inactive_users_in_items_and_total(
+    database: Database, new_uow: UowFactory
+) -> None:
+    for name in ["ada", "bob", "carol", "dave"]:
+        await add_user(database, name, is_active=name in {"ada", "dave"})
+
+    async with new_uow() as uow:
+        items, total = await uow.users.list_page(PageRequest(page=1, size=10), active_only=True)
+        second, _ = await uow.users.list_page(PageRequest(page=2, size=1), active_only=True)
+
+    assert total == 2
+    assert [u.username for u in items] == ["ada", "dave"]
+    assert [u.username for u in second] == ["dave"]
+
+
+async def test_list_page_past_the_end_is_empty_with_the_total(
+    database: Database, new_uow: UowFactory
+) -> None:
+    await add_user(database, "ada")
+    async with new_uow() as uow:
+        items, total = await uow.users.list_page(PageRequest(page=5, size=10), active_only=False)
+    assert items == []
+    assert total == 1
+
+
+async def test_list_page_of_no_users_is_empty(new_uow: UowFactory) -> None:
+    async with new_uow() as uow:
+        assert await uow.users.list_page(PageRequest(), active_only=True) == ([], 0)
+
+
+async def test_delete_removes_the_user_its_sessions_and_tokens_and_frees_its_names(
+    database: Database, new_uow: UowFactory
+) -> None:
+    ada = await add_user(database, "ada")
+    bob = await add_user(database, "bob")
+    for _ in range(2):
+        session = await add_session(database, ada)
+        await add_token(database, session)
+        await add_token(database, session, rotated_at=NOW)
+    bobs_token = await add_token(database, await add_session(database, bob))
+
+    async with new_uow() as uow:
+        await uow.users.delete(ada.id or 0)
+        await uow.commit()
+
+    assert await count_rows(database) == {"users": 1, "sessions": 1, "refresh_tokens": 1}
+    async with new_uow() as uow:
+        assert await uow.users.get(ada.id or 0) is None
+        assert await uow.refresh_tokens.get(bobs_token.id) is not None
+        await uow.users.add(make_user("ada"))  # email and username are free again
+        await uow.commit()
+
+
+async def test_delete_of_an_unknown_user_changes_nothing(
+    database: Database, new_uow: UowFactory
+) -> None:
+    ada = await add_user(database, "ada")
+    await add_token(database, await add_session(database, ada))
+
+    async with new_uow() as uow:
+        await uow.users.delete((ada.id or 0) + 1000)
+        await uow.commit()
+
+    assert await count_rows(database) == {"users": 1, "sessions": 1, "refresh_tokens": 1}
