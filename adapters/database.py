@@ -49,6 +49,7 @@ class Database:
         self._connect_timeout = connect_timeout
         self._echo = echo
         self._engine: AsyncEngine | None = None
+        self._autocommit_engine: AsyncEngine
 
     @property
     def is_sqlite(self) -> bool:
@@ -58,7 +59,17 @@ class Database:
     def engine(self) -> AsyncEngine:
         if self._engine is None:
             self._engine = self._create_engine()
+            # Same pool; connections from it run without a transaction.
+            self._autocommit_engine = self._engine.execution_options(
+                isolation_level="AUTOCOMMIT"
+            )
         return self._engine
+
+    @property
+    def autocommit_engine(self) -> AsyncEngine:
+        """The engine's pool, in autocommit mode: for units of work that only read."""
+        self.engine  # noqa: B018 - builds both on first use
+        return self._autocommit_engine
 
     def _create_engine(self) -> AsyncEngine:
         if self.is_sqlite:

@@ -27,16 +27,16 @@ class SqlAlchemyUnitOfWork(UnitOfWork):
         self._conn: AsyncConnection | None = None
 
     async def __aenter__(self) -> SqlAlchemyUnitOfWork:
+        database = self._database
+        engine = database.autocommit_engine if self._read_only else database.engine
         try:
-            conn = await self._database.engine.connect()
+            conn = await engine.connect()
         except Exception as exc:
             if is_unavailable(exc):
                 raise ServiceUnavailable() from exc
             raise
         self._conn = conn
-        if self._read_only:
-            await conn.execution_options(isolation_level="AUTOCOMMIT")
-        else:
+        if not self._read_only:
             await conn.begin()
         self.users = SqlAlchemyUserRepository(conn)
         self.sessions = SqlAlchemySessionRepository(conn)

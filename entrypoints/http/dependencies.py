@@ -21,13 +21,28 @@ from entrypoints.container import Container
 from entrypoints.http.problems import NotAuthenticated
 
 LOGIN_PATH = "/api/v1/auth/login"
+
+
+class Provided(Provide):  # type: ignore[misc,valid-type]
+    """``Provide`` for FastAPI routes: ``Depends(Provided[Container.x])``.
+
+    dependency-injector's markers are plain callables, which FastAPI runs in a thread
+    pool on every request just to get the marker back for ``@inject`` to replace; a
+    coroutine ``__call__`` keeps that on the event loop (about a third of the CPU time
+    of an authenticated request).
+    """
+
+    async def __call__(self) -> "Provided":
+        return self
+
+
 bearer = OAuth2PasswordBearer(tokenUrl=LOGIN_PATH, auto_error=False)
 
 
 @inject
 async def current_principal(
     token: Annotated[str | None, Depends(bearer)],
-    authenticate: Annotated[Authenticate, Depends(Provide[Container.authenticate])],
+    authenticate: Annotated[Authenticate, Depends(Provided[Container.authenticate])],
 ) -> Principal:
     """The caller, from a valid access token; 401 otherwise."""
     if not token:

@@ -20,6 +20,10 @@ Password = Annotated[
     StringConstraints(
         min_length=PASSWORD_MIN_LENGTH, max_length=PASSWORD_MAX_LENGTH, pattern=NoNul
     ),
+    Field(
+        description="Taken exactly as sent, and not one of the most common passwords"
+        " (which are refused with 422)."
+    ),
 ]
 FullName = Annotated[str, StringConstraints(max_length=FULL_NAME_MAX_LENGTH, pattern=NoNul)]
 Email = Annotated[EmailStr, StringConstraints(max_length=320)]
@@ -42,12 +46,27 @@ class UserCreate(Strict):
     full_name: FullName | None = None
 
 
+def _not_null(schema: dict[str, Any]) -> None:
+    """Documents an optional field that refuses null: it may be left out, not sent empty."""
+    branches = [b for b in schema.pop("anyOf", []) if b.get("type") != "null"]
+    if len(branches) == 1:
+        schema.update(branches[0])
+    else:
+        schema["anyOf"] = branches
+    schema.pop("default", None)
+
+
+def optional_not_null() -> Any:
+    """An optional field that refuses null (see ``UserUpdate``), documented as such."""
+    return Field(default=None, json_schema_extra=_not_null)
+
+
 class UserUpdate(Strict):
-    email: Email | None = None
-    username: Username | None = None
+    email: Email | None = optional_not_null()
+    username: Username | None = optional_not_null()
     full_name: FullName | None = None
-    password: Password | None = None
-    current_password: Credential | None = None
+    password: Password | None = optional_not_null()
+    current_password: Credential | None = optional_not_null()
 
     @model_validator(mode="after")
     def _no_null_for_required_fields(self) -> UserUpdate:

@@ -3,7 +3,7 @@
 import inspect
 from typing import Annotated, Any
 
-from dependency_injector.wiring import Provide, inject
+from dependency_injector.wiring import inject
 from fastapi import APIRouter, Depends, Path, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
@@ -20,7 +20,7 @@ from application.auth import (
 from domain.errors import InvalidCredentials
 from entrypoints.container import Container
 from entrypoints.http import schemas
-from entrypoints.http.dependencies import CurrentPrincipal, ip_rate_limit, json_response
+from entrypoints.http.dependencies import CurrentPrincipal, Provided, ip_rate_limit, json_response
 from entrypoints.http.openapi import problems
 from entrypoints.http.presenters import session_body, token_body
 from entrypoints.metrics import LOGINS
@@ -101,7 +101,7 @@ async def _credentials(request: Request) -> schemas.LoginRequest:
 )
 @inject
 async def login(
-    request: Request, log_in: Annotated[LogIn, Depends(Provide[Container.log_in])]
+    request: Request, log_in: Annotated[LogIn, Depends(Provided[Container.log_in])]
 ) -> Response:
     credentials = await _credentials(request)
     try:
@@ -128,7 +128,7 @@ async def login(
 @inject
 async def refresh(
     body: schemas.RefreshRequest,
-    refresh_tokens: Annotated[RefreshTokens, Depends(Provide[Container.refresh_tokens])],
+    refresh_tokens: Annotated[RefreshTokens, Depends(Provided[Container.refresh_tokens])],
 ) -> Response:
     pair = await refresh_tokens(body.refresh_token)
     return json_response(token_body(pair), headers=NO_STORE)
@@ -145,7 +145,7 @@ async def refresh(
 @inject
 async def logout(
     body: schemas.RefreshRequest,
-    log_out: Annotated[LogOut, Depends(Provide[Container.log_out])],
+    log_out: Annotated[LogOut, Depends(Provided[Container.log_out])],
 ) -> Response:
     await log_out(body.refresh_token)
     return Response(status_code=204)
@@ -161,7 +161,9 @@ async def logout(
 @inject
 async def logout_all(
     principal: CurrentPrincipal,
-    log_out_everywhere: Annotated[LogOutEverywhere, Depends(Provide[Container.log_out_everywhere])],
+    log_out_everywhere: Annotated[
+        LogOutEverywhere, Depends(Provided[Container.log_out_everywhere])
+    ],
 ) -> Response:
     await log_out_everywhere(principal)
     return Response(status_code=204)
@@ -177,7 +179,7 @@ async def logout_all(
 @inject
 async def sessions(
     principal: CurrentPrincipal,
-    list_sessions: Annotated[ListSessions, Depends(Provide[Container.list_sessions])],
+    list_sessions: Annotated[ListSessions, Depends(Provided[Container.list_sessions])],
 ) -> Response:
     found = await list_sessions(principal)
     body: list[dict[str, Any]] = [session_body(s, principal.session_id) for s in found]
@@ -195,7 +197,7 @@ async def sessions(
 async def end_session(
     session_id: Annotated[str, Path(max_length=64)],
     principal: CurrentPrincipal,
-    end: Annotated[EndSession, Depends(Provide[Container.end_session])],
+    end: Annotated[EndSession, Depends(Provided[Container.end_session])],
 ) -> Response:
     await end(principal, session_id)
     return Response(status_code=204)

@@ -2,7 +2,7 @@
 
 from typing import Annotated
 
-from dependency_injector.wiring import Provide, inject
+from dependency_injector.wiring import inject
 from fastapi import APIRouter, Depends
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.responses import Response
@@ -10,6 +10,7 @@ from starlette.responses import Response
 from adapters.database import Database
 from entrypoints.container import Container
 from entrypoints.http import schemas
+from entrypoints.http.dependencies import Provided
 from entrypoints.http.openapi import problems
 from entrypoints.http.problems import problem
 
@@ -30,7 +31,7 @@ async def live() -> Response:
     responses=problems(503),
 )
 @inject
-async def ready(database: Annotated[Database, Depends(Provide[Container.database])]) -> Response:
+async def ready(database: Annotated[Database, Depends(Provided[Container.database])]) -> Response:
     """The database answers. Recovers by itself when the database comes back."""
     if await database.ping():
         return Response(OK, media_type="application/json")

@@ -3,7 +3,7 @@
 import inspect
 from typing import Annotated
 
-from dependency_injector.wiring import Provide, inject
+from dependency_injector.wiring import inject
 from fastapi import APIRouter, Depends, Query
 from starlette.responses import Response
 
@@ -19,7 +19,7 @@ from application.users import (
 from domain.model import MAX_PAGE_SIZE, PageRequest
 from entrypoints.container import Container
 from entrypoints.http import schemas
-from entrypoints.http.dependencies import CurrentPrincipal, ip_rate_limit, json_response
+from entrypoints.http.dependencies import CurrentPrincipal, Provided, ip_rate_limit, json_response
 from entrypoints.http.openapi import problems
 from entrypoints.http.presenters import page_body, user_body
 
@@ -44,7 +44,7 @@ def _doc(use_case: type) -> str:
 @inject
 async def register(
     body: schemas.UserCreate,
-    register_user: Annotated[RegisterUser, Depends(Provide[Container.register_user])],
+    register_user: Annotated[RegisterUser, Depends(Provided[Container.register_user])],
 ) -> Response:
     user = await register_user(
         NewUser(
@@ -66,7 +66,7 @@ async def register(
 )
 @inject
 async def list_users(
-    list_users: Annotated[ListUsers, Depends(Provide[Container.list_users])],
+    list_users: Annotated[ListUsers, Depends(Provided[Container.list_users])],
     page: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 1,
     size: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = 20,
 ) -> Response:
@@ -95,7 +95,7 @@ async def me(principal: CurrentPrincipal) -> Response:
 async def update_me(
     body: schemas.UserUpdate,
     principal: CurrentPrincipal,
-    update_profile: Annotated[UpdateProfile, Depends(Provide[Container.update_profile])],
+    update_profile: Annotated[UpdateProfile, Depends(Provided[Container.update_profile])],
 ) -> Response:
     user = await update_profile(
         principal,
@@ -120,7 +120,7 @@ async def update_me(
 @inject
 async def delete_me(
     principal: CurrentPrincipal,
-    delete_account: Annotated[DeleteAccount, Depends(Provide[Container.delete_account])],
+    delete_account: Annotated[DeleteAccount, Depends(Provided[Container.delete_account])],
 ) -> Response:
     await delete_account(principal)
     return Response(status_code=204)
