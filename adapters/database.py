@@ -60,9 +60,7 @@ class Database:
         if self._engine is None:
             self._engine = self._create_engine()
             # Same pool; connections from it run without a transaction.
-            self._autocommit_engine = self._engine.execution_options(
-                isolation_level="AUTOCOMMIT"
-            )
+            self._autocommit_engine = self._engine.execution_options(isolation_level="AUTOCOMMIT")
         return self._engine
 
     @property
