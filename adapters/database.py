@@ -21,8 +21,12 @@ UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
-def is_unavailable(exc: BaseException) -> bool:
-    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+def is_unavailable(exc: BaseException, *, connecting: bool = False) -> bool:
+    """Whether ``exc`` means the database cannot serve us now. While ``connecting``,
+    any database error does: a server refusing connections (``ALLOW_CONNECTIONS
+    false``, too many clients, starting up or shutting down) raises errors that are
+    not ``OperationalError``."""
+    if isinstance(exc, DBAPIError) and (connecting or exc.connection_invalidated):
         return True
     return isinstance(exc, UNAVAILABLE_ERRORS)
 
@@ -92,7 +96,7 @@ class Database:
             async with self.engine.connect() as conn:
                 await conn.execute(text("SELECT 1"))
         except Exception as exc:
-            if is_unavailable(exc):
+            if is_unavailable(exc, connecting=True):
                 return False
             raise
         return True

@@ -32,7 +32,7 @@ class SqlAlchemyUnitOfWork(UnitOfWork):
         try:
             conn = await engine.connect()
         except Exception as exc:
-            if is_unavailable(exc):
+            if is_unavailable(exc, connecting=True):
                 raise ServiceUnavailable() from exc
             raise
         self._conn = conn

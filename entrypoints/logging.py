@@ -22,13 +22,15 @@ SENSITIVE_KEY = re.compile(
 REDACTED = "[redacted]"
 # A JWT, wherever it appears inside a message.
 JWT_PATTERN = re.compile(r"eyJ[\w-]+\.eyJ[\w-]+\.[\w-]+")
+# A password hash (e.g. among the parameters a database error quotes).
+ARGON2_PATTERN = re.compile(r"\$argon2(?:id|i|d)\$[\w$=,+/.-]*")
 
 
 def redact(value: Any, key: str = "") -> Any:
     if key and SENSITIVE_KEY.search(key):
         return REDACTED
     if isinstance(value, str):
-        return JWT_PATTERN.sub(REDACTED, value)
+        return ARGON2_PATTERN.sub(REDACTED, JWT_PATTERN.sub(REDACTED, value))
     if isinstance(value, dict):
         return {k: redact(v, str(k)) for k, v in value.items()}
     if isinstance(value, list | tuple):
@@ -39,6 +41,8 @@ def redact(value: Any, key: str = "") -> Any:
 def _redact_processor(
     _logger: Any, _name: str, event_dict: MutableMapping[str, Any]
 ) -> MutableMapping[str, Any]:
+    # uvicorn duplicates its message with terminal colour codes; one copy is enough.
+    event_dict.pop("color_message", None)
     for key in list(event_dict):
         event_dict[key] = redact(event_dict[key], "" if key == "event" else key)
     return event_dict
@@ -56,12 +60,14 @@ def configure_logging(
         structlog.stdlib.add_logger_name,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         structlog.stdlib.ExtraAdder(),
+        # Tracebacks become text before redaction: an exception's message may quote a
+        # token or, from the database driver, a statement's parameters.
+        structlog.processors.format_exc_info,
         _redact_processor,
     ]
     renderer: Any
     if fmt == "json":
         renderer = structlog.processors.JSONRenderer()
-        shared.append(structlog.processors.format_exc_info)
     else:
         renderer = structlog.dev.ConsoleRenderer(colors=False)
 

@@ -16,7 +16,11 @@ from entrypoints.container import Container, close_container, create_container
 from entrypoints.http import dependencies
 from entrypoints.http.client_ip import ClientIPResolver
 from entrypoints.http.dependencies import IpRateLimits
-from entrypoints.http.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
+from entrypoints.http.middleware import (
+    BodySizeLimitMiddleware,
+    RequestContextMiddleware,
+    UnhandledErrorMiddleware,
+)
 from entrypoints.http.openapi import install_docs, install_openapi
 from entrypoints.http.problems import (
     domain_error_handler,
@@ -92,6 +96,7 @@ def create_app(settings: Settings | None = None, container: Container | None = N
 
     # Added last = outermost: the request id exists before anything else runs.
     app.add_middleware(BodySizeLimitMiddleware)
+    app.add_middleware(UnhandledErrorMiddleware)  # inside CORS: a 500 gets its headers
     if settings.allowed_origins:
         app.add_middleware(
             CORSMiddleware,

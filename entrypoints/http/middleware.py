@@ -87,6 +87,36 @@ class RequestContextMiddleware:
             structlog.contextvars.unbind_contextvars("request_id")
 
 
+class UnhandledErrorMiddleware:
+    """Turns an unhandled exception into the 500 problem (with the request id), logged
+    with its traceback. It sits inside the CORS middleware, so an allowed origin can
+    read the 500 too; ``RequestContextMiddleware`` remains the last resort outside."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception:
+            if started:
+                raise
+            logger.exception("unhandled error", method=scope["method"], path=scope["path"])
+            request_id = scope.get("state", {}).get("request_id") or uuid.uuid4().hex
+            await internal_error(request_id)(scope, receive, send)
+
+
 def _route(scope: Scope) -> str:
     # The route template, not the raw path: bounded label cardinality, no ids in logs.
     route: Any = scope.get("route")

@@ -26,7 +26,14 @@ Password = Annotated[
     ),
 ]
 FullName = Annotated[str, StringConstraints(max_length=FULL_NAME_MAX_LENGTH, pattern=NoNul)]
-Email = Annotated[EmailStr, StringConstraints(max_length=320)]
+Email = Annotated[
+    EmailStr,
+    StringConstraints(max_length=320),
+    Field(
+        description="Stored lower-cased. Addresses at special-use domains (such as"
+        " `.test` or `localhost`) are refused with 422."
+    ),
+]
 # A credential as sent to log in; its rules are checked by the use case, not here, so
 # that a malformed one fails like a wrong one.
 Credential = Annotated[str, StringConstraints(min_length=1, max_length=1024, pattern=NoNul)]
@@ -62,6 +69,17 @@ def optional_not_null() -> Any:
 
 
 class UserUpdate(Strict):
+    # Changing the email or the password needs the current password: said in the schema
+    # too (JSON Schema's dependentRequired, part of OpenAPI 3.1).
+    model_config = ConfigDict(
+        json_schema_extra={
+            "dependentRequired": {
+                "email": ["current_password"],
+                "password": ["current_password"],
+            }
+        }
+    )
+
     email: Email | None = optional_not_null()
     username: Username | None = optional_not_null()
     full_name: FullName | None = None

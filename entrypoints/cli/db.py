@@ -1,0 +1,86 @@
+"""``app db …``: the schema migrations (Alembic) on ``DATABASE_URL``."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from adapters import migrations
+from entrypoints.cli.runtime import load_cli_settings, reported_errors
+
+db = typer.Typer(
+    name="db",
+    help="Migrate the database schema on DATABASE_URL.",
+    no_args_is_help=True,
+    rich_markup_mode="markdown",
+)
+
+
+@db.command()
+def upgrade(
+    revision: Annotated[
+        str,
+        typer.Argument(
+            metavar="REVISION", help="The revision to upgrade to; the latest by default."
+        ),
+    ] = "head",
+) -> None:
+    """Apply the migrations up to REVISION (the latest by default)."""
+    url = load_cli_settings().database_url
+    with reported_errors(url):
+        before = migrations.current(url)
+        migrations.upgrade(url, revision)
+        after = migrations.current(url)
+        heads = migrations.head_revisions(url)
+    if before == after:
+        typer.echo(f"Database already at {_describe(after, heads)}.")
+    else:
+        typer.echo(
+            f"Database upgraded from {_describe(before, heads)} to {_describe(after, heads)}."
+        )
+
+
+@db.command()
+def downgrade(
+    revision: Annotated[
+        str,
+        typer.Argument(
+            metavar="REVISION",
+            help='The revision to go back to: an id, "-1" for one step, or "base" to undo'
+            " every migration (this drops every table and its data).",
+            show_default=False,
+        ),
+    ],
+) -> None:
+    """Revert the migrations down to REVISION."""
+    url = load_cli_settings().database_url
+    with reported_errors(url):
+        before = migrations.current(url)
+        migrations.downgrade(url, revision)
+        after = migrations.current(url)
+        heads = migrations.head_revisions(url)
+    if before == after:
+        typer.echo(f"Database already at {_describe(after, heads)}.")
+    else:
+        typer.echo(
+            f"Database downgraded from {_describe(before, heads)} to {_describe(after, heads)}."
+        )
+
+
+@db.command()
+def current() -> None:
+    """Show the revision the database is at, and whether it is the latest."""
+    url = load_cli_settings().database_url
+    with reported_errors(url):
+        revisions = migrations.current(url)
+        heads = migrations.head_revisions(url)
+    typer.echo(_describe(revisions, heads))
+    if set(revisions) != set(heads):
+        typer.echo("Not the latest revision of this code: run `app db upgrade`.", err=True)
+
+
+def _describe(revisions: tuple[str, ...], heads: tuple[str, ...]) -> str:
+    if not revisions:
+        return "base (no migration applied)"
+    return ", ".join(f"{rev} (latest)" if rev in heads else rev for rev in revisions)

@@ -1,0 +1,130 @@
+"""How every command runs: the settings are read when it runs, it gets a container of
+its own (closed at the end), and one handler turns any failure into exactly one line
+on stderr and exit status 1."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import NoReturn, TypeVar
+
+import typer
+from alembic.util.exc import CommandError
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
+
+from adapters.database import is_unavailable
+from domain.errors import DomainError, InvalidValue, ServiceUnavailable
+from entrypoints.container import Container, close_container, create_container
+from entrypoints.logging import configure_logging, get_logger
+from entrypoints.settings import InvalidSettings, Settings, load_settings
+
+T = TypeVar("T")
+EXIT_FAILURE = 1
+
+log = get_logger("entrypoints.cli")
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """What the commands take from outside. Tests pass their own as the Typer
+    context's ``obj`` (``CliRunner.invoke(app, args, obj=Runtime(...))``)."""
+
+    make_container: Callable[[Settings], Container] = create_container
+
+
+def fail(message: str) -> NoReturn:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(EXIT_FAILURE)
+
+
+def load_cli_settings(*, one_shot: bool = True) -> Settings:
+    """The settings, or one line naming the bad variable and exit 1.
+
+    Logs go to stderr. A one-shot command logs only warnings and errors (everything
+    with ``LOG_LEVEL=DEBUG``), so that it prints its result and nothing else; a
+    long-running one (``serve``, ``jobs run``) logs at ``LOG_LEVEL``.
+    """
+    with reported_errors():
+        settings = load_settings()
+    level = settings.log_level
+    if one_shot and level != "DEBUG":
+        level = max(level, "WARNING", key=logging.getLevelName)
+    configure_logging(level=level, fmt=settings.effective_log_format)
+    return settings
+
+
+def run(ctx: typer.Context, work: Callable[[Container], Awaitable[T]]) -> T:
+    """Run ``work`` on a fresh container from the current settings; close it after."""
+    runtime = ctx.find_object(Runtime) or Runtime()
+    settings = load_cli_settings()
+    with reported_errors(settings.database_url):
+        return asyncio.run(_in_container(runtime.make_container(settings), work))
+
+
+async def _in_container(container: Container, work: Callable[[Container], Awaitable[T]]) -> T:
+    try:
+        return await work(container)
+    finally:
+        await close_container(container)
+
+
+@contextmanager
+def reported_errors(database_url: str | None = None) -> Iterator[None]:
+    """The one place where a command's failure becomes a line on stderr and exit 1.
+
+    Usage errors (exit 2) and Ctrl-C (exit 130) are Typer's to report.
+    """
+    try:
+        yield
+    except (typer.Exit, typer.Abort):
+        raise
+    except InvalidSettings as exc:
+        fail(str(exc))
+    except InvalidValue as exc:
+        fail(f"{exc.field}: {exc.detail}")
+    except ServiceUnavailable as exc:
+        fail(_unavailable(database_url, exc.__cause__ or exc))
+    except DomainError as exc:
+        fail(exc.detail)
+    except CommandError as exc:  # Alembic's: an unknown revision and the like
+        fail(_first_line(str(exc)))
+    except Exception as exc:
+        # The traceback is there for whoever asks for it with LOG_LEVEL=DEBUG.
+        log.debug("command failed", exc_info=True)
+        if is_unavailable(exc) or isinstance(exc, DBAPIError):
+            fail(_unavailable(database_url, exc))
+        fail(f"unexpected {type(exc).__name__}: {_reason(exc)}")
+
+
+def _unavailable(database_url: str | None, exc: BaseException) -> str:
+    where = f" at {safe_url(database_url)}" if database_url else ""
+    reason = _reason(exc)
+    if re.search(r"no such table|relation \S+ does not exist", reason):
+        return f"the database{where} is not migrated ({reason}): run `app db upgrade` first"
+    if is_unavailable(exc):
+        return f"the database{where} is unavailable: {reason}"
+    return f"the database{where} refused: {reason}"
+
+
+def safe_url(url: str) -> str:
+    """``url`` with its password masked, fit for a message."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return "(unparsable URL)"
+
+
+def _reason(exc: BaseException) -> str:
+    original = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
+    text = _first_line(str(original)) or type(original).__name__
+    # asyncpg's errors arrive as "<class 'asyncpg.exceptions.X'>: message".
+    return re.sub(r"^<class '[\w.]+'>: ", "", text)
+
+
+def _first_line(text: str) -> str:
+    return text.strip().splitlines()[0] if text.strip() else ""

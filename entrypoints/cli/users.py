@@ -1,0 +1,183 @@
+"""``app users …``: accounts, as the operator sees them."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC
+from typing import Annotated, Any
+
+import typer
+
+from application.users import NewUser
+from domain.model import MAX_PAGE_SIZE, Page, PageRequest, User
+from entrypoints.cli.runtime import run
+from entrypoints.container import Container
+
+users = typer.Typer(
+    name="users",
+    help="Create, list, activate and deactivate users, and set their passwords.",
+    no_args_is_help=True,
+    rich_markup_mode="markdown",
+)
+
+UserRef = Annotated[
+    str,
+    typer.Argument(metavar="USER", help="The user's id, email or username.", show_default=False),
+]
+NewPassword = Annotated[
+    str | None,
+    typer.Option(
+        "--password",
+        help="The new password. Leave it out to be prompted (hidden, typed twice), which"
+        " keeps it out of the shell history and the process list.",
+        show_default=False,
+    ),
+]
+
+
+def prompt_password(text: str) -> str:
+    # On stderr, so that stdout carries the result alone.
+    password: str = typer.prompt(
+        text, hide_input=True, confirmation_prompt="Repeat the password", err=True
+    )
+    return password
+
+
+@users.command()
+def create(
+    ctx: typer.Context,
+    email: Annotated[str, typer.Option(help="The email address (stored lower-cased).")],
+    username: Annotated[str, typer.Option(help="3-32 letters, digits, '_', '.' or '-'; unique.")],
+    password: NewPassword = None,
+    superuser: Annotated[bool, typer.Option("--superuser", help="Make a superuser.")] = False,
+    full_name: Annotated[
+        str | None, typer.Option(help="The full name, up to 100 characters.", show_default=False)
+    ] = None,
+) -> None:
+    """Create a user and print the new user's id."""
+    new = NewUser(
+        email=email,
+        username=username,
+        password=password if password is not None else prompt_password("Password"),
+        full_name=full_name,
+        is_superuser=superuser,
+    )
+
+    async def work(container: Container) -> User:
+        user: User = await container.register_user()(new)
+        return user
+
+    typer.echo(run(ctx, work).id)
+
+
+@users.command("list")
+def list_users(
+    ctx: typer.Context,
+    page: Annotated[int, typer.Option(min=1, help="The page to show.")] = 1,
+    size: Annotated[int, typer.Option(min=1, max=MAX_PAGE_SIZE, help="Users per page.")] = 20,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="One JSON object per line, for scripts.")
+    ] = False,
+) -> None:
+    """List users by id, inactive ones included."""
+
+    async def work(container: Container) -> Page[User]:
+        found: Page[User] = await container.list_users()(
+            PageRequest(page=page, size=size), include_inactive=True
+        )
+        return found
+
+    found = run(ctx, work)
+    if as_json:
+        for user in found.items:
+            typer.echo(json.dumps(_as_json(user), ensure_ascii=False))
+        return
+    if found.items:
+        typer.echo(_table(found.items))
+    plural = "user" if found.total == 1 else "users"
+    typer.echo(f"Page {found.page} of {max(found.pages, 1)}, {found.total} {plural} in all.")
+
+
+@users.command()
+def deactivate(ctx: typer.Context, user: UserRef) -> None:
+    """Deactivate a user: they can no longer log in, and all their sessions end."""
+
+    async def work(container: Container) -> User:
+        found: User = await container.set_active()(user, active=False)
+        return found
+
+    typer.echo(f"User {_name(run(ctx, work))} is inactive; all their sessions are ended.")
+
+
+@users.command()
+def activate(ctx: typer.Context, user: UserRef) -> None:
+    """Activate a user again: they can log in."""
+
+    async def work(container: Container) -> User:
+        found: User = await container.set_active()(user, active=True)
+        return found
+
+    typer.echo(f"User {_name(run(ctx, work))} is active.")
+
+
+@users.command("set-password")
+def set_password(
+    ctx: typer.Context,
+    user: UserRef,
+    password: NewPassword = None,
+) -> None:
+    """Set a user's password and end all their sessions."""
+
+    async def work(container: Container) -> User:
+        # Look the user up first, so that nobody types a password for a typo.
+        found: User = await container.get_user()(user)
+        new_password = password
+        if new_password is None:
+            new_password = prompt_password(f"New password for {found.username}")
+        changed: User = await container.set_password()(str(found.id), new_password)
+        return changed
+
+    typer.echo(f"Password of user {_name(run(ctx, work))} set; all their sessions are ended.")
+
+
+def _name(user: User) -> str:
+    return f"{user.username} (id {user.id})"
+
+
+def _as_json(user: User) -> dict[str, Any]:
+    # The same fields as the API's User; never the password hash.
+    return {
+        "id": user.id,
+        "email": user.email,
+        "username": user.username,
+        "full_name": user.full_name,
+        "is_active": user.is_active,
+        "is_superuser": user.is_superuser,
+        "created_at": user.created_at.isoformat(),
+    }
+
+
+def _table(items: list[User]) -> str:
+    header = ("ID", "USERNAME", "EMAIL", "FULL NAME", "ACTIVE", "SUPERUSER", "CREATED (UTC)")
+    rows = [
+        (
+            str(user.id),
+            user.username,
+            user.email,
+            _printable(user.full_name or "-"),
+            "yes" if user.is_active else "no",
+            "yes" if user.is_superuser else "no",
+            user.created_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M"),
+        )
+        for user in items
+    ]
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+    return "\n".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        for row in [header, *rows]
+    )
+
+
+def _printable(text: str) -> str:
+    # A name is free text: no line break or tab of it may bend the table.
+    return "".join(char if char.isprintable() else " " for char in text)

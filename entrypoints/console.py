@@ -1,0 +1,109 @@
+"""The ``app`` console script: the admin CLI, the API server and the job runner under
+one command. It sits outside the three delivery adapters so that none of them has to
+import another."""
+
+from __future__ import annotations
+
+import asyncio
+from importlib.metadata import PackageNotFoundError, version
+from typing import Annotated
+
+import typer
+import uvicorn
+
+from entrypoints.cli.db import db
+from entrypoints.cli.runtime import Runtime, load_cli_settings, reported_errors
+from entrypoints.cli.tokens import tokens
+from entrypoints.cli.users import users
+from entrypoints.scheduler import run_job_runner
+
+DISTRIBUTION = "backend-template"
+
+app = typer.Typer(
+    name="app",
+    no_args_is_help=True,
+    rich_markup_mode="markdown",
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(users)
+app.add_typer(tokens)
+app.add_typer(db)
+jobs = typer.Typer(
+    name="jobs", help="The scheduled jobs.", no_args_is_help=True, rich_markup_mode="markdown"
+)
+app.add_typer(jobs)
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        try:
+            found = version(DISTRIBUTION)
+        except PackageNotFoundError:
+            found = "unknown (not installed)"
+        typer.echo(f"app {found}")
+        raise typer.Exit
+
+
+@app.callback()
+def root(
+    show_version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_show_version, is_eager=True, help="Show the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """Run and operate the backend: serve the API, migrate the database, manage users
+    and tokens, and run the scheduled jobs.
+
+    Settings come from the environment and an optional .env file (see .env.example);
+    DATABASE_URL names the database.
+    """
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="The address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="The port to listen on.")] = 8000,
+    workers: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 1,
+    reload: Annotated[
+        bool, typer.Option("--reload", help="Restart on code changes (development).")
+    ] = False,
+) -> None:
+    """Serve the HTTP API with uvicorn until SIGTERM or Ctrl-C."""
+    load_cli_settings(one_shot=False)  # fail fast, in one line, on a bad setting
+    uvicorn.run(
+        "entrypoints.http.app:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        reload=reload,
+        loop="uvloop",
+        http="httptools",
+        # The app honours X-Forwarded-For itself, from TRUSTED_PROXIES only.
+        proxy_headers=False,
+        server_header=False,
+        # The app logs one event per request; our logging applies, not uvicorn's.
+        access_log=False,
+        log_config=None,
+    )
+
+
+@jobs.command("run")
+def run_jobs(ctx: typer.Context) -> None:
+    """Run the scheduled jobs until SIGTERM or Ctrl-C.
+
+    The token purge runs at start, then every TOKEN_PURGE_INTERVAL_MINUTES, logging
+    each run. Any number of runners may share one PostgreSQL database: a run that
+    finds another runner's lock skips. A stop lets the run in flight finish its batch.
+    """
+    runtime = ctx.find_object(Runtime) or Runtime()
+    settings = load_cli_settings(one_shot=False)
+    with reported_errors(settings.database_url):
+        asyncio.run(run_job_runner(settings, runtime.make_container(settings)))
+
+
+def main() -> None:
+    app(prog_name="app")

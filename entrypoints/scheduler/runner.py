@@ -1,0 +1,137 @@
+"""The job runner: APScheduler's asyncio scheduler running the jobs on an interval
+until SIGTERM or SIGINT, then stopping without leaving a batch half done."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import threading
+from datetime import UTC, datetime, timedelta
+from wsgiref.simple_server import WSGIServer
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.interval import IntervalTrigger
+from prometheus_client import start_http_server
+from sqlalchemy.engine import make_url
+
+from entrypoints.container import Container, close_container
+from entrypoints.logging import get_logger
+from entrypoints.metrics import PURGE_RUNS
+from entrypoints.scheduler.jobs import PurgeJob
+from entrypoints.settings import InvalidSettings, Settings
+
+log = get_logger("entrypoints.scheduler")
+
+# How long a stop waits for the run in flight to finish its batch before cancelling
+# it (which rolls the batch back): inside Docker's default 10 s before SIGKILL.
+STOP_GRACE_SECONDS = 8.0
+RUN_OUTCOMES = ("success", "failure", "skipped", "stopped", "cancelled")
+
+
+class JobRunner:
+    """Runs ``purge`` every ``interval``, first at once; one run at a time, and runs
+    missed while one was going are coalesced into one."""
+
+    def __init__(
+        self,
+        purge: PurgeJob,
+        interval: timedelta,
+        *,
+        stop_grace: float = STOP_GRACE_SECONDS,
+    ) -> None:
+        self._purge = purge
+        self._interval = interval
+        self._stop_grace = stop_grace
+        self._stop = asyncio.Event()
+
+    def stop(self, reason: str = "stop requested") -> None:
+        """Stop scheduling and end after the current batch; a second call cancels the
+        run in flight at once (its batch rolls back)."""
+        if not self._stop.is_set():
+            log.info("job runner stopping", reason=reason)
+            self._stop.set()
+        elif self._purge.running:
+            log.warning("stopping now: cancelling the run in flight", reason=reason)
+            self._purge.cancel()
+
+    async def run(self, **details: object) -> None:
+        """Schedule the jobs and run them until ``stop()``; ``details`` go into the
+        "job runner started" line."""
+        scheduler = AsyncIOScheduler(timezone=UTC)
+        scheduler.add_job(
+            self._purge.run,
+            IntervalTrigger(seconds=self._interval.total_seconds(), timezone=UTC),
+            id=PurgeJob.name,
+            name="token purge",
+            max_instances=1,
+            coalesce=True,
+            # A late run (a busy or suspended machine) still runs, once.
+            misfire_grace_time=None,
+            next_run_time=datetime.now(UTC),
+        )
+        scheduler.start()
+        log.info(
+            "job runner started",
+            jobs=[PurgeJob.name],
+            interval_minutes=round(self._interval.total_seconds() / 60, 2),
+            **details,
+        )
+        try:
+            await self._stop.wait()
+        finally:
+            scheduler.pause()
+            self._purge.request_stop()
+            if self._purge.running:
+                log.info("waiting for the run in flight to finish its current batch")
+            await self._purge.wait_idle(self._stop_grace)
+            scheduler.shutdown(wait=False)
+            # The shutdown is scheduled on the loop: let it run before the loop ends.
+            await asyncio.sleep(0)
+        log.info("job runner stopped")
+
+
+async def run_job_runner(settings: Settings, container: Container) -> None:
+    """``app jobs run``: the runner with the container's use cases, stopped by
+    SIGTERM or SIGINT. Closes the container at the end."""
+    # APScheduler's own INFO lines ("Running job…") repeat what our run lines say.
+    if logging.getLogger().level > logging.DEBUG:
+        logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    for outcome in RUN_OUTCOMES:
+        PURGE_RUNS.labels(outcome=outcome)
+
+    runner = JobRunner(
+        PurgeJob(container.purge_tokens(), container.job_lock()),
+        timedelta(minutes=settings.token_purge_interval_minutes),
+    )
+    loop = asyncio.get_running_loop()
+    signals = (signal.SIGTERM, signal.SIGINT)
+    for sig in signals:
+        loop.add_signal_handler(sig, runner.stop, sig.name)
+    metrics = None
+    try:
+        if settings.jobs_metrics_port:
+            metrics = _serve_metrics(settings.jobs_metrics_port)
+        database = make_url(settings.database_url).render_as_string(hide_password=True)
+        await runner.run(database=database)
+    finally:
+        for sig in signals:
+            loop.remove_signal_handler(sig)
+        if metrics is not None:
+            server, thread = metrics
+            server.shutdown()
+            server.server_close()
+            thread.join(timeout=5)
+        await close_container(container)
+
+
+def _serve_metrics(port: int) -> tuple[WSGIServer, threading.Thread]:
+    try:
+        served = start_http_server(port)
+    except OSError as exc:
+        raise InvalidSettings(
+            f"invalid configuration: JOBS_METRICS_PORT: cannot listen on port {port}"
+            f" ({exc.strerror or exc})"
+        ) from exc
+    log.info("metrics served", port=port, path="/metrics")
+    return served
