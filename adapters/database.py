@@ -78,6 +78,7 @@ class Database:
             engine = create_async_engine(
                 self.url,
                 echo=self._echo,
+                hide_parameters=True,
                 connect_args={"timeout": self._connect_timeout},
             )
             event.listen(engine.sync_engine, "connect", _sqlite_on_connect)
@@ -85,6 +86,8 @@ class Database:
         return create_async_engine(
             self.url,
             echo=self._echo,
+            # Parameters hold emails and hashes: keep them out of errors and logs.
+            hide_parameters=True,
             pool_recycle=1800,
             connect_args={"timeout": self._connect_timeout},
             **self._options,

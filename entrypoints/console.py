@@ -5,6 +5,8 @@ import another."""
 from __future__ import annotations
 
 import asyncio
+import signal
+import sys
 from importlib.metadata import PackageNotFoundError, version
 from typing import Annotated
 
@@ -73,6 +75,10 @@ def serve(
 ) -> None:
     """Serve the HTTP API with uvicorn until SIGTERM or Ctrl-C."""
     load_cli_settings(one_shot=False)  # fail fast, in one line, on a bad setting
+    # uvicorn re-raises the signal it stopped on once it has shut down cleanly; for the
+    # operator and the orchestrator, a clean stop is a success.
+    for stop in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(stop, lambda *_: sys.exit(0))
     uvicorn.run(
         "entrypoints.http.app:create_app",
         factory=True,

@@ -93,7 +93,11 @@ def configure_logging(
         logging.getLogger(name).propagate = True
     logging.getLogger("uvicorn.access").handlers[:] = []
     logging.getLogger("uvicorn.access").propagate = False
+    # SQLAlchemy logs statements at INFO and drivers log parameters (emails, hashes) at
+    # DEBUG: neither belongs in the service's log.
     logging.getLogger("sqlalchemy.engine").setLevel(logging.WARNING)
+    for driver in ("aiosqlite", "asyncpg"):
+        logging.getLogger(driver).setLevel(max(logging.INFO, root.level))
 
 
 def get_logger(name: str) -> Any:

@@ -59,6 +59,8 @@ def create_app(settings: Settings | None = None, container: Container | None = N
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        # Wired again at every start: a restarted lifespan (tests) finds it unwired.
+        container.wire(modules=[*ROUTE_MODULES, dependencies])
         logger.info("api started", environment=settings.environment)
         yield
         await close_container(container)
