@@ -15,7 +15,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from adapters.orm import refresh_tokens, sessions, users
-from domain.errors import DomainError, EmailTaken, UsernameTaken
+from domain.errors import DomainError, EmailTaken, UsernameTaken, UserNotFound
 from domain.model import PageRequest, RefreshToken, Session, User
 from domain.ports import RefreshTokenRepository, SessionRepository, UserRepository
 
@@ -185,6 +185,7 @@ def _session(row: Any) -> Session:
         expires_at=row.expires_at,
         user_agent=row.user_agent,
         revoked_at=row.revoked_at,
+        token_version=row.token_version,
     )
 
 
@@ -242,6 +243,7 @@ class SqlAlchemyUserRepository(UserRepository):
                 expires_at=row.s_expires_at,
                 user_agent=row.s_user_agent,
                 revoked_at=row.s_revoked_at,
+                token_version=row.s_token_version,
             )
         return _user(row), session
 
@@ -285,18 +287,23 @@ class SqlAlchemySessionRepository(SessionRepository):
         self._conn = conn
 
     async def add(self, session: Session) -> None:
-        await self._conn.execute(
-            _INSERT_SESSION,
-            {
-                "id": session.id,
-                "user_id": session.user_id,
-                "created_at": session.created_at,
-                "last_used_at": session.last_used_at,
-                "expires_at": session.expires_at,
-                "user_agent": session.user_agent,
-                "revoked_at": session.revoked_at,
-            },
-        )
+        try:
+            await self._conn.execute(
+                _INSERT_SESSION,
+                {
+                    "id": session.id,
+                    "user_id": session.user_id,
+                    "created_at": session.created_at,
+                    "last_used_at": session.last_used_at,
+                    "expires_at": session.expires_at,
+                    "user_agent": session.user_agent,
+                    "revoked_at": session.revoked_at,
+                    "token_version": session.token_version,
+                },
+            )
+        except IntegrityError:
+            # The only constraint a new session can break: its user is gone.
+            raise UserNotFound() from None
 
     async def get(self, session_id: str) -> Session | None:
         row = (await self._conn.execute(_GET_SESSION, {"session_id": session_id})).first()

@@ -6,7 +6,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from application.tokens import TokenPolicy, issue_pair
-from domain.errors import InvalidCredentials, InvalidToken, RateLimited, SessionNotFound
+from domain.errors import (
+    InvalidCredentials,
+    InvalidToken,
+    RateLimited,
+    SessionNotFound,
+    UserNotFound,
+)
 from domain.model import Principal, Session, TokenPair, User
 from domain.ports import Clock, FailedLoginCounter, PasswordHasher, TokenCodec, UnitOfWork
 from domain.rules import normalize_login
@@ -79,9 +85,13 @@ class LogIn:
                 last_used_at=now,
                 expires_at=now + self._policy.refresh_ttl,
                 user_agent=user_agent[:USER_AGENT_MAX_LENGTH] if user_agent else None,
+                token_version=user.token_version,
             )
             pair, refresh = issue_pair(self._codec, self._policy, user, session, now)
-            await uow.sessions.add(session)
+            try:
+                await uow.sessions.add(session)
+            except UserNotFound:  # deleted while its password was being checked
+                raise InvalidCredentials() from None
             await uow.refresh_tokens.add(refresh)
             await uow.commit()
         return LoginResult(tokens=pair, user=user)
@@ -108,6 +118,7 @@ class Authenticate:
             or user.token_version != claims.token_version
             or session is None
             or session.revoked_at is not None
+            or session.token_version != user.token_version
         ):
             raise InvalidToken()
         return Principal(user=user, session_id=session.id)
@@ -149,6 +160,9 @@ class RefreshTokens:
             if session is None or session.revoked_at is not None:
                 raise InvalidToken()
             if user is None or not user.is_active:
+                raise InvalidToken()
+            if session.token_version != user.token_version:
+                # Opened by a login that raced a revocation of all the user's tokens.
                 raise InvalidToken()
             # A lost race with a concurrent refresh of the same token is refused
             # without revoking: the winner's new pair stays valid.

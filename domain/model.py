@@ -46,6 +46,9 @@ class Session:
     expires_at: datetime
     user_agent: str | None = None
     revoked_at: datetime | None = None
+    # The user's token version when the session was opened: a session opened by a login
+    # that raced a password change (or logout-all) never outlives it.
+    token_version: int = 0
     id: str = field(default_factory=new_id)
 
     def is_active(self, now: datetime) -> bool:

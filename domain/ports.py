@@ -63,7 +63,7 @@ class UserRepository(abc.ABC):
 class SessionRepository(abc.ABC):
     @abc.abstractmethod
     async def add(self, session: Session) -> None:
-        """Store a new session."""
+        """Store a new session; ``UserNotFound`` if its user no longer exists."""
 
     @abc.abstractmethod
     async def get(self, session_id: str) -> Session | None:

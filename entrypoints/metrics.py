@@ -11,8 +11,8 @@ HTTP_REQUESTS = Counter(
 )
 HTTP_LATENCY = Histogram(
     "http_request_duration_seconds",
-    "Time to handle an HTTP request, by method and route template.",
-    ["method", "route"],
+    "Time to handle an HTTP request, by method, route template and status code.",
+    ["method", "route", "status"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
 )
 LOGINS = Counter("auth_logins_total", "Login attempts, by outcome.", ["outcome"])

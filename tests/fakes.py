@@ -11,7 +11,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
 from application.tokens import TokenPolicy
-from domain.errors import EmailTaken, UsernameTaken
+from domain.errors import EmailTaken, UsernameTaken, UserNotFound
 from domain.model import PageRequest, RefreshToken, Session, User
 from domain.ports import (
     Clock,
@@ -109,6 +109,8 @@ class FakeSessionRepository(SessionRepository):
         self.store = store
 
     async def add(self, session: Session) -> None:
+        if session.user_id not in self.store.users:
+            raise UserNotFound()
         self.store.sessions[session.id] = copy.copy(session)
 
     async def get(self, session_id: str) -> Session | None:

@@ -74,7 +74,7 @@ class RequestContextMiddleware:
             elapsed = time.perf_counter() - start
             route = _route(scope)
             HTTP_REQUESTS.labels(scope["method"], route, str(status)).inc()
-            HTTP_LATENCY.labels(scope["method"], route).observe(elapsed)
+            HTTP_LATENCY.labels(scope["method"], route, str(status)).observe(elapsed)
             if self.access_log:
                 logger.info(
                     "request",

@@ -56,6 +56,7 @@ def upgrade() -> None:
         sa.Column("expires_at", UTCDateTime(), nullable=False),
         sa.Column("user_agent", sa.String(length=255), nullable=True),
         sa.Column("revoked_at", UTCDateTime(), nullable=True),
+        sa.Column("token_version", sa.Integer(), server_default=sa.text("0"), nullable=False),
         sa.ForeignKeyConstraint(
             ["user_id"], ["users.id"], name=op.f("fk_sessions_user_id_users"), ondelete="CASCADE"
         ),

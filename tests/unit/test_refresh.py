@@ -216,10 +216,22 @@ async def test_refresh_issues_the_users_current_token_version(
     refresh: RefreshTokens, login: LoginResult, ada: User, codec: JwtCodec, store: Store
 ) -> None:
     store.users[ada.id].token_version = 3  # type: ignore[index]
+    for session in store.sessions.values():
+        session.token_version = 3
 
     pair = await refresh(login.tokens.refresh_token)
 
     assert codec.decode_access(pair.access_token).token_version == 3
+
+
+async def test_a_session_opened_before_the_users_tokens_were_revoked_cannot_refresh(
+    refresh: RefreshTokens, login: LoginResult, ada: User, store: Store
+) -> None:
+    # A login that raced a password change stored its session after the revocation.
+    store.users[ada.id].token_version += 1  # type: ignore[index]
+
+    with pytest.raises(InvalidToken):
+        await refresh(login.tokens.refresh_token)
 
 
 async def test_refresh_issues_tokens_with_the_policys_lifetimes(

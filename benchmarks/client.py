@@ -1,0 +1,105 @@
+"""A small HTTP client for what wrk does not do: logging in for tokens beforehand, and
+checking that an endpoint answers as the contract says before it is measured (a fast
+stream of 401s or 404s would otherwise look like a fast endpoint)."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+import httpx
+
+USER_FIELDS = {"id", "email", "username", "full_name", "is_active", "is_superuser", "created_at"}
+PUBLIC_USER_FIELDS = {"id", "username", "full_name", "created_at"}
+PAGE_FIELDS = {"items", "total", "page", "size", "pages"}
+PAIR_FIELDS = {"access_token", "refresh_token", "token_type", "expires_in"}
+LOGIN_PATH = "/api/v1/auth/login"
+REFRESH_PATH = "/api/v1/auth/refresh"
+ME_PATH = "/api/v1/users/me"
+USERS_PATH = "/api/v1/users/"
+HEALTH_PATH = "/health/live"
+
+
+@dataclass(frozen=True)
+class TokenPair:
+    access_token: str
+    refresh_token: str
+
+
+class LoginFailed(Exception):
+    pass
+
+
+def _describe(response: httpx.Response) -> str:
+    request = response.request
+    return f"{request.method} {request.url.path} → {response.status_code} {response.text[:200]!r}"
+
+
+def _pair(response: httpx.Response) -> TokenPair:
+    if response.status_code != 200:
+        raise LoginFailed(_describe(response))
+    body = response.json()
+    if not isinstance(body, dict) or not body.keys() >= PAIR_FIELDS:
+        raise LoginFailed(f"not a TokenPair: {_describe(response)}")
+    return TokenPair(body["access_token"], body["refresh_token"])
+
+
+async def login_many(
+    base_url: str, logins: list[str], password: str, concurrency: int = 4
+) -> list[TokenPair]:
+    """Log every one of ``logins`` in (JSON body); each opens a session of its own."""
+    limit = asyncio.Semaphore(concurrency)
+    async with httpx.AsyncClient(base_url=base_url, timeout=60) as client:
+
+        async def one(login: str) -> TokenPair:
+            async with limit:
+                response = await client.post(
+                    LOGIN_PATH, json={"username": login, "password": password}
+                )
+                return _pair(response)
+
+        # The first alone, so that a broken endpoint fails once, with its answer.
+        first = await one(logins[0])
+        rest = await asyncio.gather(*(one(login) for login in logins[1:]))
+    return [first, *rest]
+
+
+async def check(base_url: str, case: str, tokens: TokenPair | None) -> str | None:
+    """None if ``case``'s endpoint answers as the contract says, else what is wrong."""
+    if case in ("login", "purge"):
+        return None  # the logins beforehand checked the endpoint
+    async with httpx.AsyncClient(base_url=base_url, timeout=30) as client:
+        if case.startswith("health"):
+            response = await client.get(HEALTH_PATH)
+            if response.status_code != 200 or response.json() != {"status": "ok"}:
+                return _describe(response)
+            return None
+        if case.startswith("list"):
+            response = await client.get(USERS_PATH, params={"page": 1, "size": 20})
+            body = response.json() if response.status_code == 200 else None
+            if not isinstance(body, dict) or not body.keys() >= PAGE_FIELDS:
+                return f"not a Page: {_describe(response)}"
+            items = body["items"]
+            if len(items) != 20 or not all(item.keys() == PUBLIC_USER_FIELDS for item in items):
+                return f"not 20 PublicUsers: {_describe(response)}"
+            return None
+        if tokens is None:
+            return "no tokens: the logins beforehand failed"
+        if case == "users_me":
+            response = await client.get(
+                ME_PATH, headers={"Authorization": f"Bearer {tokens.access_token}"}
+            )
+            body = response.json() if response.status_code == 200 else None
+            if not isinstance(body, dict) or not body.keys() >= USER_FIELDS:
+                return f"not a User: {_describe(response)}"
+            if "password_hash" in body:
+                return "the User carries its password hash"
+            return None
+        if case == "refresh":
+            response = await client.post(REFRESH_PATH, json={"refresh_token": tokens.refresh_token})
+            try:
+                _pair(response)
+            except LoginFailed as exc:
+                return str(exc)
+            return None
+        return None

@@ -1,0 +1,222 @@
+"""The throwaway PostgreSQL database: created, migrated, seeded, dropped."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+
+from benchmarks.reference.app import HASHER
+
+ROOT = Path(__file__).resolve().parent.parent
+PASSWORD = "bench-Password-2048"
+EMAIL_DOMAIN = "example.com"
+# Users past the login pool: every INACTIVE_EVERY-th one is inactive, so the public
+# list (active users only) filters something.
+INACTIVE_EVERY = 100
+EXPIRED_TOKENS_PER_SESSION = 10
+
+
+def username(n: int) -> str:
+    return f"bench{n:06d}"
+
+
+def email(n: int) -> str:
+    return f"{username(n)}@{EMAIL_DOMAIN}"
+
+
+def login_names(count: int) -> list[str]:
+    """What the login load types: usernames and upper-cased emails, alternately, so
+    both halves of the case-insensitive lookup are used."""
+    return [username(n) if n % 2 else email(n).upper() for n in range(1, count + 1)]
+
+
+def venv_script(name: str) -> Path:
+    """A console script next to this interpreter (``.venv/bin/…``)."""
+    here = Path(sys.executable).parent / name
+    return here if here.exists() else ROOT / ".venv" / "bin" / name
+
+
+class BenchDatabase:
+    """A PostgreSQL database of its own, next to ``admin_url``'s, for one bench run."""
+
+    def __init__(self, admin_url: str, name: str) -> None:
+        self.admin_url = admin_url
+        self.name = name
+        parts = urlsplit(admin_url)
+        self.dsn = urlunsplit(parts._replace(path=f"/{name}"))
+        self.sqlalchemy_url = urlunsplit(
+            parts._replace(scheme="postgresql+asyncpg", path=f"/{name}")
+        )
+        self.created = False
+
+    async def server_version(self) -> str:
+        conn = await asyncpg.connect(self.admin_url, timeout=5)
+        try:
+            return str(await conn.fetchval("SHOW server_version"))
+        finally:
+            await conn.close()
+
+    async def create(self) -> None:
+        conn = await asyncpg.connect(self.admin_url, timeout=5)
+        try:
+            await conn.execute(f'CREATE DATABASE "{self.name}"')
+            self.created = True
+        finally:
+            await conn.close()
+
+    async def drop(self) -> None:
+        if not self.created:
+            return
+        conn = await asyncpg.connect(self.admin_url, timeout=5)
+        try:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
+            self.created = False
+        finally:
+            await conn.close()
+
+    def migrate(self, env: dict[str, str]) -> str:
+        """Apply the migrations with ``app db upgrade``, or with ``adapters.migrations``
+        while the CLI is not there yet. Returns which one did it."""
+        app = venv_script("app")
+        if app.exists():
+            done = subprocess.run(
+                [str(app), "db", "upgrade"],
+                env={**env, "DATABASE_URL": self.sqlalchemy_url},
+                capture_output=True,
+                text=True,
+                check=False,
+                cwd=ROOT,
+            )
+            if done.returncode == 0:
+                return "app db upgrade"
+            last = (done.stderr.strip().splitlines() or ["(no output)"])[-1]
+            print(f"  `app db upgrade` failed ({last}); using adapters.migrations.upgrade")
+        from adapters.migrations import upgrade  # noqa: PLC0415 - only as a fallback
+
+        upgrade(self.sqlalchemy_url)
+        return "adapters.migrations.upgrade"
+
+    async def seed_users(self, first: int, last: int, password_hash: str) -> float:
+        """Users ``first``…``last`` (ids in that order on a fresh table); returns seconds."""
+        started = time.perf_counter()
+        base = datetime(2025, 1, 1, tzinfo=UTC)
+
+        def rows() -> Iterator[tuple[object, ...]]:
+            for n in range(first, last + 1):
+                active = n <= 10_000 or n % INACTIVE_EVERY != 0
+                yield (
+                    email(n),
+                    username(n),
+                    password_hash,
+                    f"Bench User {n}",
+                    active,
+                    False,
+                    0,
+                    base + timedelta(seconds=n),
+                )
+
+        conn = await asyncpg.connect(self.dsn)
+        try:
+            await conn.copy_records_to_table(
+                "users",
+                records=rows(),
+                columns=[
+                    "email",
+                    "username",
+                    "password_hash",
+                    "full_name",
+                    "is_active",
+                    "is_superuser",
+                    "token_version",
+                    "created_at",
+                ],
+            )
+            await conn.execute("ANALYZE users")
+        finally:
+            await conn.close()
+        return time.perf_counter() - started
+
+    async def user_count(self) -> int:
+        conn = await asyncpg.connect(self.dsn)
+        try:
+            return int(await conn.fetchval("SELECT count(*) FROM users"))
+        finally:
+            await conn.close()
+
+    async def seed_expired_tokens(self, count: int, users: int) -> float:
+        """``count`` refresh tokens past their expiry, ten to a (likewise expired)
+        session, nine of ten rotated like a real family; returns seconds."""
+        started = time.perf_counter()
+        now = datetime.now(UTC)
+        created, expired = now - timedelta(days=8), now - timedelta(days=1)
+        sessions = -(-count // EXPIRED_TOKENS_PER_SESSION)
+
+        def session_rows() -> Iterator[tuple[object, ...]]:
+            for i in range(sessions):
+                yield (f"e{i:031x}", i % users + 1, created, created, expired)
+
+        def token_rows() -> Iterator[tuple[object, ...]]:
+            for j in range(count):
+                i = j // EXPIRED_TOKENS_PER_SESSION
+                last_of_family = j % EXPIRED_TOKENS_PER_SESSION == EXPIRED_TOKENS_PER_SESSION - 1
+                rotated = None if last_of_family else created
+                yield (f"f{j:031x}", f"e{i:031x}", i % users + 1, created, expired, rotated)
+
+        conn = await asyncpg.connect(self.dsn)
+        try:
+            await conn.copy_records_to_table(
+                "sessions",
+                records=session_rows(),
+                columns=["id", "user_id", "created_at", "last_used_at", "expires_at"],
+            )
+            await conn.copy_records_to_table(
+                "refresh_tokens",
+                records=token_rows(),
+                columns=["id", "session_id", "user_id", "created_at", "expires_at", "rotated_at"],
+            )
+            await conn.execute("ANALYZE sessions")
+            await conn.execute("ANALYZE refresh_tokens")
+        finally:
+            await conn.close()
+        return time.perf_counter() - started
+
+    async def expired_counts(self) -> tuple[int, int]:
+        """Refresh tokens and sessions past their expiry now."""
+        conn = await asyncpg.connect(self.dsn)
+        try:
+            tokens = await conn.fetchval(
+                "SELECT count(*) FROM refresh_tokens WHERE expires_at < now()"
+            )
+            sessions = await conn.fetchval("SELECT count(*) FROM sessions WHERE expires_at < now()")
+            return int(tokens), int(sessions)
+        finally:
+            await conn.close()
+
+
+def hash_password() -> str:
+    """One real argon2id hash with the API's parameters, shared by every seeded user.
+
+    If the API's hasher would consider it outdated, every login would re-hash: say so.
+    """
+    password_hash = HASHER.hash(PASSWORD)
+    try:
+        from adapters.security import Argon2Hasher  # noqa: PLC0415 - an optional cross-check
+
+        hasher = Argon2Hasher()
+        try:
+            outdated = hasher.needs_rehash(password_hash)
+        finally:
+            hasher.close()
+    except Exception as exc:  # the API's hasher changed shape: say so, go on
+        print(f"  note: could not compare with the API's hasher ({exc!r})")
+        return password_hash
+    if outdated:
+        print("  warning: the API considers the seeded hash outdated; every login will re-hash")
+    return password_hash

@@ -1,0 +1,1 @@
+"""The lean reference app that `make bench` measures the API against."""

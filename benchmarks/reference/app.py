@@ -1,0 +1,438 @@
+"""The lean reference: the real API's hot paths with nothing in between.
+
+Starlette + asyncpg + PyJWT + argon2-cffi on the project's own schema (the tables of
+``adapters/orm.py``, migrated by ``app db upgrade``). It does the same work per request
+as the API contract asks, and no more:
+
+- ``GET /api/v1/users/me``: verify the HS256 access token (same claims), one indexed
+  query over ``users`` joined with ``sessions``, the User JSON.
+- ``POST /api/v1/auth/login`` (JSON): the user by ``lower(email)`` or ``lower(username)``,
+  argon2id verification in a bounded thread pool (same parameters), a session row and
+  a refresh token row in one statement, a token pair.
+- ``POST /api/v1/auth/refresh``: decode, a conditional ``UPDATE … SET rotated_at`` that
+  also checks the session and the user, the new token row and the session's new expiry,
+  all in one statement.
+- ``GET /api/v1/users/?page=N&size=M``: ``LIMIT``/``OFFSET`` plus a ``count(*)`` over the
+  active users.
+- ``GET /health/live``.
+
+Configuration from the environment: ``DATABASE_URL`` (``postgresql+asyncpg://…`` or
+``postgresql://…``), ``SECRET_KEY``, ``DATABASE_POOL_SIZE`` (default 10, like the API).
+``make bench`` serves it with ``uvicorn --factory benchmarks.reference.app:create_app
+--workers 1 --loop uvloop --http httptools``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import os
+import secrets
+import time
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import argon2
+import asyncpg
+import jwt
+import orjson
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+ALGORITHM = "HS256"
+ACCESS_TTL = timedelta(minutes=30)
+REFRESH_TTL = timedelta(days=7)
+CLOCK_SKEW_SECONDS = 2
+USER_AGENT_MAX_LENGTH = 255
+MAX_PAGE_SIZE = 100
+MAX_PAGE = 10_000_000
+
+# The API's parameters (adapters/security.py): OWASP's argon2id minimum.
+HASHER = argon2.PasswordHasher(
+    time_cost=2,
+    memory_cost=19_456,
+    parallelism=1,
+    hash_len=32,
+    salt_len=16,
+    type=argon2.Type.ID,
+)
+
+_ACCESS_OPTIONS: Any = {
+    "require": ["sub", "type", "sid", "iat", "exp", "jti", "ver"],
+    "verify_iat": False,
+    "verify_nbf": False,
+}
+_REFRESH_OPTIONS: Any = {
+    "require": ["sub", "type", "sid", "iat", "exp", "jti"],
+    "verify_iat": False,
+    "verify_nbf": False,
+}
+
+ME_SQL = """
+SELECT u.id, u.email, u.username, u.full_name, u.is_active, u.is_superuser,
+       u.created_at, u.token_version, s.revoked_at
+FROM users AS u JOIN sessions AS s ON s.user_id = u.id
+WHERE u.id = $1 AND s.id = $2
+"""
+
+LOGIN_SQL = """
+SELECT id, password_hash, is_active, token_version
+FROM users
+WHERE lower(email) = $1 OR lower(username) = $1
+LIMIT 1
+"""
+
+OPEN_SESSION_SQL = """
+WITH opened AS (
+    INSERT INTO sessions (id, user_id, created_at, last_used_at, expires_at, user_agent)
+    VALUES ($1, $2, $3, $3, $4, $5)
+)
+INSERT INTO refresh_tokens (id, session_id, user_id, created_at, expires_at)
+VALUES ($6, $1, $2, $3, $4)
+"""
+
+REHASH_SQL = "UPDATE users SET password_hash = $2 WHERE id = $1"
+
+# The conditional update decides which of two racing refreshes wins: the loser's
+# WHERE no longer matches once the winner commits.
+ROTATE_SQL = """
+WITH rotated AS (
+    UPDATE refresh_tokens AS t SET rotated_at = $4
+    FROM sessions AS s, users AS u
+    WHERE t.id = $1 AND t.user_id = $2 AND t.session_id = $3
+      AND t.rotated_at IS NULL AND t.revoked_at IS NULL
+      AND s.id = t.session_id AND s.revoked_at IS NULL
+      AND u.id = t.user_id AND u.is_active
+    RETURNING t.session_id, t.user_id, u.token_version
+), issued AS (
+    INSERT INTO refresh_tokens (id, session_id, user_id, created_at, expires_at)
+    SELECT $5, session_id, user_id, $4, $6 FROM rotated
+), extended AS (
+    UPDATE sessions SET last_used_at = $4, expires_at = $6
+    WHERE id IN (SELECT session_id FROM rotated)
+)
+SELECT token_version FROM rotated
+"""
+
+# The cold path of a refresh that failed: a rotated token presented again revokes its
+# whole session. (Simplified: a lost race is treated as reuse too; the benchmark never
+# presents a token twice.)
+REVOKE_REUSED_SQL = """
+WITH reused AS (
+    SELECT session_id FROM refresh_tokens
+    WHERE id = $1 AND user_id = $2 AND rotated_at IS NOT NULL AND revoked_at IS NULL
+), tokens AS (
+    UPDATE refresh_tokens SET revoked_at = $3
+    WHERE session_id IN (SELECT session_id FROM reused) AND revoked_at IS NULL
+)
+UPDATE sessions SET revoked_at = $3
+WHERE id IN (SELECT session_id FROM reused) AND revoked_at IS NULL
+"""
+
+LIST_SQL = """
+SELECT id, username, full_name, created_at
+FROM users WHERE is_active
+ORDER BY id LIMIT $1 OFFSET $2
+"""
+
+COUNT_SQL = "SELECT count(*) FROM users WHERE is_active"
+
+
+class Problem(Exception):
+    """An RFC 9457 error response."""
+
+    def __init__(self, status: int, title: str, code: str) -> None:
+        super().__init__(title)
+        self.status = status
+        self.title = title
+        self.code = code
+
+
+def _unauthorized(code: str = "invalid_token") -> Problem:
+    return Problem(401, "Unauthorized", code)
+
+
+def _invalid(detail: str) -> Problem:
+    return Problem(422, detail, "validation_error")
+
+
+def _json(content: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(orjson.dumps(content), status, headers, "application/json")
+
+
+def _problem(problem: Problem) -> Response:
+    body = {
+        "type": "about:blank",
+        "title": problem.title,
+        "status": problem.status,
+        "code": problem.code,
+    }
+    headers = {"WWW-Authenticate": "Bearer"} if problem.status == 401 else None
+    return Response(orjson.dumps(body), problem.status, headers, "application/problem+json")
+
+
+def _database_url() -> str:
+    url = os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+    return url.replace("postgresql+asyncpg://", "postgresql://", 1)
+
+
+class Reference:
+    """The app's resources (pool, hashing threads, key) and its endpoints."""
+
+    def __init__(self, database_url: str, secret_key: str, pool_size: int) -> None:
+        if len(secret_key.encode()) < 32:
+            raise SystemExit("SECRET_KEY must be set, at least 32 bytes")
+        self._database_url = database_url
+        self._key = secret_key.encode()
+        self._pool_size = pool_size
+        self._jwt = jwt.PyJWT()
+        self._executor = ThreadPoolExecutor(
+            max_workers=min(4, os.cpu_count() or 1), thread_name_prefix="argon2"
+        )
+        self._dummy_hash = HASHER.hash(secrets.token_urlsafe(16))
+        self._pool: asyncpg.Pool | None = None
+
+    @asynccontextmanager
+    async def lifespan(self, _app: Starlette) -> AsyncIterator[None]:
+        self._pool = await asyncpg.create_pool(
+            self._database_url, min_size=self._pool_size, max_size=self._pool_size
+        )
+        try:
+            yield
+        finally:
+            await self._pool.close()
+            self._executor.shutdown(wait=False, cancel_futures=True)
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        assert self._pool is not None, "the pool opens in the lifespan"
+        return self._pool
+
+    # Endpoints.
+
+    async def live(self, _request: Request) -> Response:
+        return _json({"status": "ok"})
+
+    async def me(self, request: Request) -> Response:
+        header = request.headers.get("authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token:
+            raise _unauthorized("not_authenticated")
+        claims = self._decode(token, "access", _ACCESS_OPTIONS)
+        version = claims["ver"]
+        if not isinstance(version, int) or isinstance(version, bool):
+            raise _unauthorized()
+        row = await self.pool.fetchrow(ME_SQL, _user_id(claims), _string(claims, "sid"))
+        if (
+            row is None
+            or not row["is_active"]
+            or row["token_version"] != version
+            or row["revoked_at"] is not None
+        ):
+            raise _unauthorized()
+        return _json(
+            {
+                "id": row["id"],
+                "email": row["email"],
+                "username": row["username"],
+                "full_name": row["full_name"],
+                "is_active": row["is_active"],
+                "is_superuser": row["is_superuser"],
+                "created_at": row["created_at"],
+            }
+        )
+
+    async def login(self, request: Request) -> Response:
+        body = await _json_body(request)
+        username, password = body.get("username"), body.get("password")
+        if not isinstance(username, str) or not isinstance(password, str):
+            raise _invalid("username and password are required strings")
+        row = await self.pool.fetchrow(LOGIN_SQL, username.strip().lower())
+        stored = row["password_hash"] if row is not None else None
+        matches = await self._in_thread(self._verify, stored, password)
+        if row is None or not matches or not row["is_active"]:
+            raise _unauthorized("invalid_credentials")
+        if HASHER.check_needs_rehash(row["password_hash"]):
+            new_hash = await self._in_thread(HASHER.hash, password)
+            await self.pool.execute(REHASH_SQL, row["id"], new_hash)
+
+        now = datetime.now(UTC)
+        session_id, token_id = secrets.token_hex(16), secrets.token_hex(16)
+        user_agent = request.headers.get("user-agent")
+        await self.pool.execute(
+            OPEN_SESSION_SQL,
+            session_id,
+            row["id"],
+            now,
+            now + REFRESH_TTL,
+            user_agent[:USER_AGENT_MAX_LENGTH] if user_agent else None,
+            token_id,
+        )
+        return self._pair(row["id"], row["token_version"], session_id, token_id, now)
+
+    async def refresh(self, request: Request) -> Response:
+        body = await _json_body(request)
+        token = body.get("refresh_token")
+        if not isinstance(token, str):
+            raise _invalid("refresh_token is a required string")
+        claims = self._decode(token, "refresh", _REFRESH_OPTIONS)
+        user_id, session_id = _user_id(claims), _string(claims, "sid")
+        token_id = _string(claims, "jti")
+        now = datetime.now(UTC)
+        new_token_id = secrets.token_hex(16)
+        version = await self.pool.fetchval(
+            ROTATE_SQL, token_id, user_id, session_id, now, new_token_id, now + REFRESH_TTL
+        )
+        if version is None:
+            await self.pool.execute(REVOKE_REUSED_SQL, token_id, user_id, now)
+            raise _unauthorized()
+        return self._pair(user_id, version, session_id, new_token_id, now)
+
+    async def list_users(self, request: Request) -> Response:
+        page = _int_param(request, "page", 1, 1, MAX_PAGE)
+        size = _int_param(request, "size", 20, 1, MAX_PAGE_SIZE)
+        async with self.pool.acquire() as conn:
+            rows = await conn.fetch(LIST_SQL, size, (page - 1) * size)
+            total = await conn.fetchval(COUNT_SQL)
+        items = [
+            {
+                "id": row["id"],
+                "username": row["username"],
+                "full_name": row["full_name"],
+                "created_at": row["created_at"],
+            }
+            for row in rows
+        ]
+        return _json(
+            {
+                "items": items,
+                "total": total,
+                "page": page,
+                "size": size,
+                "pages": math.ceil(total / size),
+            }
+        )
+
+    # Helpers.
+
+    def _verify(self, password_hash: str | None, password: str) -> bool:
+        try:
+            matched = HASHER.verify(password_hash or self._dummy_hash, password)
+        except (argon2.exceptions.VerificationError, argon2.exceptions.InvalidHashError):
+            return False
+        return matched and password_hash is not None
+
+    async def _in_thread(self, fn: Callable[..., Any], *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    def _decode(self, token: str, expected_type: str, options: Any) -> dict[str, Any]:
+        try:
+            claims: dict[str, Any] = self._jwt.decode(
+                token, self._key, algorithms=[ALGORITHM], options=options
+            )
+        except (jwt.PyJWTError, ValueError, TypeError):
+            raise _unauthorized() from None
+        if claims.get("type") != expected_type:
+            raise _unauthorized()
+        issued_at = claims["iat"]
+        if not _is_number(issued_at) or issued_at > time.time() + CLOCK_SKEW_SECONDS:
+            raise _unauthorized()
+        return claims
+
+    def _pair(
+        self, user_id: int, version: int, session_id: str, token_id: str, now: datetime
+    ) -> Response:
+        issued = int(now.timestamp())
+        access = {
+            "sub": str(user_id),
+            "type": "access",
+            "sid": session_id,
+            "ver": version,
+            "iat": issued,
+            "exp": issued + int(ACCESS_TTL.total_seconds()),
+            "jti": secrets.token_hex(16),
+        }
+        refresh = {
+            "sub": str(user_id),
+            "type": "refresh",
+            "sid": session_id,
+            "iat": issued,
+            "exp": issued + int(REFRESH_TTL.total_seconds()),
+            "jti": token_id,
+        }
+        return _json(
+            {
+                "access_token": self._jwt.encode(access, self._key, algorithm=ALGORITHM),
+                "refresh_token": self._jwt.encode(refresh, self._key, algorithm=ALGORITHM),
+                "token_type": "bearer",
+                "expires_in": int(ACCESS_TTL.total_seconds()),
+            },
+            headers={"Cache-Control": "no-store"},
+        )
+
+
+async def _json_body(request: Request) -> dict[str, Any]:
+    try:
+        body = orjson.loads(await request.body())
+    except orjson.JSONDecodeError:
+        raise _invalid("the body is not JSON") from None
+    if not isinstance(body, dict):
+        raise _invalid("the body is not a JSON object")
+    return body
+
+
+def _int_param(request: Request, name: str, default: int, low: int, high: int) -> int:
+    raw = request.query_params.get(name)
+    if raw is None:
+        return default
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 9 or not low <= int(raw) <= high:
+        raise _invalid(f"{name} must be an integer from {low} to {high}")
+    return int(raw)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _string(claims: dict[str, Any], name: str) -> str:
+    value = claims[name]
+    if not isinstance(value, str) or not value or len(value) > 64:
+        raise _unauthorized()
+    return value
+
+
+def _user_id(claims: dict[str, Any]) -> int:
+    sub = claims["sub"]
+    if not isinstance(sub, str) or not (sub.isascii() and sub.isdigit()) or len(sub) > 18:
+        raise _unauthorized()
+    return int(sub)
+
+
+async def _on_problem(_request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, Problem)
+    return _problem(exc)
+
+
+def create_app() -> Starlette:
+    reference = Reference(
+        _database_url(),
+        os.environ.get("SECRET_KEY", ""),
+        int(os.environ.get("DATABASE_POOL_SIZE", "10")),
+    )
+    routes = [
+        Route("/health/live", reference.live, methods=["GET"]),
+        Route("/api/v1/users/me", reference.me, methods=["GET"]),
+        Route("/api/v1/users/", reference.list_users, methods=["GET"]),
+        Route("/api/v1/auth/login", reference.login, methods=["POST"]),
+        Route("/api/v1/auth/refresh", reference.refresh, methods=["POST"]),
+    ]
+    return Starlette(
+        routes=routes,
+        lifespan=reference.lifespan,
+        exception_handlers={Problem: _on_problem},
+    )
