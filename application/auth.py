@@ -155,11 +155,11 @@ class RefreshTokens:
                 await uow.sessions.revoke(stored.session_id, now)
                 await uow.commit()
                 raise InvalidToken()
-            session = await uow.sessions.get(stored.session_id)
-            user = await uow.users.get(stored.user_id)
-            if session is None or session.revoked_at is not None:
+            found = await uow.users.get_with_session(stored.user_id, stored.session_id)
+            if found is None:
                 raise InvalidToken()
-            if user is None or not user.is_active:
+            user, session = found
+            if session is None or session.revoked_at is not None or not user.is_active:
                 raise InvalidToken()
             if session.token_version != user.token_version:
                 # Opened by a login that raced a revocation of all the user's tokens.

@@ -98,26 +98,26 @@ VALUES ($6, $1, $2, $3, $4)
 
 REHASH_SQL = "UPDATE users SET password_hash = $2 WHERE id = $1"
 
-# The conditional update decides which of two racing refreshes wins: the loser's
-# WHERE no longer matches once the winner commits.
-ROTATE_SQL = """
-WITH rotated AS (
-    UPDATE refresh_tokens AS t SET rotated_at = $4
-    FROM sessions AS s, users AS u
-    WHERE t.id = $1 AND t.user_id = $2 AND t.session_id = $3
-      AND t.rotated_at IS NULL AND t.revoked_at IS NULL
-      AND s.id = t.session_id AND s.revoked_at IS NULL
-      AND u.id = t.user_id AND u.is_active
-    RETURNING t.session_id, t.user_id, u.token_version
-), issued AS (
-    INSERT INTO refresh_tokens (id, session_id, user_id, created_at, expires_at)
-    SELECT $5, session_id, user_id, $4, $6 FROM rotated
-), extended AS (
-    UPDATE sessions SET last_used_at = $4, expires_at = $6
-    WHERE id IN (SELECT session_id FROM rotated)
-)
-SELECT token_version FROM rotated
+# A refresh is the plain transaction any lean app would write: read the token with its
+# session and user, rotate it with a conditional update (the database decides which of
+# two racing refreshes wins), store the new token, extend the session.
+REFRESH_READ_SQL = """
+SELECT t.rotated_at, t.revoked_at, s.revoked_at AS session_revoked_at,
+       s.token_version AS session_version, u.is_active, u.token_version
+FROM refresh_tokens AS t
+JOIN sessions AS s ON s.id = t.session_id
+JOIN users AS u ON u.id = t.user_id
+WHERE t.id = $1 AND t.user_id = $2 AND t.session_id = $3
 """
+ROTATE_SQL = """
+UPDATE refresh_tokens SET rotated_at = $2
+WHERE id = $1 AND rotated_at IS NULL AND revoked_at IS NULL
+"""
+ISSUE_SQL = """
+INSERT INTO refresh_tokens (id, session_id, user_id, created_at, expires_at)
+VALUES ($1, $2, $3, $4, $5)
+"""
+EXTEND_SQL = "UPDATE sessions SET last_used_at = $2, expires_at = $3 WHERE id = $1"
 
 # The cold path of a refresh that failed: a rotated token presented again revokes its
 # whole session. (Simplified: a lost race is treated as reuse too; the benchmark never
@@ -285,13 +285,24 @@ class Reference:
         token_id = _string(claims, "jti")
         now = datetime.now(UTC)
         new_token_id = secrets.token_hex(16)
-        version = await self.pool.fetchval(
-            ROTATE_SQL, token_id, user_id, session_id, now, new_token_id, now + REFRESH_TTL
-        )
-        if version is None:
-            await self.pool.execute(REVOKE_REUSED_SQL, token_id, user_id, now)
-            raise _unauthorized()
-        return self._pair(user_id, version, session_id, new_token_id, now)
+        async with self.pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(REFRESH_READ_SQL, token_id, user_id, session_id)
+            if row is None or row["revoked_at"] is not None:
+                raise _unauthorized()
+            if row["rotated_at"] is not None:
+                # Reuse: the revocation commits (an exception here would roll it back).
+                await conn.execute(REVOKE_REUSED_SQL, token_id, user_id, now)
+                return _problem(_unauthorized())
+            if (
+                row["session_revoked_at"] is not None
+                or not row["is_active"]
+                or row["session_version"] != row["token_version"]
+                or await conn.execute(ROTATE_SQL, token_id, now) != "UPDATE 1"
+            ):
+                raise _unauthorized()
+            await conn.execute(ISSUE_SQL, new_token_id, session_id, user_id, now, now + REFRESH_TTL)
+            await conn.execute(EXTEND_SQL, session_id, now, now + REFRESH_TTL)
+        return self._pair(user_id, row["token_version"], session_id, new_token_id, now)
 
     async def list_users(self, request: Request) -> Response:
         page = _int_param(request, "page", 1, 1, MAX_PAGE)
