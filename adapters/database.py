@@ -32,7 +32,13 @@ def is_unavailable(exc: BaseException, *, connecting: bool = False) -> bool:
 
 
 class Database:
-    """Owns the engine. ``engine`` builds it lazily; ``dispose`` closes its pool."""
+    """Owns the engines, built lazily on first use; ``dispose`` closes their pools.
+
+    Two pools: ``engine`` for units of work (one transaction each) and
+    ``autocommit_engine`` for those that only read. The readers' connections are opened
+    in autocommit mode once, so a read costs one round trip and its connection goes
+    back to the pool without a ROLLBACK or an isolation-level switch.
+    """
 
     def __init__(
         self,
@@ -53,7 +59,7 @@ class Database:
         self._connect_timeout = connect_timeout
         self._echo = echo
         self._engine: AsyncEngine | None = None
-        self._autocommit_engine: AsyncEngine
+        self._autocommit_engine: AsyncEngine | None = None
 
     @property
     def is_sqlite(self) -> bool:
@@ -63,23 +69,24 @@ class Database:
     def engine(self) -> AsyncEngine:
         if self._engine is None:
             self._engine = self._create_engine()
-            # Same pool; connections from it run without a transaction.
-            self._autocommit_engine = self._engine.execution_options(isolation_level="AUTOCOMMIT")
         return self._engine
 
     @property
     def autocommit_engine(self) -> AsyncEngine:
-        """The engine's pool, in autocommit mode: for units of work that only read."""
-        self.engine  # noqa: B018 - builds both on first use
+        if self._autocommit_engine is None:
+            self._autocommit_engine = self._create_engine(
+                isolation_level="AUTOCOMMIT", pool_reset_on_return=None
+            )
         return self._autocommit_engine
 
-    def _create_engine(self) -> AsyncEngine:
+    def _create_engine(self, **options: Any) -> AsyncEngine:
         if self.is_sqlite:
             engine = create_async_engine(
                 self.url,
                 echo=self._echo,
                 hide_parameters=True,
                 connect_args={"timeout": self._connect_timeout},
+                **options,
             )
             event.listen(engine.sync_engine, "connect", _sqlite_on_connect)
             return engine
@@ -91,6 +98,7 @@ class Database:
             pool_recycle=1800,
             connect_args={"timeout": self._connect_timeout},
             **self._options,
+            **options,
         )
 
     async def ping(self) -> bool:
@@ -105,9 +113,10 @@ class Database:
         return True
 
     async def dispose(self) -> None:
-        if self._engine is not None:
-            await self._engine.dispose()
-            self._engine = None
+        for engine in (self._engine, self._autocommit_engine):
+            if engine is not None:
+                await engine.dispose()
+        self._engine = self._autocommit_engine = None
 
 
 def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:

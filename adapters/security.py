@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
+import time
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
-from functools import cached_property
+from functools import cached_property, lru_cache
 from typing import Any
 
 import argon2
@@ -80,6 +81,8 @@ class Argon2Hasher(PasswordHasher):
 MIN_KEY_BYTES = {"HS256": 32, "HS384": 48, "HS512": 64}
 _ACCESS_CLAIMS = ["sub", "type", "sid", "iat", "exp", "jti", "ver"]
 _REFRESH_CLAIMS = ["sub", "type", "sid", "iat", "exp", "jti"]
+# Verified access tokens remembered per process (about 1 KiB each).
+ACCESS_CACHE_SIZE = 4096
 # Tolerated clock difference between the host that issues and the host that checks.
 CLOCK_SKEW_SECONDS = 2
 
@@ -112,6 +115,9 @@ class JwtCodec(TokenCodec):
         self._issuer = issuer
         self._audience = audience
         self._jwt = jwt.PyJWT()
+        # Only successes are cached (an exception is never cached), keyed by the exact
+        # token, so nothing is ever accepted that would not verify now, but for expiry.
+        self._verified_access = lru_cache(maxsize=ACCESS_CACHE_SIZE)(self._decode_access)
 
     def encode_access(self, claims: AccessClaims) -> str:
         return self._encode(
@@ -139,6 +145,14 @@ class JwtCodec(TokenCodec):
         )
 
     def decode_access(self, token: str) -> AccessClaims:
+        # A client sends the same access token with every request for its lifetime:
+        # once its signature and claims have been verified, only the expiry can change.
+        claims = self._verified_access(token)
+        if claims.expires_at.timestamp() <= time.time():
+            raise InvalidToken()
+        return claims
+
+    def _decode_access(self, token: str) -> AccessClaims:
         payload = self._decode(token, "access", _ACCESS_CLAIMS, verify_expiry=True)
         version = payload["ver"]
         if not isinstance(version, int) or isinstance(version, bool):
