@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
+import asyncpg
 from sqlalchemy import event, text
 from sqlalchemy.engine import URL, make_url
 
@@ -60,10 +62,35 @@ class Database:
         self._echo = echo
         self._engine: AsyncEngine | None = None
         self._autocommit_engine: AsyncEngine | None = None
+        self._driver_pool: asyncpg.Pool | None = None
+        self._driver_pool_lock = asyncio.Lock()
 
     @property
     def is_sqlite(self) -> bool:
         return self.url.get_backend_name() == "sqlite"
+
+    @property
+    def is_postgresql(self) -> bool:
+        return self.url.get_backend_name() == "postgresql"
+
+    async def driver_pool(self) -> asyncpg.Pool:
+        """A plain asyncpg pool on the same PostgreSQL database, for the hot read paths
+        (``adapters.postgres_reads``); created on first use, retried after a failure."""
+        if self._driver_pool is None:
+            async with self._driver_pool_lock:
+                if self._driver_pool is None:
+                    url = self.url.set(drivername="postgresql")
+                    self._driver_pool = await asyncpg.create_pool(
+                        url.render_as_string(hide_password=False),
+                        min_size=1,
+                        max_size=self._options["pool_size"],
+                        timeout=self._connect_timeout,
+                        max_inactive_connection_lifetime=300,
+                        # Its connections only ever run single SELECTs in autocommit:
+                        # no session state to reset (a round trip saved per use).
+                        reset=_keep_connection_as_is,
+                    )
+        return self._driver_pool
 
     @property
     def engine(self) -> AsyncEngine:
@@ -117,6 +144,16 @@ class Database:
             if engine is not None:
                 await engine.dispose()
         self._engine = self._autocommit_engine = None
+        if self._driver_pool is not None:
+            pool, self._driver_pool = self._driver_pool, None
+            try:
+                await asyncio.wait_for(pool.close(), timeout=10)
+            except TimeoutError:
+                pool.terminate()
+
+
+async def _keep_connection_as_is(_conn: asyncpg.Connection) -> None:
+    return None
 
 
 def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:

@@ -11,6 +11,7 @@ from dependency_injector import containers, providers
 from adapters.clock import SystemClock
 from adapters.database import Database
 from adapters.locks import DatabaseJobLock
+from adapters.postgres_reads import read_only_unit_of_work
 from adapters.rate_limit import LimitsFailedLoginCounter, RateLimiter
 from adapters.security import Argon2Hasher, JwtCodec
 from adapters.unit_of_work import SqlAlchemyUnitOfWork
@@ -65,8 +66,9 @@ class Container(containers.DeclarativeContainer):
         refresh_ttl=settings.provided.refresh_token_ttl,
     )
     uow = providers.Factory(SqlAlchemyUnitOfWork, database=database)
-    # For use cases that only read: no transaction, one round trip per query.
-    reader = providers.Factory(SqlAlchemyUnitOfWork, database=database, read_only=True)
+    # For use cases that only read: no transaction, one round trip per query, on the
+    # driver's own pool where the database is PostgreSQL.
+    reader = providers.Factory(read_only_unit_of_work, database=database)
     # Keeps job runner replicas from running the same job at once.
     job_lock = providers.Singleton(DatabaseJobLock, database=database)
 

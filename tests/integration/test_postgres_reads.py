@@ -1,0 +1,120 @@
+"""The asyncpg read-only unit of work answers exactly as the SQLAlchemy repositories do,
+refuses to write, and turns an unreachable server into ServiceUnavailable."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import text
+
+from adapters.database import Database
+from adapters.postgres_reads import AsyncpgReadOnlyUnitOfWork, read_only_unit_of_work
+from adapters.unit_of_work import SqlAlchemyUnitOfWork
+from domain.errors import ServiceUnavailable
+from domain.model import PageRequest
+from tests.integration.builders import DAY, NOW, add_session, add_user, make_user
+
+pytestmark = pytest.mark.postgres
+
+
+def _fields(obj: object) -> dict[str, object]:
+    return dict(vars(obj))
+
+
+async def test_every_read_matches_the_sqlalchemy_repositories(pg_database: Database) -> None:
+    ada = await add_user(pg_database, "Ada")
+    await add_user(pg_database, "bob", is_active=False)
+    await add_user(pg_database, "cy")
+    assert ada.id is not None
+    live = await add_session(pg_database, ada)
+    await add_session(pg_database, ada, revoked_at=NOW - DAY, created_at=NOW - 2 * DAY)
+
+    async with (
+        SqlAlchemyUnitOfWork(pg_database, read_only=True) as expected,
+        AsyncpgReadOnlyUnitOfWork(pg_database) as actual,
+    ):
+        for reader in ("get", "get_by_login"):
+            for key in (ada.id, 999) if reader == "get" else ("ada", "ada@example.com", "x"):
+                want = await getattr(expected.users, reader)(key)
+                got = await getattr(actual.users, reader)(key)
+                assert (got and _fields(got)) == (want and _fields(want)), (reader, key)
+        for user_id, session_id in ((ada.id, live.id), (ada.id, "nope"), (999, live.id)):
+            want_pair = await expected.users.get_with_session(user_id, session_id)
+            got_pair = await actual.users.get_with_session(user_id, session_id)
+            if want_pair is None:
+                assert got_pair is None
+            else:
+                assert got_pair is not None
+                assert _fields(got_pair[0]) == _fields(want_pair[0])
+                assert (got_pair[1] and _fields(got_pair[1])) == (
+                    want_pair[1] and _fields(want_pair[1])
+                )
+        for active_only in (True, False):
+            for page in (PageRequest(1, 2), PageRequest(2, 2), PageRequest(9, 2)):
+                want_page = await expected.users.list_page(page, active_only=active_only)
+                got_page = await actual.users.list_page(page, active_only=active_only)
+                assert got_page[1] == want_page[1]
+                assert [_fields(u) for u in got_page[0]] == [_fields(u) for u in want_page[0]]
+        assert await actual.users.email_taken("ADA@example.com")
+        assert not await actual.users.email_taken("ada@example.com", except_user=ada.id)
+        assert await actual.users.username_taken("ADA")
+        assert not await actual.users.username_taken("nobody")
+        assert _fields(await actual.sessions.get(live.id)) == _fields(
+            await expected.sessions.get(live.id)
+        )
+        assert await actual.sessions.get("nope") is None
+        want_sessions = await expected.sessions.list_active(ada.id, NOW)
+        got_sessions = await actual.sessions.list_active(ada.id, NOW)
+        assert [_fields(s) for s in got_sessions] == [_fields(s) for s in want_sessions]
+        assert [s.id for s in got_sessions] == [live.id]
+
+
+async def test_it_refuses_to_write(pg_database: Database) -> None:
+    async with AsyncpgReadOnlyUnitOfWork(pg_database) as uow:
+        with pytest.raises(RuntimeError):
+            await uow.users.add(make_user("eve"))
+        with pytest.raises(RuntimeError):
+            await uow.sessions.revoke("x", NOW)
+        with pytest.raises(RuntimeError):
+            await uow.refresh_tokens.get("x")
+        with pytest.raises(RuntimeError):
+            await uow.commit()
+        await uow.rollback()
+
+
+async def test_postgresql_gets_the_driver_reader_and_sqlite_the_sqlalchemy_one(
+    pg_database: Database,
+) -> None:
+    assert isinstance(read_only_unit_of_work(pg_database), AsyncpgReadOnlyUnitOfWork)
+    sqlite = Database("sqlite+aiosqlite:///:memory:")
+    assert isinstance(read_only_unit_of_work(sqlite), SqlAlchemyUnitOfWork)
+
+
+async def test_an_unreachable_server_is_service_unavailable() -> None:
+    database = Database("postgresql+asyncpg://postgres@127.0.0.1:1/nowhere", connect_timeout=2)
+    try:
+        with pytest.raises(ServiceUnavailable):
+            async with AsyncpgReadOnlyUnitOfWork(database):
+                pass
+    finally:
+        await database.dispose()
+
+
+async def test_a_connection_killed_mid_use_is_service_unavailable_and_the_next_one_works(
+    pg_database: Database,
+) -> None:
+    await add_user(pg_database, "ada")
+
+    async def read_after_its_connection_is_killed() -> None:
+        async with AsyncpgReadOnlyUnitOfWork(pg_database) as uow:
+            conn = uow.users._conn  # type: ignore[attr-defined]
+            pid = await conn.fetchval("SELECT pg_backend_pid()")
+            async with SqlAlchemyUnitOfWork(pg_database) as admin:
+                await admin._conn.execute(  # type: ignore[union-attr]
+                    text("SELECT pg_terminate_backend(:pid)"), {"pid": pid}
+                )
+            await uow.users.get_by_login("ada")
+
+    with pytest.raises(ServiceUnavailable):
+        await read_after_its_connection_is_killed()
+    async with AsyncpgReadOnlyUnitOfWork(pg_database) as uow:
+        assert await uow.users.get_by_login("ada") is not None
