@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import secrets
+import threading
 import time
 import warnings
 from concurrent.futures import ThreadPoolExecutor
@@ -45,7 +47,9 @@ class Argon2Hasher(PasswordHasher):
             type=argon2.Type.ID,
         )
         workers = max_concurrency or min(4, os.cpu_count() or 1)
-        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="argon2")
+        self._executor = ThreadPoolExecutor(
+            max_workers=workers, thread_name_prefix="argon2", initializer=_yield_to_event_loop
+        )
 
     @cached_property
     def _dummy_hash(self) -> str:
@@ -76,6 +80,16 @@ class Argon2Hasher(PasswordHasher):
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
 
+
+def _yield_to_event_loop() -> None:
+    """Run this hashing thread at a lower priority (Linux schedules threads one by one):
+    hashes still use every idle core, but the event loop thread is never kept waiting
+    behind them, so logins do not slow down every other request."""
+    with contextlib.suppress(AttributeError, OSError):
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), HASHING_NICENESS)
+
+
+HASHING_NICENESS = 10
 
 # RFC 7518, 3.2: an HMAC key at least as long as the hash output.
 MIN_KEY_BYTES = {"HS256": 32, "HS384": 48, "HS512": 64}
