@@ -74,8 +74,8 @@ class Database:
         return self.url.get_backend_name() == "postgresql"
 
     async def driver_pool(self) -> asyncpg.Pool:
-        """A plain asyncpg pool on the same PostgreSQL database, for the hot read paths
-        (``adapters.postgres_reads``); created on first use, retried after a failure."""
+        """The asyncpg pool the units of work run on for PostgreSQL; created on first
+        use, and retried after a failure."""
         if self._driver_pool is None:
             async with self._driver_pool_lock:
                 if self._driver_pool is None:
@@ -83,12 +83,12 @@ class Database:
                     self._driver_pool = await asyncpg.create_pool(
                         url.render_as_string(hide_password=False),
                         min_size=1,
-                        max_size=self._options["pool_size"],
+                        max_size=self._options["pool_size"] + self._options["max_overflow"],
                         timeout=self._connect_timeout,
                         max_inactive_connection_lifetime=300,
-                        # Its connections only ever run single SELECTs in autocommit:
-                        # no session state to reset (a round trip saved per use).
-                        reset=_keep_connection_as_is,
+                        # Units of work leave no session state behind (no SET, LISTEN,
+                        # temporary table or lock): no reset round trip per use.
+                        reset=_end_open_transaction,
                     )
         return self._driver_pool
 
@@ -152,8 +152,9 @@ class Database:
                 pool.terminate()
 
 
-async def _keep_connection_as_is(_conn: asyncpg.Connection) -> None:
-    return None
+async def _end_open_transaction(conn: asyncpg.Connection) -> None:
+    if conn.is_in_transaction():  # only after a failure; never on the normal path
+        await conn.execute("ROLLBACK")
 
 
 def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:

@@ -1,8 +1,9 @@
-"""SQLAlchemy repositories: each works inside the unit of work's connection and
-transaction, and never commits on its own.
+"""The repositories: each works inside its unit of work's connection and transaction,
+and never commits on its own.
 
-Statements are built once, at import, with bound parameters: building a statement and
-its cache key costs more CPU than running the query, so no request pays for it.
+Statements are SQLAlchemy Core, built once at import with bound parameters (building a
+statement costs more CPU than running it), and run through an executor
+(``adapters.executors``): SQLAlchemy's on SQLite, the asyncpg driver's on PostgreSQL.
 """
 
 from __future__ import annotations
@@ -11,9 +12,8 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import and_, bindparam, delete, exists, func, insert, select, update
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection
 
+from adapters.executors import ConstraintViolation, Executor, Row
 from adapters.orm import refresh_tokens, sessions, users
 from domain.errors import DomainError, EmailTaken, UsernameTaken, UserNotFound
 from domain.model import PageRequest, RefreshToken, Session, User
@@ -162,90 +162,57 @@ _DELETE_EXPIRED_TOKENS = delete(refresh_tokens).where(
 )
 
 
-def _user(row: Any) -> User:
-    return User(
-        id=row.id,
-        email=row.email,
-        username=row.username,
-        password_hash=row.password_hash,
-        full_name=row.full_name,
-        is_active=row.is_active,
-        is_superuser=row.is_superuser,
-        token_version=row.token_version,
-        created_at=row.created_at,
-    )
-
-
-def _session(row: Any) -> Session:
-    return Session(
-        id=row.id,
-        user_id=row.user_id,
-        created_at=row.created_at,
-        last_used_at=row.last_used_at,
-        expires_at=row.expires_at,
-        user_agent=row.user_agent,
-        revoked_at=row.revoked_at,
-        token_version=row.token_version,
-    )
+_SESSION_PREFIX = "s_"
 
 
 def _user_values(user: User) -> dict[str, Any]:
     return {name: getattr(user, name) for name in _USER_FIELDS}
 
 
-def _conflict(exc: IntegrityError) -> DomainError | None:
+def _conflict(exc: ConstraintViolation) -> DomainError | None:
     """The domain error behind a unique-index violation, by the index's name."""
-    message = str(exc.orig)
-    if "uq_users_email_lower" in message:
+    if "uq_users_email_lower" in exc.name:
         return EmailTaken()
-    if "uq_users_username_lower" in message:
+    if "uq_users_username_lower" in exc.name:
         return UsernameTaken()
     return None
 
 
-class SqlAlchemyUserRepository(UserRepository):
-    def __init__(self, conn: AsyncConnection) -> None:
-        self._conn = conn
+class SqlUserRepository(UserRepository):
+    def __init__(self, db: Executor) -> None:
+        self._db = db
 
     async def add(self, user: User) -> User:
         try:
-            result = await self._conn.execute(_INSERT_USER, _user_values(user))
-        except IntegrityError as exc:
+            user.id = await self._db.scalar(_INSERT_USER, _user_values(user))
+        except ConstraintViolation as exc:
             raise (_conflict(exc) or exc) from None
-        user.id = result.scalar_one()
         return user
 
     async def get(self, user_id: int) -> User | None:
-        row = (await self._conn.execute(_GET_USER, {"user_id": user_id})).first()
-        return _user(row) if row else None
+        row = await self._db.one(_GET_USER, {"user_id": user_id})
+        return User(**row) if row else None
 
     async def get_by_login(self, login: str) -> User | None:
-        row = (await self._conn.execute(_GET_USER_BY_LOGIN, {"login": login})).first()
-        return _user(row) if row else None
+        row = await self._db.one(_GET_USER_BY_LOGIN, {"login": login})
+        return User(**row) if row else None
 
     async def get_with_session(
         self, user_id: int, session_id: str
     ) -> tuple[User, Session | None] | None:
-        row = (
-            await self._conn.execute(
-                _GET_USER_WITH_SESSION, {"user_id": user_id, "session_id": session_id}
-            )
-        ).first()
+        row = await self._db.one(
+            _GET_USER_WITH_SESSION, {"user_id": user_id, "session_id": session_id}
+        )
         if row is None:
             return None
-        session = None
-        if row.s_id is not None:
-            session = Session(
-                id=row.s_id,
-                user_id=row.s_user_id,
-                created_at=row.s_created_at,
-                last_used_at=row.s_last_used_at,
-                expires_at=row.s_expires_at,
-                user_agent=row.s_user_agent,
-                revoked_at=row.s_revoked_at,
-                token_version=row.s_token_version,
-            )
-        return _user(row), session
+        user: dict[str, Any] = {}
+        session: dict[str, Any] = {}
+        for key, value in row.items():
+            if key.startswith(_SESSION_PREFIX):
+                session[key.removeprefix(_SESSION_PREFIX)] = value
+            else:
+                user[key] = value
+        return User(**user), Session(**session) if session["id"] is not None else None
 
     async def email_taken(self, email: str, *, except_user: int | None = None) -> bool:
         return await self._exists(_EMAIL_TAKEN, email, except_user)
@@ -256,124 +223,89 @@ class SqlAlchemyUserRepository(UserRepository):
     async def _exists(self, query: Any, value: str, except_user: int | None) -> bool:
         # Ids start at 1, so 0 excludes nobody.
         params = {"value": value, "except_user": except_user or 0}
-        return bool(await self._conn.scalar(query, params))
+        return bool(await self._db.scalar(query, params))
 
     async def update(self, user: User) -> None:
+        values = {f"new_{name}": value for name, value in _user_values(user).items()}
         try:
-            values = {f"new_{name}": value for name, value in _user_values(user).items()}
-            await self._conn.execute(_UPDATE_USER, {"user_id": user.id, **values})
-        except IntegrityError as exc:
+            await self._db.execute(_UPDATE_USER, {"user_id": user.id, **values})
+        except ConstraintViolation as exc:
             raise (_conflict(exc) or exc) from None
 
     async def delete(self, user_id: int) -> None:
         # Explicit rather than trusting every database's cascade configuration.
         params = {"uid": user_id}
-        await self._conn.execute(_DELETE_USER_TOKENS, params)
-        await self._conn.execute(_DELETE_USER_SESSIONS, params)
-        await self._conn.execute(_DELETE_USER, params)
+        await self._db.execute(_DELETE_USER_TOKENS, params)
+        await self._db.execute(_DELETE_USER_SESSIONS, params)
+        await self._db.execute(_DELETE_USER, params)
 
     async def list_page(self, page: PageRequest, *, active_only: bool) -> tuple[list[User], int]:
         count = _COUNT_ACTIVE_USERS if active_only else _COUNT_USERS
-        total = int(await self._conn.scalar(count) or 0)
+        total = int(await self._db.scalar(count, {}) or 0)
         if page.offset >= total:  # past the end: no need to walk the index
             return [], total
         query = _PAGE_OF_ACTIVE_USERS if active_only else _PAGE_OF_USERS
-        rows = await self._conn.execute(query, {"limit": page.size, "offset": page.offset})
-        return [_user(row) for row in rows], total
+        rows = await self._db.all(query, {"limit": page.size, "offset": page.offset})
+        return [User(**row) for row in rows], total
 
 
-class SqlAlchemySessionRepository(SessionRepository):
-    def __init__(self, conn: AsyncConnection) -> None:
-        self._conn = conn
+class SqlSessionRepository(SessionRepository):
+    def __init__(self, db: Executor) -> None:
+        self._db = db
 
     async def add(self, session: Session) -> None:
         try:
-            await self._conn.execute(
-                _INSERT_SESSION,
-                {
-                    "id": session.id,
-                    "user_id": session.user_id,
-                    "created_at": session.created_at,
-                    "last_used_at": session.last_used_at,
-                    "expires_at": session.expires_at,
-                    "user_agent": session.user_agent,
-                    "revoked_at": session.revoked_at,
-                    "token_version": session.token_version,
-                },
-            )
-        except IntegrityError:
-            # The only constraint a new session can break: its user is gone.
-            raise UserNotFound() from None
+            await self._db.execute(_INSERT_SESSION, dict(vars(session)))
+        except ConstraintViolation as exc:
+            if exc.foreign_key:  # the only reference a new session has: its user is gone
+                raise UserNotFound() from None
+            raise
 
     async def get(self, session_id: str) -> Session | None:
-        row = (await self._conn.execute(_GET_SESSION, {"session_id": session_id})).first()
-        return _session(row) if row else None
+        row = await self._db.one(_GET_SESSION, {"session_id": session_id})
+        return Session(**row) if row else None
 
     async def list_active(self, user_id: int, now: datetime) -> list[Session]:
-        rows = await self._conn.execute(_ACTIVE_SESSIONS, {"user_id": user_id, "now": now})
-        return [_session(row) for row in rows]
+        rows = await self._db.all(_ACTIVE_SESSIONS, {"user_id": user_id, "now": now})
+        return [Session(**row) for row in rows]
 
     async def extend(self, session_id: str, used_at: datetime, expires_at: datetime) -> None:
-        await self._conn.execute(
+        await self._db.execute(
             _EXTEND_SESSION,
             {"session_id": session_id, "new_last_used_at": used_at, "new_expires_at": expires_at},
         )
 
     async def revoke(self, session_id: str, at: datetime) -> None:
         params = {"sid": session_id, "at": at}
-        await self._conn.execute(_REVOKE_SESSION, params)
-        await self._conn.execute(_REVOKE_SESSION_TOKENS, params)
+        await self._db.execute(_REVOKE_SESSION, params)
+        await self._db.execute(_REVOKE_SESSION_TOKENS, params)
 
     async def revoke_all(self, user_id: int, at: datetime) -> None:
         params = {"uid": user_id, "at": at}
-        await self._conn.execute(_REVOKE_USER_TOKENS, params)
-        await self._conn.execute(_REVOKE_USER_SESSIONS, params)
+        await self._db.execute(_REVOKE_USER_TOKENS, params)
+        await self._db.execute(_REVOKE_USER_SESSIONS, params)
 
     async def delete_orphans(self, now: datetime, limit: int, *, dry_run: bool = False) -> int:
         if dry_run:
-            return int(await self._conn.scalar(_COUNT_EXPIRED_SESSIONS, {"now": now}) or 0)
-        result = await self._conn.execute(_DELETE_ORPHAN_SESSIONS, {"now": now, "limit": limit})
-        return int(result.rowcount)
+            return int(await self._db.scalar(_COUNT_EXPIRED_SESSIONS, {"now": now}) or 0)
+        return await self._db.execute(_DELETE_ORPHAN_SESSIONS, {"now": now, "limit": limit})
 
 
-class SqlAlchemyRefreshTokenRepository(RefreshTokenRepository):
-    def __init__(self, conn: AsyncConnection) -> None:
-        self._conn = conn
+class SqlRefreshTokenRepository(RefreshTokenRepository):
+    def __init__(self, db: Executor) -> None:
+        self._db = db
 
     async def add(self, token: RefreshToken) -> None:
-        await self._conn.execute(
-            _INSERT_TOKEN,
-            {
-                "id": token.id,
-                "session_id": token.session_id,
-                "user_id": token.user_id,
-                "created_at": token.created_at,
-                "expires_at": token.expires_at,
-                "rotated_at": token.rotated_at,
-                "revoked_at": token.revoked_at,
-            },
-        )
+        await self._db.execute(_INSERT_TOKEN, dict(vars(token)))
 
     async def get(self, token_id: str) -> RefreshToken | None:
-        row = (await self._conn.execute(_GET_TOKEN, {"token_id": token_id})).first()
-        if row is None:
-            return None
-        return RefreshToken(
-            id=row.id,
-            session_id=row.session_id,
-            user_id=row.user_id,
-            created_at=row.created_at,
-            expires_at=row.expires_at,
-            rotated_at=row.rotated_at,
-            revoked_at=row.revoked_at,
-        )
+        row: Row | None = await self._db.one(_GET_TOKEN, {"token_id": token_id})
+        return RefreshToken(**row) if row else None
 
     async def mark_rotated(self, token_id: str, at: datetime) -> bool:
-        result = await self._conn.execute(_ROTATE_TOKEN, {"token_id": token_id, "at": at})
-        return bool(result.rowcount == 1)
+        return await self._db.execute(_ROTATE_TOKEN, {"token_id": token_id, "at": at}) == 1
 
     async def delete_expired(self, now: datetime, limit: int, *, dry_run: bool = False) -> int:
         if dry_run:
-            return int(await self._conn.scalar(_COUNT_EXPIRED_TOKENS, {"now": now}) or 0)
-        result = await self._conn.execute(_DELETE_EXPIRED_TOKENS, {"now": now, "limit": limit})
-        return int(result.rowcount)
+            return int(await self._db.scalar(_COUNT_EXPIRED_TOKENS, {"now": now}) or 0)
+        return await self._db.execute(_DELETE_EXPIRED_TOKENS, {"now": now, "limit": limit})

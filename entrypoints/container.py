@@ -11,10 +11,9 @@ from dependency_injector import containers, providers
 from adapters.clock import SystemClock
 from adapters.database import Database
 from adapters.locks import DatabaseJobLock
-from adapters.postgres_reads import read_only_unit_of_work
 from adapters.rate_limit import LimitsFailedLoginCounter, RateLimiter
 from adapters.security import Argon2Hasher, JwtCodec
-from adapters.unit_of_work import SqlAlchemyUnitOfWork
+from adapters.unit_of_work import unit_of_work
 from application.admin import GetUser, PurgeTokens, SetActive, SetPassword
 from application.auth import (
     Authenticate,
@@ -65,10 +64,9 @@ class Container(containers.DeclarativeContainer):
         access_ttl=settings.provided.access_token_ttl,
         refresh_ttl=settings.provided.refresh_token_ttl,
     )
-    uow = providers.Factory(SqlAlchemyUnitOfWork, database=database)
-    # For use cases that only read: no transaction, one round trip per query, on the
-    # driver's own pool where the database is PostgreSQL.
-    reader = providers.Factory(read_only_unit_of_work, database=database)
+    uow = providers.Factory(unit_of_work, database=database)
+    # For use cases that only read: no transaction, one round trip per query.
+    reader = providers.Factory(unit_of_work, database=database, read_only=True)
     # Keeps job runner replicas from running the same job at once.
     job_lock = providers.Singleton(DatabaseJobLock, database=database)
 

@@ -10,14 +10,15 @@ from sqlalchemy import func, select
 
 from adapters.database import Database
 from adapters.orm import refresh_tokens, sessions, users
-from adapters.unit_of_work import SqlAlchemyUnitOfWork
+from adapters.unit_of_work import unit_of_work
 from domain.model import RefreshToken, Session, User
+from domain.ports import UnitOfWork
 
 # The same instant as FakeClock's default, so use cases and seeds agree on "now".
 NOW = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
 DAY = timedelta(days=1)
 
-UowFactory = Callable[[], SqlAlchemyUnitOfWork]
+UowFactory = Callable[[], UnitOfWork]
 
 
 def make_user(name: str = "ada", **fields: object) -> User:
@@ -56,7 +57,7 @@ def make_token(session: Session, **fields: object) -> RefreshToken:
 
 
 async def add_user(database: Database, name: str = "ada", **fields: object) -> User:
-    async with SqlAlchemyUnitOfWork(database) as uow:
+    async with unit_of_work(database) as uow:
         user = await uow.users.add(make_user(name, **fields))
         await uow.commit()
     return user
@@ -64,7 +65,7 @@ async def add_user(database: Database, name: str = "ada", **fields: object) -> U
 
 async def add_session(database: Database, user: User, **fields: object) -> Session:
     session = make_session(user, **fields)
-    async with SqlAlchemyUnitOfWork(database) as uow:
+    async with unit_of_work(database) as uow:
         await uow.sessions.add(session)
         await uow.commit()
     return session
@@ -72,7 +73,7 @@ async def add_session(database: Database, user: User, **fields: object) -> Sessi
 
 async def add_token(database: Database, session: Session, **fields: object) -> RefreshToken:
     token = make_token(session, **fields)
-    async with SqlAlchemyUnitOfWork(database) as uow:
+    async with unit_of_work(database) as uow:
         await uow.refresh_tokens.add(token)
         await uow.commit()
     return token

@@ -12,14 +12,15 @@ from collections.abc import AsyncIterator
 import pytest
 
 from adapters.database import Database
-from adapters.unit_of_work import SqlAlchemyUnitOfWork
+from adapters.unit_of_work import unit_of_work
 from tests.conftest import Postgres, empty_tables
 from tests.integration.builders import UowFactory
 
 
 @pytest.fixture
 def new_uow(database: Database) -> UowFactory:
-    return lambda: SqlAlchemyUnitOfWork(database)
+    # What production runs: asyncpg on PostgreSQL, SQLAlchemy on SQLite.
+    return lambda: unit_of_work(database)
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""application.admin.PurgeTokens wired with SqlAlchemyUnitOfWork on real databases."""
+"""application.admin.PurgeTokens wired with the units of work on real databases."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from sqlalchemy import insert, select
 from adapters.clock import SystemClock
 from adapters.database import Database
 from adapters.orm import refresh_tokens, sessions, users
-from adapters.unit_of_work import SqlAlchemyUnitOfWork
+from adapters.unit_of_work import unit_of_work
 from application.admin import PurgeResult, PurgeTokens
 from domain.model import new_id
 from domain.ports import Clock
@@ -29,7 +29,7 @@ INSERT_CHUNK = 20_000
 
 def purge(database: Database, clock: Clock | None = None, batch_size: int = 1_000) -> PurgeTokens:
     return PurgeTokens(
-        lambda: SqlAlchemyUnitOfWork(database), clock or FakeClock(NOW), batch_size=batch_size
+        lambda: unit_of_work(database), clock or FakeClock(NOW), batch_size=batch_size
     )
 
 

@@ -17,13 +17,14 @@ from sqlalchemy import func, select, text
 
 from adapters.database import Database
 from adapters.orm import users
-from adapters.unit_of_work import SqlAlchemyUnitOfWork
+from adapters.unit_of_work import unit_of_work
 from domain.errors import EmailTaken, UsernameTaken
+from domain.ports import UnitOfWork
 from tests.integration.builders import DAY, NOW, add_session, add_token, add_user, make_user
 
 pytestmark = pytest.mark.postgres
 
-Write = Callable[[SqlAlchemyUnitOfWork], Awaitable[Any]]
+Write = Callable[[UnitOfWork], Awaitable[Any]]
 
 WAITING_ON_A_LOCK = text(
     "SELECT count(*) FROM pg_stat_activity "
@@ -48,7 +49,7 @@ async def race(
 
     async def run_first() -> Any:
         try:
-            async with SqlAlchemyUnitOfWork(database) as uow:
+            async with unit_of_work(database) as uow:
                 result = await first(uow)
                 first_wrote.set()
                 await release.wait()
@@ -60,7 +61,7 @@ async def race(
 
     async def run_second() -> Any:
         await first_wrote.wait()
-        async with SqlAlchemyUnitOfWork(database) as uow:
+        async with unit_of_work(database) as uow:
             result = await second(uow)
             await uow.commit()
             return result
@@ -131,7 +132,7 @@ async def test_a_concurrent_email_change_to_a_registering_email_commits_exactly_
 ) -> None:
     bob = await add_user(pg_database, "bob")
 
-    async def change_email(uow: SqlAlchemyUnitOfWork) -> None:
+    async def change_email(uow: UnitOfWork) -> None:
         bob.email = "ADA@example.com"
         await uow.users.update(bob)
 
@@ -176,7 +177,7 @@ async def test_concurrent_rotations_of_one_token_let_exactly_one_win(
 
     assert outcome.second_waited
     assert (outcome.first, outcome.second) == (True, False)
-    async with SqlAlchemyUnitOfWork(pg_database) as uow:
+    async with unit_of_work(pg_database) as uow:
         stored = await uow.refresh_tokens.get(token.id)
     assert stored is not None
     assert stored.rotated_at == NOW
@@ -211,7 +212,7 @@ async def test_a_rotation_waiting_on_one_that_rolls_back_wins(pg_database: Datab
 
     assert outcome.second_waited
     assert (outcome.first, outcome.second) == (True, True)
-    async with SqlAlchemyUnitOfWork(pg_database) as uow:
+    async with unit_of_work(pg_database) as uow:
         stored = await uow.refresh_tokens.get(token.id)
     assert stored is not None
     assert stored.rotated_at == NOW + DAY

@@ -1,4 +1,4 @@
-"""SqlAlchemyRefreshTokenRepository against the RefreshTokenRepository contract
+"""The refresh token repository against the RefreshTokenRepository contract
 (domain/ports.py)."""
 
 from __future__ import annotations

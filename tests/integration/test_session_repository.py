@@ -1,4 +1,4 @@
-"""SqlAlchemySessionRepository against the SessionRepository contract (domain/ports.py)."""
+"""The session repository against the SessionRepository contract (domain/ports.py)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""SqlAlchemyUserRepository against the UserRepository contract (domain/ports.py)."""
+"""The user repository against the UserRepository contract (domain/ports.py)."""
 
 from __future__ import annotations
 
