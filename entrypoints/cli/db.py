@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated
 
 import typer
@@ -27,18 +28,7 @@ def upgrade(
     ] = "head",
 ) -> None:
     """Apply the migrations up to REVISION (the latest by default)."""
-    url = load_cli_settings().database_url
-    with reported_errors(url):
-        before = migrations.current(url)
-        migrations.upgrade(url, revision)
-        after = migrations.current(url)
-        heads = migrations.head_revisions(url)
-    if before == after:
-        typer.echo(f"Database already at {_describe(after, heads)}.")
-    else:
-        typer.echo(
-            f"Database upgraded from {_describe(before, heads)} to {_describe(after, heads)}."
-        )
+    _migrate(migrations.upgrade, revision, "upgraded")
 
 
 @db.command()
@@ -54,18 +44,20 @@ def downgrade(
     ],
 ) -> None:
     """Revert the migrations down to REVISION."""
+    _migrate(migrations.downgrade, revision, "downgraded")
+
+
+def _migrate(step: Callable[[str, str], None], revision: str, done: str) -> None:
     url = load_cli_settings().database_url
     with reported_errors(url):
         before = migrations.current(url)
-        migrations.downgrade(url, revision)
+        step(url, revision)
         after = migrations.current(url)
         heads = migrations.head_revisions(url)
     if before == after:
         typer.echo(f"Database already at {_describe(after, heads)}.")
     else:
-        typer.echo(
-            f"Database downgraded from {_describe(before, heads)} to {_describe(after, heads)}."
-        )
+        typer.echo(f"Database {done} from {_describe(before, heads)} to {_describe(after, heads)}.")
 
 
 @db.command()

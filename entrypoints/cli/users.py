@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
@@ -12,6 +12,7 @@ from application.users import NewUser
 from domain.model import MAX_PAGE_SIZE, Page, PageRequest, User
 from entrypoints.cli.runtime import run
 from entrypoints.container import Container
+from entrypoints.presenters import user_body
 
 users = typer.Typer(
     name="users",
@@ -90,7 +91,7 @@ def list_users(
     found = run(ctx, work)
     if as_json:
         for user in found.items:
-            typer.echo(json.dumps(_as_json(user), ensure_ascii=False))
+            typer.echo(json.dumps(user_body(user), ensure_ascii=False))
         return
     if found.items:
         typer.echo(_table(found.items))
@@ -142,19 +143,6 @@ def set_password(
 
 def _name(user: User) -> str:
     return f"{user.username} (id {user.id})"
-
-
-def _as_json(user: User) -> dict[str, Any]:
-    # The same fields as the API's User; never the password hash.
-    return {
-        "id": user.id,
-        "email": user.email,
-        "username": user.username,
-        "full_name": user.full_name,
-        "is_active": user.is_active,
-        "is_superuser": user.is_superuser,
-        "created_at": user.created_at.isoformat(),
-    }
 
 
 def _table(items: list[User]) -> str:

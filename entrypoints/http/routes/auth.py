@@ -22,8 +22,8 @@ from entrypoints.container import Container
 from entrypoints.http import schemas
 from entrypoints.http.dependencies import CurrentPrincipal, Provided, ip_rate_limit, json_response
 from entrypoints.http.openapi import problems
-from entrypoints.http.presenters import session_body, token_body
 from entrypoints.metrics import LOGINS
+from entrypoints.presenters import session_body, token_body
 
 router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}

@@ -21,7 +21,7 @@ from entrypoints.container import Container
 from entrypoints.http import schemas
 from entrypoints.http.dependencies import CurrentPrincipal, Provided, ip_rate_limit, json_response
 from entrypoints.http.openapi import problems
-from entrypoints.http.presenters import page_body, user_body
+from entrypoints.presenters import page_body, user_body
 
 router = APIRouter(prefix="/api/v1/users", tags=["users"])
 # Far past any real page, yet small enough that no offset overflows a database integer.

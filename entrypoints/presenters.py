@@ -1,5 +1,5 @@
-"""Domain objects shaped into the API's JSON bodies. Nothing secret gets through:
-each body lists its fields explicitly."""
+"""Domain objects shaped into JSON bodies, shared by the API and the CLI. Nothing secret
+gets through: each body lists its fields explicitly."""
 
 from __future__ import annotations
 
