@@ -492,20 +492,24 @@ class Process:
 
     def wait_for(self, event: str) -> dict[str, Any]:
         """The first logged event named ``event`` (waiting for it, generously)."""
+        return self.wait_for_any(event)
+
+    def wait_for_any(self, *events: str) -> dict[str, Any]:
+        """The first logged event named any of ``events`` (waiting for it, generously)."""
         for seen in self.seen:
-            if seen.get("event") == event:
+            if seen.get("event") in events:
                 return seen
         while True:
             try:
                 line = self.lines.get(timeout=WAIT)
             except queue.Empty:
-                pytest.fail(f"no {event!r} in the log: {self.seen}")
+                pytest.fail(f"none of {events!r} in the log: {self.seen}")
             try:
                 parsed: dict[str, Any] = json.loads(line)
             except ValueError:
                 pytest.fail(f"a log line that is not JSON: {line!r}")
             self.seen.append(parsed)
-            if parsed.get("event") == event:
+            if parsed.get("event") in events:
                 return parsed
 
     def stop(self, sig: signal.Signals) -> int:
@@ -622,3 +626,31 @@ def test_app_jobs_run_refuses_invalid_settings(migrated_sqlite: str) -> None:
     assert result.returncode == 1
     assert result.stderr.startswith("error: invalid configuration: TOKEN_PURGE_INTERVAL_MINUTES")
     assert len(result.stderr.splitlines()) == 1
+
+
+@pytest.mark.postgres
+@pytest.mark.slow
+async def test_two_app_jobs_run_processes_on_one_postgresql_never_purge_together(
+    postgres: Postgres,
+) -> None:
+    # Enough expired tokens that a purge takes a while: started together, the two
+    # processes would both be deleting if the advisory lock did not keep one out.
+    url = await postgres.new_database()
+    expired = 100_000
+    await seed_expired(url, expired)
+    env = clean_env(url, TOKEN_PURGE_INTERVAL_MINUTES="60", LOG_LEVEL="INFO")
+    processes = [Process(env), Process(env)]
+    try:
+        outcomes = [
+            process.wait_for_any("purge finished", "purge skipped: another runner holds the lock")
+            for process in processes
+        ]
+        statuses = [process.stop(signal.SIGTERM) for process in processes]
+    finally:
+        for process in processes:
+            process.kill()
+
+    purged = [event.get("refresh_rows", 0) for event in outcomes]
+    assert sum(purged) == expired
+    assert sorted(purged)[0] == 0, f"both runners deleted rows at once: {outcomes}"
+    assert statuses == [0, 0]
