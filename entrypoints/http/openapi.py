@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from http import HTTPStatus
 from typing import Any
 
@@ -30,6 +31,11 @@ _HEADERS: dict[int, dict[str, Any]] = {
         }
     },
 }
+
+
+def described(use_case: type) -> str:
+    """An endpoint's description: the docstring of the use case it calls."""
+    return inspect.cleandoc(use_case.__doc__ or "")
 
 
 def problems(*statuses: int) -> dict[int | str, dict[str, Any]]:

@@ -1,6 +1,5 @@
 """``/api/v1/auth``: log in (form or JSON), refresh, log out, and one's sessions."""
 
-import inspect
 from typing import Annotated, Any
 
 from dependency_injector.wiring import inject
@@ -21,7 +20,7 @@ from domain.errors import InvalidCredentials
 from entrypoints.container import Container
 from entrypoints.http import schemas
 from entrypoints.http.dependencies import CurrentPrincipal, Provided, ip_rate_limit, json_response
-from entrypoints.http.openapi import problems
+from entrypoints.http.openapi import described, problems
 from entrypoints.metrics import LOGINS
 from entrypoints.presenters import session_body, token_body
 
@@ -54,10 +53,6 @@ LOGIN_BODY = {
         },
     }
 }
-
-
-def _doc(use_case: type) -> str:
-    return inspect.cleandoc(use_case.__doc__ or "")
 
 
 async def _credentials(request: Request) -> schemas.LoginRequest:
@@ -93,7 +88,7 @@ async def _credentials(request: Request) -> schemas.LoginRequest:
 @router.post(
     "/login",
     summary="Log in",
-    description=_doc(LogIn),
+    description=described(LogIn),
     response_model=schemas.TokenPair,
     responses=problems(401, 413, 422, 429, 503),
     openapi_extra=LOGIN_BODY,
@@ -120,7 +115,7 @@ async def login(
 @router.post(
     "/refresh",
     summary="Refresh the token pair",
-    description=_doc(RefreshTokens),
+    description=described(RefreshTokens),
     response_model=schemas.TokenPair,
     responses=problems(401, 413, 422, 429, 503),
     dependencies=[ip_rate_limit("refresh")],
@@ -137,7 +132,7 @@ async def refresh(
 @router.post(
     "/logout",
     summary="Log out",
-    description=_doc(LogOut),
+    description=described(LogOut),
     status_code=204,
     responses=problems(401, 413, 422, 429, 503),
     dependencies=[ip_rate_limit("logout")],
@@ -154,7 +149,7 @@ async def logout(
 @router.post(
     "/logout-all",
     summary="Log out everywhere",
-    description=_doc(LogOutEverywhere),
+    description=described(LogOutEverywhere),
     status_code=204,
     responses=problems(401, 503),
 )
@@ -172,7 +167,7 @@ async def logout_all(
 @router.get(
     "/sessions",
     summary="List my sessions",
-    description=_doc(ListSessions),
+    description=described(ListSessions),
     response_model=list[schemas.Session],
     responses=problems(401, 503),
 )
@@ -189,7 +184,7 @@ async def sessions(
 @router.delete(
     "/sessions/{session_id}",
     summary="End one of my sessions",
-    description=_doc(EndSession),
+    description=described(EndSession),
     status_code=204,
     responses=problems(401, 404, 422, 503),
 )

@@ -1,6 +1,5 @@
 """``/api/v1/users``: registration, the public list, and one's own profile."""
 
-import inspect
 from typing import Annotated
 
 from dependency_injector.wiring import inject
@@ -20,7 +19,7 @@ from domain.model import MAX_PAGE_SIZE, PageRequest
 from entrypoints.container import Container
 from entrypoints.http import schemas
 from entrypoints.http.dependencies import CurrentPrincipal, Provided, ip_rate_limit, json_response
-from entrypoints.http.openapi import problems
+from entrypoints.http.openapi import described, problems
 from entrypoints.presenters import page_body, user_body
 
 router = APIRouter(prefix="/api/v1/users", tags=["users"])
@@ -28,14 +27,10 @@ router = APIRouter(prefix="/api/v1/users", tags=["users"])
 MAX_PAGE = 10_000_000
 
 
-def _doc(use_case: type) -> str:
-    return inspect.cleandoc(use_case.__doc__ or "")
-
-
 @router.post(
     "/",
     summary="Register",
-    description=_doc(RegisterUser),
+    description=described(RegisterUser),
     status_code=201,
     response_model=schemas.User,
     responses=problems(409, 413, 422, 429, 503),
@@ -60,7 +55,7 @@ async def register(
 @router.get(
     "/",
     summary="List users",
-    description=_doc(ListUsers).split("\n")[0] + " Emails are never shown.",
+    description=described(ListUsers).split("\n")[0] + " Emails are never shown.",
     response_model=schemas.UserPage,
     responses=problems(422, 503),
 )
@@ -87,7 +82,7 @@ async def me(principal: CurrentPrincipal) -> Response:
 @router.patch(
     "/me",
     summary="Update my profile",
-    description=_doc(UpdateProfile),
+    description=described(UpdateProfile),
     response_model=schemas.User,
     responses=problems(401, 403, 409, 413, 422, 503),
 )
@@ -113,7 +108,7 @@ async def update_me(
 @router.delete(
     "/me",
     summary="Delete my account",
-    description=_doc(DeleteAccount),
+    description=described(DeleteAccount),
     status_code=204,
     responses=problems(401, 503),
 )
