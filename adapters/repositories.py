@@ -142,6 +142,20 @@ _DELETE_ORPHAN_SESSIONS = delete(sessions).where(
 # Refresh tokens
 _INSERT_TOKEN = insert(refresh_tokens)
 _GET_TOKEN = select(refresh_tokens).where(refresh_tokens.c.id == bindparam("token_id"))
+# A refresh reads its token, session and user at once.
+_GET_TOKEN_WITH_OWNER = (
+    select(
+        *(c.label(f"t_{c.name}") for c in refresh_tokens.c),
+        *(c.label(f"s_{c.name}") for c in _SESSION_COLUMNS),
+        *_USER_COLUMNS,
+    )
+    .select_from(
+        refresh_tokens.join(sessions, sessions.c.id == refresh_tokens.c.session_id).join(
+            users, users.c.id == sessions.c.user_id
+        )
+    )
+    .where(refresh_tokens.c.id == bindparam("token_id"))
+)
 # A conditional update: the database decides which of two racing rotations wins (the
 # loser's WHERE no longer matches once the winner commits).
 _ROTATE_TOKEN = (
@@ -163,6 +177,20 @@ _DELETE_EXPIRED_TOKENS = delete(refresh_tokens).where(
 
 
 _SESSION_PREFIX = "s_"
+_TOKEN_PREFIX = "t_"  # noqa: S105 - a column label prefix
+
+
+def _split(row: Row, *prefixes: str) -> list[dict[str, Any]]:
+    """A joined row's columns, by the label prefix of their table (unprefixed last)."""
+    parts: list[dict[str, Any]] = [{} for _ in range(len(prefixes) + 1)]
+    for key, value in row.items():
+        for index, prefix in enumerate(prefixes):
+            if key.startswith(prefix):
+                parts[index][key.removeprefix(prefix)] = value
+                break
+        else:
+            parts[-1][key] = value
+    return parts
 
 
 def _user_values(user: User) -> dict[str, Any]:
@@ -205,13 +233,7 @@ class SqlUserRepository(UserRepository):
         )
         if row is None:
             return None
-        user: dict[str, Any] = {}
-        session: dict[str, Any] = {}
-        for key, value in row.items():
-            if key.startswith(_SESSION_PREFIX):
-                session[key.removeprefix(_SESSION_PREFIX)] = value
-            else:
-                user[key] = value
+        session, user = _split(row, _SESSION_PREFIX)
         return User(**user), Session(**session) if session["id"] is not None else None
 
     async def email_taken(self, email: str, *, except_user: int | None = None) -> bool:
@@ -301,6 +323,13 @@ class SqlRefreshTokenRepository(RefreshTokenRepository):
     async def get(self, token_id: str) -> RefreshToken | None:
         row: Row | None = await self._db.one(_GET_TOKEN, {"token_id": token_id})
         return RefreshToken(**row) if row else None
+
+    async def get_with_owner(self, token_id: str) -> tuple[RefreshToken, Session, User] | None:
+        row = await self._db.one(_GET_TOKEN_WITH_OWNER, {"token_id": token_id})
+        if row is None:
+            return None
+        token, session, user = _split(row, _TOKEN_PREFIX, _SESSION_PREFIX)
+        return RefreshToken(**token), Session(**session), User(**user)
 
     async def mark_rotated(self, token_id: str, at: datetime) -> bool:
         return await self._db.execute(_ROTATE_TOKEN, {"token_id": token_id, "at": at}) == 1

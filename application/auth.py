@@ -143,10 +143,12 @@ class RefreshTokens:
         claims = self._codec.decode_refresh(refresh_token)
         async with self._uow() as uow:
             now = self._clock.now()
-            stored = await uow.refresh_tokens.get(claims.token_id)
+            found = await uow.refresh_tokens.get_with_owner(claims.token_id)
+            if found is None:
+                raise InvalidToken()
+            stored, session, user = found
             if (
-                stored is None
-                or stored.user_id != claims.user_id
+                stored.user_id != claims.user_id
                 or stored.session_id != claims.session_id
                 or stored.revoked_at is not None
             ):
@@ -155,11 +157,7 @@ class RefreshTokens:
                 await uow.sessions.revoke(stored.session_id, now)
                 await uow.commit()
                 raise InvalidToken()
-            found = await uow.users.get_with_session(stored.user_id, stored.session_id)
-            if found is None:
-                raise InvalidToken()
-            user, session = found
-            if session is None or session.revoked_at is not None or not user.is_active:
+            if session.revoked_at is not None or not user.is_active:
                 raise InvalidToken()
             if session.token_version != user.token_version:
                 # Opened by a login that raced a revocation of all the user's tokens.

@@ -102,6 +102,11 @@ class RefreshTokenRepository(abc.ABC):
         """The refresh token with this id (its ``jti``)."""
 
     @abc.abstractmethod
+    async def get_with_owner(self, token_id: str) -> tuple[RefreshToken, Session, User] | None:
+        """The refresh token with its session and its user, in one round trip; None when
+        the token is unknown."""
+
+    @abc.abstractmethod
     async def mark_rotated(self, token_id: str, at: datetime) -> bool:
         """Mark the token rotated if it is neither rotated nor revoked yet.
 

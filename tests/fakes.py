@@ -165,6 +165,16 @@ class FakeRefreshTokenRepository(RefreshTokenRepository):
         token = self.store.tokens.get(token_id)
         return copy.copy(token) if token else None
 
+    async def get_with_owner(self, token_id: str) -> tuple[RefreshToken, Session, User] | None:
+        token = self.store.tokens.get(token_id)
+        if token is None:
+            return None
+        session = self.store.sessions.get(token.session_id)
+        user = self.store.users.get(session.user_id) if session else None
+        if session is None or user is None:
+            return None
+        return copy.copy(token), copy.copy(session), copy.copy(user)
+
     async def mark_rotated(self, token_id: str, at: datetime) -> bool:
         token = self.store.tokens.get(token_id)
         if token is None or token.rotated_at is not None or token.revoked_at is not None:

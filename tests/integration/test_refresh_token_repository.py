@@ -141,3 +141,22 @@ async def test_delete_expired_dry_run_counts_all_expired_and_deletes_nothing(
 
     assert counted == 4
     assert (await count_rows(database))["refresh_tokens"] == 5
+
+
+async def test_get_with_owner_reads_the_token_its_session_and_its_user_at_once(
+    database: Database, new_uow: UowFactory
+) -> None:
+    ada = await add_user(database, "ada", token_version=2)
+    session = await add_session(database, ada, token_version=2)
+    token = await add_token(database, session, rotated_at=NOW)
+
+    async with new_uow() as uow:
+        found = await uow.refresh_tokens.get_with_owner(token.id)
+        assert await uow.refresh_tokens.get_with_owner("0" * 32) is None
+        expected_session = await uow.sessions.get(session.id)
+        expected_user = await uow.users.get(ada.id or 0)
+    assert found is not None
+    stored, owning_session, user = found
+    assert vars(stored) == vars(token)
+    assert vars(owning_session) == vars(expected_session)
+    assert vars(user) == vars(expected_user)
