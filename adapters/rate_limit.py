@@ -68,6 +68,15 @@ class RateLimiter:
             logger.warning("rate limit storage unavailable; request let through", exc_info=True)
             return None
 
+    async def clear(self, limit: RateLimitItem, *key: str) -> None:
+        """Forget every hit counted against ``limit`` for ``key``."""
+        if not self.enabled:
+            return
+        try:
+            await self._strategy.clear(limit, *key)
+        except Exception:
+            logger.warning("rate limit storage unavailable; nothing cleared", exc_info=True)
+
     async def _retry_after(self, limit: RateLimitItem, *key: str) -> int:
         stats = await self._strategy.get_window_stats(limit, *key)
         return max(1, math.ceil(stats.reset_time - time.time()))
@@ -77,8 +86,12 @@ class RateLimiter:
 
 
 class LimitsFailedLoginCounter(FailedLoginCounter):
-    """Failed logins per account, e.g. ``10/15minutes``: after that many failures in the
-    window the account must wait for the oldest one to age out."""
+    """Failed password checks per account, e.g. ``10/15minutes``: after that many in the
+    window the account must wait for the oldest one to age out.
+
+    Each check takes its slot up front, in one atomic step of the storage, so parallel
+    attempts cannot all slip past the limit while their hashes are being verified; a
+    right password forgives the account's failures."""
 
     NAMESPACE = "login-failures"
 
@@ -86,8 +99,8 @@ class LimitsFailedLoginCounter(FailedLoginCounter):
         self._limiter = limiter
         self._limit = parse(limit)
 
-    async def retry_after(self, account: str) -> int | None:
-        return await self._limiter.retry_after(self._limit, self.NAMESPACE, account)
+    async def acquire(self, account: str) -> int | None:
+        return await self._limiter.hit(self._limit, self.NAMESPACE, account)
 
-    async def record_failure(self, account: str) -> None:
-        await self._limiter.hit(self._limit, self.NAMESPACE, account)
+    async def succeeded(self, account: str) -> None:
+        await self._limiter.clear(self._limit, self.NAMESPACE, account)

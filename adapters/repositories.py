@@ -8,6 +8,7 @@ statement costs more CPU than running it), and run through an executor
 
 from __future__ import annotations
 
+import itertools
 from datetime import datetime
 from typing import Any
 
@@ -15,8 +16,8 @@ from sqlalchemy import and_, bindparam, delete, exists, func, insert, select, up
 
 from adapters.executors import ConstraintViolation, Executor, Row
 from adapters.orm import refresh_tokens, sessions, users
-from domain.errors import DomainError, EmailTaken, UsernameTaken, UserNotFound
-from domain.model import PageRequest, RefreshToken, Session, User
+from domain.errors import DomainError, EmailTaken, UsernameTaken
+from domain.model import Credentials, PageRequest, ProfileUpdate, RefreshToken, Session, User
 from domain.ports import RefreshTokenRepository, SessionRepository, UserRepository
 
 _USER_COLUMNS = (
@@ -60,12 +61,36 @@ _USERNAME_TAKEN = select(
     exists().where(func.lower(users.c.username) == func.lower(bindparam("value")), _OTHER_USER)
 )
 _INSERT_USER = insert(users).returning(users.c.id)
-_UPDATE_USER = (
-    update(users)
-    .where(users.c.id == bindparam("user_id"))
-    .values({name: bindparam(f"new_{name}") for name in _USER_FIELDS})
-)
 # Parameters of UPDATE statements must not share a name with a column of the table.
+_PROFILE_FIELDS = ("email", "username", "full_name", "password_hash")
+_STILL_CURRENT = (
+    users.c.id == bindparam("uid"),
+    users.c.is_active,
+    users.c.password_hash == bindparam("if_hash"),
+    users.c.token_version == bindparam("if_version"),
+)
+# One statement per set of fields, built here: the executors cache statements by identity.
+_UPDATE_PROFILE = {
+    fields: update(users)
+    .where(*_STILL_CURRENT)
+    .values({name: bindparam(f"new_{name}") for name in fields})
+    for count in range(1, len(_PROFILE_FIELDS) + 1)
+    for fields in itertools.combinations(_PROFILE_FIELDS, count)
+}
+_SET_PASSWORD_HASH = (
+    update(users).where(users.c.id == bindparam("uid")).values(password_hash=bindparam("new"))
+)
+_REHASH_PASSWORD = _SET_PASSWORD_HASH.where(users.c.password_hash == bindparam("if_hash"))
+_SET_ACTIVE = (
+    update(users)
+    .where(users.c.id == bindparam("uid"), users.c.is_active != bindparam("active"))
+    .values(is_active=bindparam("active"))
+)
+_REVOKE_TOKENS = (
+    update(users)
+    .where(users.c.id == bindparam("uid"))
+    .values(token_version=users.c.token_version + 1)
+)
 _USER_SESSION_IDS = select(sessions.c.id).where(sessions.c.user_id == bindparam("uid"))
 _DELETE_USER_TOKENS = delete(refresh_tokens).where(
     refresh_tokens.c.session_id.in_(_USER_SESSION_IDS)
@@ -85,7 +110,20 @@ _PAGE_OF_ACTIVE_USERS = (
 )
 
 # Sessions
-_INSERT_SESSION = insert(sessions)
+# A session is opened only while its user is active and has the session's token version.
+_OPEN_SESSION = insert(sessions).from_select(
+    [c.name for c in _SESSION_COLUMNS],
+    select(
+        *(
+            users.c.id if c.name == "user_id" else bindparam(f"p_{c.name}", type_=c.type)
+            for c in _SESSION_COLUMNS
+        )
+    ).where(
+        users.c.id == bindparam("p_user_id"),
+        users.c.is_active,
+        users.c.token_version == bindparam("p_token_version"),
+    ),
+)
 _GET_SESSION = select(sessions).where(sessions.c.id == bindparam("session_id"))
 _ACTIVE_SESSIONS = (
     select(sessions)
@@ -247,12 +285,37 @@ class SqlUserRepository(UserRepository):
         params = {"value": value, "except_user": except_user or 0}
         return bool(await self._db.scalar(query, params))
 
-    async def update(self, user: User) -> None:
-        values = {f"new_{name}": value for name, value in _user_values(user).items()}
+    async def update_profile(
+        self, user_id: int, changes: ProfileUpdate, *, if_current: Credentials
+    ) -> bool:
+        values = changes.fields()
+        if not values:
+            return True
+        statement = _UPDATE_PROFILE[tuple(name for name in _PROFILE_FIELDS if name in values)]
+        params = {
+            "uid": user_id,
+            "if_hash": if_current.password_hash,
+            "if_version": if_current.token_version,
+            **{f"new_{name}": value for name, value in values.items()},
+        }
         try:
-            await self._db.execute(_UPDATE_USER, {"user_id": user.id, **values})
+            return await self._db.execute(statement, params) == 1
         except ConstraintViolation as exc:
             raise (_conflict(exc) or exc) from None
+
+    async def set_password_hash(
+        self, user_id: int, new_hash: str, *, if_hash: str | None = None
+    ) -> bool:
+        params = {"uid": user_id, "new": new_hash}
+        if if_hash is None:
+            return await self._db.execute(_SET_PASSWORD_HASH, params) == 1
+        return await self._db.execute(_REHASH_PASSWORD, {**params, "if_hash": if_hash}) == 1
+
+    async def set_active(self, user_id: int, active: bool) -> bool:
+        return await self._db.execute(_SET_ACTIVE, {"uid": user_id, "active": active}) == 1
+
+    async def revoke_tokens(self, user_id: int) -> bool:
+        return await self._db.execute(_REVOKE_TOKENS, {"uid": user_id}) == 1
 
     async def delete(self, user_id: int) -> None:
         # Explicit rather than trusting every database's cascade configuration.
@@ -275,13 +338,9 @@ class SqlSessionRepository(SessionRepository):
     def __init__(self, db: Executor) -> None:
         self._db = db
 
-    async def add(self, session: Session) -> None:
-        try:
-            await self._db.execute(_INSERT_SESSION, dict(vars(session)))
-        except ConstraintViolation as exc:
-            if exc.foreign_key:  # the only reference a new session has: its user is gone
-                raise UserNotFound() from None
-            raise
+    async def add(self, session: Session) -> bool:
+        params = {f"p_{name}": value for name, value in vars(session).items()}
+        return await self._db.execute(_OPEN_SESSION, params) == 1
 
     async def get(self, session_id: str) -> Session | None:
         row = await self._db.one(_GET_SESSION, {"session_id": session_id})

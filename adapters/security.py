@@ -17,7 +17,7 @@ from typing import Any
 import argon2
 import jwt
 
-from domain.errors import InvalidToken
+from domain.errors import InvalidToken, Overloaded
 from domain.model import AccessClaims, RefreshClaims
 from domain.ports import PasswordHasher, TokenCodec
 
@@ -37,6 +37,7 @@ class Argon2Hasher(PasswordHasher):
         memory_cost: int = 19_456,
         parallelism: int = 1,
         max_concurrency: int | None = None,
+        max_waiting: int | None = None,
     ) -> None:
         self._hasher = argon2.PasswordHasher(
             time_cost=time_cost,
@@ -47,6 +48,12 @@ class Argon2Hasher(PasswordHasher):
             type=argon2.Type.ID,
         )
         workers = max_concurrency or min(4, os.cpu_count() or 1)
+        # Past this many hashes running or queued, a new one is refused at once: a
+        # flood of hashing requests must not delay everybody's login without end.
+        self._capacity = workers + (
+            WAITING_PER_WORKER * workers if max_waiting is None else max_waiting
+        )
+        self._in_flight = 0
         self._executor = ThreadPoolExecutor(
             max_workers=workers, thread_name_prefix="argon2", initializer=_yield_to_event_loop
         )
@@ -75,7 +82,13 @@ class Argon2Hasher(PasswordHasher):
             return True
 
     async def _run(self, fn: Any, *args: Any) -> Any:
-        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+        if self._in_flight >= self._capacity:
+            raise Overloaded(retry_after=1)
+        self._in_flight += 1
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+        finally:
+            self._in_flight -= 1
 
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
@@ -90,6 +103,8 @@ def _yield_to_event_loop() -> None:
 
 
 HASHING_NICENESS = 10
+# Hashes that may wait for a busy worker: at ~50 ms a hash, a login waits 0.4 s at most.
+WAITING_PER_WORKER = 8
 
 # RFC 7518, 3.2: an HMAC key at least as long as the hash output.
 MIN_KEY_BYTES = {"HS256": 32, "HS384": 48, "HS512": 64}

@@ -28,6 +28,14 @@ async def find_user(uow: UnitOfWork, ref: str) -> User:
     return user
 
 
+async def _reread(uow: UnitOfWork, user_id: int) -> User:
+    """The user as a change just left it."""
+    user = await uow.users.get(user_id)
+    if user is None:
+        raise UserNotFound()
+    return user
+
+
 class GetUser:
     """Look a user up by id, email or username."""
 
@@ -52,10 +60,9 @@ class SetPassword:
         async with self._uow() as uow:
             user = await find_user(uow, ref)
             assert user.id is not None
-            user.password_hash = new_hash
-            user.revoke_tokens()
-            await uow.users.update(user)
-            await uow.sessions.revoke_all(user.id, self._clock.now())
+            await uow.users.set_password_hash(user.id, new_hash)
+            await uow.end_all_sessions(user.id, self._clock.now())
+            user = await _reread(uow, user.id)
             await uow.commit()
         return user
 
@@ -71,13 +78,12 @@ class SetActive:
         async with self._uow() as uow:
             user = await find_user(uow, ref)
             assert user.id is not None
-            if user.is_active == active:
-                return user
-            user.is_active = active
+            # Decided by the database: of two racing calls, one changes the row.
+            if not await uow.users.set_active(user.id, active):
+                return await _reread(uow, user.id)
             if not active:
-                user.revoke_tokens()
-                await uow.sessions.revoke_all(user.id, self._clock.now())
-            await uow.users.update(user)
+                await uow.end_all_sessions(user.id, self._clock.now())
+            user = await _reread(uow, user.id)
             await uow.commit()
         return user
 

@@ -11,7 +11,6 @@ from domain.errors import (
     InvalidToken,
     RateLimited,
     SessionNotFound,
-    UserNotFound,
 )
 from domain.model import Principal, Session, TokenPair, User
 from domain.ports import Clock, FailedLoginCounter, PasswordHasher, TokenCodec, UnitOfWork
@@ -60,14 +59,15 @@ class LogIn:
         # Failures count per account, whichever of its names is typed; an unknown
         # name is its own bucket, so probing it reveals nothing.
         account = f"user:{found.id}" if found else f"login:{login}"
-        retry_after = await self._failed_logins.retry_after(account)
+        retry_after = await self._failed_logins.acquire(account)
         if retry_after is not None:
             raise RateLimited(retry_after, "Too many failed logins for this account.")
         matches = await self._hasher.verify(found.password_hash if found else None, password)
         if found is None or not matches or not found.is_active:
-            await self._failed_logins.record_failure(account)
             raise InvalidCredentials()
+        await self._failed_logins.succeeded(account)
         user = found
+        assert user.id is not None
 
         new_hash = None
         if self._hasher.needs_rehash(user.password_hash):
@@ -75,10 +75,11 @@ class LogIn:
 
         async with self._uow() as uow:
             now = self._clock.now()
-            if new_hash is not None:
+            # Only over the hash just verified: a password set meanwhile stays.
+            if new_hash is not None and await uow.users.set_password_hash(
+                user.id, new_hash, if_hash=user.password_hash
+            ):
                 user.password_hash = new_hash
-                await uow.users.update(user)
-            assert user.id is not None
             session = Session(
                 user_id=user.id,
                 created_at=now,
@@ -87,11 +88,11 @@ class LogIn:
                 user_agent=user_agent[:USER_AGENT_MAX_LENGTH] if user_agent else None,
                 token_version=user.token_version,
             )
+            # Refused when the user was deactivated, deleted or had every token revoked
+            # while the password was being checked.
+            if not await uow.sessions.add(session):
+                raise InvalidCredentials()
             pair, refresh = issue_pair(self._codec, self._policy, user, session, now)
-            try:
-                await uow.sessions.add(session)
-            except UserNotFound:  # deleted while its password was being checked
-                raise InvalidCredentials() from None
             await uow.refresh_tokens.add(refresh)
             await uow.commit()
         return LoginResult(tokens=pair, user=user)
@@ -114,11 +115,9 @@ class Authenticate:
             raise InvalidToken()
         user, session = found
         if (
-            not user.is_active
+            session is None
             or user.token_version != claims.token_version
-            or session is None
-            or session.revoked_at is not None
-            or session.token_version != user.token_version
+            or not session.admits(user, self._clock.now())
         ):
             raise InvalidToken()
         return Principal(user=user, session_id=session.id)
@@ -157,10 +156,7 @@ class RefreshTokens:
                 await uow.sessions.revoke(stored.session_id, now)
                 await uow.commit()
                 raise InvalidToken()
-            if session.revoked_at is not None or not user.is_active:
-                raise InvalidToken()
-            if session.token_version != user.token_version:
-                # Opened by a login that raced a revocation of all the user's tokens.
+            if not session.admits(user, now):
                 raise InvalidToken()
             # A lost race with a concurrent refresh of the same token is refused
             # without revoking: the winner's new pair stays valid.
@@ -202,12 +198,8 @@ class LogOutEverywhere:
 
     async def __call__(self, principal: Principal) -> None:
         async with self._uow() as uow:
-            user = await uow.users.get(principal.user_id)
-            if user is None:
+            if not await uow.end_all_sessions(principal.user_id, self._clock.now()):
                 raise InvalidToken()
-            user.revoke_tokens()
-            await uow.users.update(user)
-            await uow.sessions.revoke_all(principal.user_id, self._clock.now())
             await uow.commit()
 
 

@@ -5,9 +5,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from application.auth import UowFactory
-from domain.errors import EmailTaken, InvalidToken, InvalidValue, UsernameTaken, WrongPassword
-from domain.model import Page, PageRequest, Principal, User
-from domain.ports import Clock, PasswordHasher, UnitOfWork
+from domain.errors import (
+    EmailTaken,
+    InvalidToken,
+    InvalidValue,
+    RateLimited,
+    UsernameTaken,
+    WrongPassword,
+)
+from domain.model import Credentials, Page, PageRequest, Principal, ProfileUpdate, User
+from domain.ports import Clock, FailedLoginCounter, PasswordHasher, UnitOfWork
 from domain.rules import (
     validate_email,
     validate_full_name,
@@ -79,12 +86,22 @@ class ProfileChanges:
 
 class UpdateProfile:
     """Change one's own profile. Changing the email or the password needs the current
-    password; a new password ends every session of the user."""
+    password; a new password ends every session of the user.
 
-    def __init__(self, uow: UowFactory, hasher: PasswordHasher, clock: Clock) -> None:
+    Wrong current passwords count against the account like failed logins, so a stolen
+    access token does not allow guessing the password online."""
+
+    def __init__(
+        self,
+        uow: UowFactory,
+        hasher: PasswordHasher,
+        clock: Clock,
+        failed_logins: FailedLoginCounter,
+    ) -> None:
         self._uow = uow
         self._hasher = hasher
         self._clock = clock
+        self._failed_logins = failed_logins
 
     async def __call__(self, principal: Principal, changes: ProfileChanges) -> User:
         email = validate_email(changes.email) if changes.email is not None else None
@@ -99,33 +116,47 @@ class UpdateProfile:
                 raise InvalidValue(
                     "current_password", "is required to change the email or the password"
                 )
-            if not await self._hasher.verify(
-                principal.user.password_hash, changes.current_password
-            ):
-                raise WrongPassword()
+            await self._check_password(principal, changes.current_password)
         new_hash = await self._hasher.hash(password) if password is not None else None
 
+        user = principal.user
+        update = ProfileUpdate(
+            email=email if email != user.email else None,
+            username=username if username != user.username else None,
+            full_name=None if isinstance(full_name, _Unset) else full_name,
+            set_full_name=not isinstance(full_name, _Unset),
+            password_hash=new_hash,
+        )
         async with self._uow() as uow:
-            user = await uow.users.get(principal.user_id)
-            if user is None or not user.is_active:
+            if update.email is not None and await uow.users.email_taken(
+                update.email, except_user=principal.user_id
+            ):
+                raise EmailTaken()
+            if update.username is not None and await uow.users.username_taken(
+                update.username, except_user=principal.user_id
+            ):
+                raise UsernameTaken()
+            # Written only if nothing revoked the caller's credentials meanwhile (the
+            # password and token version it was authenticated with).
+            if not await uow.users.update_profile(
+                principal.user_id, update, if_current=Credentials.of(user)
+            ):
                 raise InvalidToken()
-            if email is not None and email != user.email:
-                if await uow.users.email_taken(email, except_user=user.id):
-                    raise EmailTaken()
-                user.email = email
-            if username is not None and username != user.username:
-                if await uow.users.username_taken(username, except_user=user.id):
-                    raise UsernameTaken()
-                user.username = username
-            if not isinstance(full_name, _Unset):
-                user.full_name = full_name
             if new_hash is not None:
-                user.password_hash = new_hash
-                user.revoke_tokens()
-                await uow.sessions.revoke_all(principal.user_id, self._clock.now())
-            await uow.users.update(user)
+                await uow.end_all_sessions(principal.user_id, self._clock.now())
+            updated = await uow.users.get(principal.user_id)
             await uow.commit()
-        return user
+        assert updated is not None
+        return updated
+
+    async def _check_password(self, principal: Principal, password: str) -> None:
+        account = f"user:{principal.user_id}"
+        retry_after = await self._failed_logins.acquire(account)
+        if retry_after is not None:
+            raise RateLimited(retry_after, "Too many wrong passwords for this account.")
+        if not await self._hasher.verify(principal.user.password_hash, password):
+            raise WrongPassword()
+        await self._failed_logins.succeeded(account)
 
 
 class DeleteAccount:

@@ -8,6 +8,8 @@ class DomainError(Exception):
 
     code = "domain_error"
     message = "The request could not be completed."
+    # Seconds after which trying again may succeed, when the error says so.
+    retry_after: int | None = None
 
     def __init__(self, message: str | None = None) -> None:
         super().__init__(message or self.message)
@@ -69,6 +71,16 @@ class ServiceUnavailable(DomainError):
 
     code = "service_unavailable"
     message = "The service is temporarily unavailable. Try again shortly."
+
+
+class Overloaded(ServiceUnavailable):
+    """Too much slow work (password hashing) is already waiting: try again shortly."""
+
+    message = "The service is busy. Try again shortly."
+
+    def __init__(self, retry_after: int = 1, message: str | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = max(1, retry_after)
 
 
 class InvalidValue(DomainError):

@@ -32,8 +32,44 @@ class User:
     token_version: int = 0
     id: int | None = None  # assigned by the repository on add
 
-    def revoke_tokens(self) -> None:
-        self.token_version += 1
+
+@dataclass(frozen=True)
+class Credentials:
+    """What a write checks is still current: the password hash and token version the
+    caller was authenticated with."""
+
+    password_hash: str
+    token_version: int
+
+    @classmethod
+    def of(cls, user: User) -> Credentials:
+        return cls(password_hash=user.password_hash, token_version=user.token_version)
+
+
+@dataclass(frozen=True)
+class ProfileUpdate:
+    """Fields of a user to write; ``None`` leaves a field as it is, except
+    ``full_name``, which is written whenever ``set_full_name`` is true."""
+
+    email: str | None = None
+    username: str | None = None
+    full_name: str | None = None
+    set_full_name: bool = False
+    password_hash: str | None = None
+
+    def fields(self) -> dict[str, str | None]:
+        values: dict[str, str | None] = {
+            name: value
+            for name, value in (
+                ("email", self.email),
+                ("username", self.username),
+                ("password_hash", self.password_hash),
+            )
+            if value is not None
+        }
+        if self.set_full_name:
+            values["full_name"] = self.full_name
+        return values
 
 
 @dataclass(eq=False)
@@ -53,6 +89,16 @@ class Session:
 
     def is_active(self, now: datetime) -> bool:
         return self.revoked_at is None and self.expires_at > now
+
+    def admits(self, user: User, now: datetime) -> bool:
+        """Whether the session's tokens still speak for ``user``: the session is live,
+        the user active, and no revocation of all the user's tokens came after it."""
+        return (
+            self.is_active(now)
+            and self.user_id == user.id
+            and user.is_active
+            and self.token_version == user.token_version
+        )
 
 
 @dataclass(eq=False)

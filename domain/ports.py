@@ -9,7 +9,16 @@ import abc
 from datetime import datetime
 from types import TracebackType
 
-from domain.model import AccessClaims, PageRequest, RefreshClaims, RefreshToken, Session, User
+from domain.model import (
+    AccessClaims,
+    Credentials,
+    PageRequest,
+    ProfileUpdate,
+    RefreshClaims,
+    RefreshToken,
+    Session,
+    User,
+)
 
 
 class UserRepository(abc.ABC):
@@ -47,9 +56,34 @@ class UserRepository(abc.ABC):
     async def username_taken(self, username: str, *, except_user: int | None = None) -> bool:
         """Whether another user already has this username, compared case-insensitively."""
 
+    # Writes name what they change and never write back a whole row read earlier: a
+    # change made meanwhile by another request (a deactivation, a password change) is
+    # never undone. Each is one conditional statement: the database decides.
+
     @abc.abstractmethod
-    async def update(self, user: User) -> None:
-        """Write back every field of an existing user (same uniqueness errors as ``add``)."""
+    async def update_profile(
+        self, user_id: int, changes: ProfileUpdate, *, if_current: Credentials
+    ) -> bool:
+        """Write the fields set in ``changes``, only while the user is active and still
+        has the credentials ``if_current`` (so no password change or revocation of all
+        tokens came in between); whether it was written. Same uniqueness errors as
+        ``add``."""
+
+    @abc.abstractmethod
+    async def set_password_hash(
+        self, user_id: int, new_hash: str, *, if_hash: str | None = None
+    ) -> bool:
+        """Store a new password hash; with ``if_hash`` only while that is still the
+        stored one. Whether it was written. Ending the sessions is the caller's call."""
+
+    @abc.abstractmethod
+    async def set_active(self, user_id: int, active: bool) -> bool:
+        """Activate or deactivate the user; whether that changed anything."""
+
+    @abc.abstractmethod
+    async def revoke_tokens(self, user_id: int) -> bool:
+        """Bump the user's token version: every access token issued so far dies.
+        Whether the user exists."""
 
     @abc.abstractmethod
     async def delete(self, user_id: int) -> None:
@@ -62,8 +96,10 @@ class UserRepository(abc.ABC):
 
 class SessionRepository(abc.ABC):
     @abc.abstractmethod
-    async def add(self, session: Session) -> None:
-        """Store a new session; ``UserNotFound`` if its user no longer exists."""
+    async def add(self, session: Session) -> bool:
+        """Store a new session, only while its user exists, is active and still has the
+        session's token version; whether it was stored. A login that raced a
+        deactivation, a deletion or a password change opens nothing."""
 
     @abc.abstractmethod
     async def get(self, session_id: str) -> Session | None:
@@ -139,6 +175,14 @@ class UnitOfWork(abc.ABC):
     ) -> None:
         await self.rollback()
 
+    async def end_all_sessions(self, user_id: int, at: datetime) -> bool:
+        """End every session of the user: every access and refresh token issued so far
+        stops working at once. Whether the user exists."""
+        if not await self.users.revoke_tokens(user_id):
+            return False
+        await self.sessions.revoke_all(user_id, at)
+        return True
+
     @abc.abstractmethod
     async def commit(self) -> None:
         """Make everything done in this unit of work durable, at once."""
@@ -189,13 +233,17 @@ class Clock(abc.ABC):
 
 
 class FailedLoginCounter(abc.ABC):
-    """Counts failed logins per account so that one account attacked from many
-    addresses is throttled, without a permanent lock-out."""
+    """Counts failed password checks per account so that one account attacked from many
+    addresses is throttled, without a permanent lock-out.
+
+    A check takes its slot *before* the slow verification, so however many attempts
+    arrive at once, at most the limit's number are ever verified per window."""
 
     @abc.abstractmethod
-    async def retry_after(self, account: str) -> int | None:
-        """Seconds until ``account`` may try again, or None when it may try now."""
+    async def acquire(self, account: str) -> int | None:
+        """Take one attempt for ``account``: None when it may go ahead, else the seconds
+        until it may try again (and nothing was taken)."""
 
     @abc.abstractmethod
-    async def record_failure(self, account: str) -> None:
-        """Count one failed login for ``account``."""
+    async def succeeded(self, account: str) -> None:
+        """The attempt was right: the account's failures are forgiven."""

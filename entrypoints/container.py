@@ -10,6 +10,7 @@ from dependency_injector import containers, providers
 
 from adapters.clock import SystemClock
 from adapters.database import Database
+from adapters.key_file import load_or_create_key
 from adapters.locks import DatabaseJobLock
 from adapters.rate_limit import LimitsFailedLoginCounter, RateLimiter
 from adapters.security import Argon2Hasher, JwtCodec
@@ -29,6 +30,12 @@ from application.users import DeleteAccount, ListUsers, RegisterUser, UpdateProf
 from entrypoints.settings import Settings
 
 
+def signing_key(settings: Settings) -> str:
+    """``SECRET_KEY``, or outside production (where it may be unset) a random key made
+    on first use and kept beside the database."""
+    return settings.secret_key or load_or_create_key(settings.key_file)
+
+
 class Container(containers.DeclarativeContainer):
     settings = providers.Dependency(instance_of=Settings)
 
@@ -43,7 +50,7 @@ class Container(containers.DeclarativeContainer):
     hasher = providers.Singleton(Argon2Hasher)
     codec = providers.Singleton(
         JwtCodec,
-        secret_key=settings.provided.signing_key,
+        secret_key=providers.Callable(signing_key, settings),
         algorithm=settings.provided.algorithm,
         issuer=settings.provided.jwt_issuer,
         audience=settings.provided.jwt_audience,
@@ -90,7 +97,7 @@ class Container(containers.DeclarativeContainer):
     list_sessions = providers.Singleton(ListSessions, uow=reader.provider, clock=clock)
     end_session = providers.Singleton(EndSession, uow=uow.provider, clock=clock)
     update_profile = providers.Singleton(
-        UpdateProfile, uow=uow.provider, hasher=hasher, clock=clock
+        UpdateProfile, uow=uow.provider, hasher=hasher, clock=clock, failed_logins=failed_logins
     )
     delete_account = providers.Singleton(DeleteAccount, uow=uow.provider)
     list_users = providers.Singleton(ListUsers, uow=reader.provider)

@@ -5,17 +5,31 @@ from __future__ import annotations
 import ipaddress
 import json
 from datetime import timedelta
+from pathlib import Path
 from typing import Annotated, Literal
 
 from limits import parse_many
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from sqlalchemy.engine import make_url
 
 from adapters.security import MIN_KEY_BYTES
 
-# Used only outside production, and said so at start-up.
-DEVELOPMENT_SECRET_KEY = "development-only-key-do-not-use-in-production-0123456789abcdef0123"  # noqa: S105
 PRODUCTION_MIN_KEY_BYTES = 32
+# A key with fewer distinct characters than this ("aaaa…", "abab…") is guessable.
+MIN_DISTINCT_KEY_CHARACTERS = 10
+# Keys that have been published (in earlier versions of this code, or as examples):
+# anyone could sign tokens with them.
+PUBLISHED_SECRET_KEYS = frozenset(
+    {
+        "development-only-key-do-not-use-in-production-0123456789abcdef0123",
+        "a-production-key-of-at-least-32-bytes!",
+        "change-me-to-a-long-random-string-in-production",
+        "your-secret-key-here-change-it-in-production",
+    }
+)
+# Outside production with no SECRET_KEY: the file that keeps the generated key.
+KEY_FILE_NAME = ".secret-key"
 
 
 class InvalidSettings(Exception):
@@ -130,13 +144,18 @@ class Settings(BaseSettings):
     def _secret_key(self) -> Settings:
         if self.environment == "production":
             needed = max(PRODUCTION_MIN_KEY_BYTES, MIN_KEY_BYTES[self.algorithm])
-            if not self.secret_key:
+            key = self.secret_key
+            if not key:
                 raise ValueError("SECRET_KEY is required in production")
-            if len(self.secret_key.encode()) < needed:
+            if len(key.encode()) < needed:
                 raise ValueError(
                     f"SECRET_KEY must be at least {needed} bytes in production"
                     f" (with {self.algorithm})"
                 )
+            if key in PUBLISHED_SECRET_KEYS:
+                raise ValueError("SECRET_KEY is a published example: make a random one")
+            if len(set(key)) < MIN_DISTINCT_KEY_CHARACTERS:
+                raise ValueError("SECRET_KEY is too easy to guess: make a random one")
         return self
 
     @property
@@ -152,18 +171,21 @@ class Settings(BaseSettings):
         return self.environment == "production"
 
     @property
-    def signing_key(self) -> str:
-        """The key that signs tokens: ``SECRET_KEY``, or outside production a fixed
-        development key (``warnings()`` says so)."""
-        return self.secret_key or DEVELOPMENT_SECRET_KEY
+    def key_file(self) -> Path:
+        """Where the key generated outside production is kept: beside the SQLite
+        database file, else in the working directory."""
+        url = make_url(self.database_url)
+        if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
+            return Path(url.database).parent / KEY_FILE_NAME
+        return Path(KEY_FILE_NAME)
 
     def warnings(self) -> list[str]:
         """What an operator should hear at start-up about this configuration."""
         found = []
         if not self.secret_key:
             found.append(
-                "SECRET_KEY is not set: tokens are signed with the public development key."
-                " Set SECRET_KEY before exposing this service."
+                f"SECRET_KEY is not set: tokens are signed with a random key kept in"
+                f" {self.key_file}. Set SECRET_KEY before exposing this service."
             )
         elif len(self.secret_key.encode()) < MIN_KEY_BYTES[self.algorithm]:
             found.append(

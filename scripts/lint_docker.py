@@ -58,7 +58,13 @@ PYPROJECT = ROOT / "pyproject.toml"
 REQUIRED_SERVICES = ("postgres", "redis", "migrate", "api", "jobs")
 APP_SERVICES = ("migrate", "api", "jobs")
 SCALABLE_SERVICES = ("api", "jobs")
-RUNTIME_FILES = ("requirements-bootstrap.lock", "requirements.lock", "pyproject.toml", "alembic.ini", "migrations")
+RUNTIME_FILES = (
+    "requirements-bootstrap.lock",
+    "requirements.lock",
+    "pyproject.toml",
+    "alembic.ini",
+    "migrations",
+)
 SCHEMA_PACKAGE = "check_jsonschema.builtin_schemas.vendor"
 SCHEMA_RESOURCE = "compose-spec.json"
 

@@ -11,8 +11,8 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
 from application.tokens import TokenPolicy
-from domain.errors import EmailTaken, UsernameTaken, UserNotFound
-from domain.model import PageRequest, RefreshToken, Session, User
+from domain.errors import EmailTaken, UsernameTaken
+from domain.model import Credentials, PageRequest, ProfileUpdate, RefreshToken, Session, User
 from domain.ports import (
     Clock,
     FailedLoginCounter,
@@ -85,10 +85,39 @@ class FakeUserRepository(UserRepository):
             for u in self.store.users.values()
         )
 
-    async def update(self, user: User) -> None:
-        assert user.id in self.store.users
-        self._check_unique(user)
-        self.store.users[user.id] = copy.copy(user)
+    async def update_profile(
+        self, user_id: int, changes: ProfileUpdate, *, if_current: Credentials
+    ) -> bool:
+        user = self.store.users.get(user_id)
+        if user is None or not user.is_active or Credentials.of(user) != if_current:
+            return False
+        changed = replace(user, **changes.fields())  # type: ignore[arg-type]
+        self._check_unique(changed)
+        self.store.users[user_id] = changed
+        return True
+
+    async def set_password_hash(
+        self, user_id: int, new_hash: str, *, if_hash: str | None = None
+    ) -> bool:
+        user = self.store.users.get(user_id)
+        if user is None or (if_hash is not None and user.password_hash != if_hash):
+            return False
+        user.password_hash = new_hash
+        return True
+
+    async def set_active(self, user_id: int, active: bool) -> bool:
+        user = self.store.users.get(user_id)
+        if user is None or user.is_active == active:
+            return False
+        user.is_active = active
+        return True
+
+    async def revoke_tokens(self, user_id: int) -> bool:
+        user = self.store.users.get(user_id)
+        if user is None:
+            return False
+        user.token_version += 1
+        return True
 
     async def delete(self, user_id: int) -> None:
         self.store.users.pop(user_id, None)
@@ -108,10 +137,12 @@ class FakeSessionRepository(SessionRepository):
     def __init__(self, store: Store) -> None:
         self.store = store
 
-    async def add(self, session: Session) -> None:
-        if session.user_id not in self.store.users:
-            raise UserNotFound()
+    async def add(self, session: Session) -> bool:
+        user = self.store.users.get(session.user_id)
+        if user is None or not user.is_active or user.token_version != session.token_version:
+            return False
         self.store.sessions[session.id] = copy.copy(session)
+        return True
 
     async def get(self, session_id: str) -> Session | None:
         session = self.store.sessions.get(session_id)
@@ -255,11 +286,14 @@ class FakeFailedLoginCounter(FailedLoginCounter):
         self.limit = limit
         self.failures: dict[str, int] = {}
 
-    async def retry_after(self, account: str) -> int | None:
-        return 60 if self.failures.get(account, 0) >= self.limit else None
-
-    async def record_failure(self, account: str) -> None:
+    async def acquire(self, account: str) -> int | None:
+        if self.failures.get(account, 0) >= self.limit:
+            return 60
         self.failures[account] = self.failures.get(account, 0) + 1
+        return None
+
+    async def succeeded(self, account: str) -> None:
+        self.failures.pop(account, None)
 
 
 POLICY = TokenPolicy(access_ttl=timedelta(minutes=30), refresh_ttl=timedelta(days=7))

@@ -61,16 +61,19 @@ class IpRateLimits:
     items: dict[str, RateLimitItem]
 
 
+async def hit_ip_limit(request: Request, name: str) -> None:
+    """Count one hit against the named per-IP limit; 429 once it is reached."""
+    limits: IpRateLimits = request.app.state.ip_rate_limits
+    retry_after = await limits.limiter.hit(limits.items[name], "ip", name, request.state.client_ip)
+    if retry_after is not None:
+        raise RateLimited(retry_after)
+
+
 def ip_rate_limit(name: str) -> Any:
     """A route dependency counting one hit against the named per-IP limit."""
 
     async def check(request: Request) -> None:
-        limits: IpRateLimits = request.app.state.ip_rate_limits
-        retry_after = await limits.limiter.hit(
-            limits.items[name], "ip", name, request.state.client_ip
-        )
-        if retry_after is not None:
-            raise RateLimited(retry_after)
+        await hit_ip_limit(request, name)
 
     return Depends(check)
 

@@ -111,7 +111,7 @@ async def domain_error_handler(_request: Request, exc: Exception) -> Response:
             [{"loc": ["body", exc.field], "msg": exc.detail, "type": "value_error"}]
         )
     status = next((ERRORS[cls] for cls in type(exc).__mro__ if cls in ERRORS), 400)
-    headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, RateLimited) else None
+    headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after is not None else None
     return problem(status, exc.code, exc.detail, headers=headers)
 
 

@@ -19,6 +19,7 @@ from adapters.database import Database
 from adapters.orm import users
 from adapters.unit_of_work import unit_of_work
 from domain.errors import EmailTaken, UsernameTaken
+from domain.model import Credentials, ProfileUpdate
 from domain.ports import UnitOfWork
 from tests.integration.builders import DAY, NOW, add_session, add_token, add_user, make_user
 
@@ -133,8 +134,9 @@ async def test_a_concurrent_email_change_to_a_registering_email_commits_exactly_
     bob = await add_user(pg_database, "bob")
 
     async def change_email(uow: UnitOfWork) -> None:
-        bob.email = "ADA@example.com"
-        await uow.users.update(bob)
+        await uow.users.update_profile(
+            bob.id or 0, ProfileUpdate(email="ada@example.com"), if_current=Credentials.of(bob)
+        )
 
     outcome = await race(
         pg_database,

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
+
 from adapters.database import Database
 from tests.integration.builders import (
     DAY,
@@ -221,3 +223,33 @@ async def test_delete_orphans_dry_run_counts_every_expired_session_and_deletes_n
 
     assert counted == 4
     assert (await count_rows(database))["sessions"] == 5
+
+
+@pytest.mark.parametrize(
+    "user_state",
+    [{"is_active": False}, {"token_version": 3}],
+    ids=["inactive", "tokens-revoked-since"],
+)
+async def test_add_opens_no_session_for_a_user_no_longer_in_that_state(
+    database: Database, new_uow: UowFactory, user_state: dict[str, object]
+) -> None:
+    ada = await add_user(database, "ada", **user_state)
+    session = make_session(ada, token_version=0)
+
+    async with new_uow() as uow:
+        assert not await uow.sessions.add(session)
+        await uow.commit()
+
+    assert (await count_rows(database))["sessions"] == 0
+
+
+async def test_add_opens_no_session_for_a_deleted_user(
+    database: Database, new_uow: UowFactory
+) -> None:
+    ada = await add_user(database, "ada")
+    async with new_uow() as uow:
+        await uow.users.delete(ada.id or 0)
+        assert not await uow.sessions.add(make_session(ada))
+        await uow.commit()
+
+    assert (await count_rows(database))["sessions"] == 0

@@ -6,7 +6,7 @@ import pytest
 
 from adapters.database import Database
 from domain.errors import EmailTaken, UsernameTaken
-from domain.model import PageRequest, User
+from domain.model import Credentials, PageRequest, ProfileUpdate, User
 from domain.rules import normalize_login
 from tests.integration.builders import (
     NOW,
@@ -79,80 +79,162 @@ async def test_add_refuses_a_username_already_taken_in_any_case(
     assert (await count_rows(database))["users"] == 1
 
 
-async def test_update_writes_back_every_field(database: Database, new_uow: UowFactory) -> None:
-    user = await add_user(database, "ada")
-    user.email = "lovelace@example.com"
-    user.username = "Lovelace"
-    user.password_hash = "new-hash"
-    user.full_name = "Ada Lovelace"
-    user.is_active = False
-    user.is_superuser = True
-    user.revoke_tokens()
-    user.created_at = NOW
+async def stored(new_uow: UowFactory, user: User) -> User:
+    async with new_uow() as uow:
+        found = await uow.users.get(user.id or 0)
+    assert found is not None
+    return found
+
+
+async def test_update_profile_writes_the_given_fields_only(
+    database: Database, new_uow: UowFactory
+) -> None:
+    user = await add_user(database, "ada", full_name="Ada")
+    changes = ProfileUpdate(
+        email="lovelace@example.com", username="Lovelace", password_hash="new-hash"
+    )
 
     async with new_uow() as uow:
-        await uow.users.update(user)
+        assert await uow.users.update_profile(
+            user.id or 0, changes, if_current=Credentials.of(user)
+        )
         await uow.commit()
 
-    async with new_uow() as uow:
-        stored = await uow.users.get(user.id or 0)
-    assert stored is not None
-    assert fields(stored) == fields(user)
+    after = await stored(new_uow, user)
+    assert (after.email, after.username, after.password_hash) == (
+        "lovelace@example.com",
+        "Lovelace",
+        "new-hash",
+    )
+    assert (after.full_name, after.is_active, after.token_version) == ("Ada", True, 0)
 
 
-async def test_update_may_change_the_case_of_ones_own_username(
+async def test_update_profile_may_clear_the_full_name(
     database: Database, new_uow: UowFactory
 ) -> None:
-    user = await add_user(database, "ada")
-    user.username = "ADA"
+    user = await add_user(database, "ada", full_name="Ada")
+    changes = ProfileUpdate(full_name=None, set_full_name=True)
 
     async with new_uow() as uow:
-        await uow.users.update(user)
+        assert await uow.users.update_profile(
+            user.id or 0, changes, if_current=Credentials.of(user)
+        )
         await uow.commit()
 
-    async with new_uow() as uow:
-        stored = await uow.users.get(user.id or 0)
-    assert stored is not None
-    assert stored.username == "ADA"
-
-
-async def test_update_to_another_users_email_in_any_case_raises_email_taken(
-    database: Database, new_uow: UowFactory
-) -> None:
-    await add_user(database, "ada")
-    bob = await add_user(database, "bob")
-    bob.email = "ADA@example.com"
-
-    with pytest.raises(EmailTaken):
-        async with new_uow() as uow:
-            await uow.users.update(bob)
-
-    async with new_uow() as uow:
-        stored = await uow.users.get(bob.id or 0)
-    assert stored is not None
-    assert stored.email == "bob@example.com"
-
-
-async def test_update_to_another_users_username_in_any_case_raises_username_taken(
-    database: Database, new_uow: UowFactory
-) -> None:
-    await add_user(database, "ada")
-    bob = await add_user(database, "bob")
-    bob.username = "aDa"
-
-    with pytest.raises(UsernameTaken):
-        async with new_uow() as uow:
-            await uow.users.update(bob)
-
-    async with new_uow() as uow:
-        stored = await uow.users.get(bob.id or 0)
-    assert stored is not None
-    assert stored.username == "bob"
+    assert (await stored(new_uow, user)).full_name is None
 
 
 @pytest.mark.parametrize(
-    "typed", ["ada.l@example.com", "Ada.L@Example.com", "AdaL", "adal", "ADAL", "  adal  "]
+    "meanwhile",
+    [
+        {"is_active": False},
+        {"token_version": 1},
+        {"password_hash": "set-by-someone-else"},
+    ],
 )
+async def test_update_profile_writes_nothing_once_the_credentials_changed(
+    database: Database, new_uow: UowFactory, meanwhile: dict[str, object]
+) -> None:
+    before = await add_user(database, "ada")
+    current = Credentials.of(before)
+    async with new_uow() as uow:
+        await uow.users.delete(before.id or 0)
+        user = await uow.users.add(make_user("ada", **meanwhile))
+        await uow.commit()
+
+    async with new_uow() as uow:
+        written = await uow.users.update_profile(
+            user.id or 0, ProfileUpdate(username="mallory"), if_current=current
+        )
+        await uow.commit()
+
+    assert not written
+    assert (await stored(new_uow, user)).username == "ada"
+
+
+async def test_update_profile_may_change_the_case_of_ones_own_username(
+    database: Database, new_uow: UowFactory
+) -> None:
+    user = await add_user(database, "ada")
+
+    async with new_uow() as uow:
+        await uow.users.update_profile(
+            user.id or 0, ProfileUpdate(username="ADA"), if_current=Credentials.of(user)
+        )
+        await uow.commit()
+
+    assert (await stored(new_uow, user)).username == "ADA"
+
+
+@pytest.mark.parametrize(
+    ("changes", "error"),
+    [
+        (ProfileUpdate(email="ADA@example.com"), EmailTaken),
+        (ProfileUpdate(username="aDa"), UsernameTaken),
+    ],
+)
+async def test_update_profile_to_another_users_name_in_any_case_is_refused(
+    database: Database, new_uow: UowFactory, changes: ProfileUpdate, error: type[Exception]
+) -> None:
+    await add_user(database, "ada")
+    bob = await add_user(database, "bob")
+
+    with pytest.raises(error):
+        async with new_uow() as uow:
+            await uow.users.update_profile(bob.id or 0, changes, if_current=Credentials.of(bob))
+
+    after = await stored(new_uow, bob)
+    assert (after.email, after.username) == ("bob@example.com", "bob")
+
+
+async def test_set_password_hash_over_an_expected_hash_is_conditional(
+    database: Database, new_uow: UowFactory
+) -> None:
+    user = await add_user(database, "ada")
+
+    async with new_uow() as uow:
+        assert not await uow.users.set_password_hash(user.id or 0, "x", if_hash="not-the-hash")
+        assert await uow.users.set_password_hash(
+            user.id or 0, "rehashed", if_hash=user.password_hash
+        )
+        await uow.commit()
+    assert (await stored(new_uow, user)).password_hash == "rehashed"
+
+    async with new_uow() as uow:
+        assert await uow.users.set_password_hash(user.id or 0, "set")
+        assert not await uow.users.set_password_hash(12345, "set")
+        await uow.commit()
+    assert (await stored(new_uow, user)).password_hash == "set"
+
+
+async def test_set_active_reports_whether_it_changed_anything(
+    database: Database, new_uow: UowFactory
+) -> None:
+    user = await add_user(database, "ada")
+
+    async with new_uow() as uow:
+        assert not await uow.users.set_active(user.id or 0, True)
+        assert await uow.users.set_active(user.id or 0, False)
+        assert not await uow.users.set_active(user.id or 0, False)
+        await uow.commit()
+
+    assert not (await stored(new_uow, user)).is_active
+
+
+async def test_revoke_tokens_bumps_the_token_version_in_the_database(
+    database: Database, new_uow: UowFactory
+) -> None:
+    user = await add_user(database, "ada", token_version=4)
+
+    async with new_uow() as uow:
+        assert await uow.users.revoke_tokens(user.id or 0)
+        assert await uow.users.revoke_tokens(user.id or 0)
+        assert not await uow.users.revoke_tokens(12345)
+        await uow.commit()
+
+    assert (await stored(new_uow, user)).token_version == 6
+
+
 async def test_get_by_login_finds_the_user_by_email_or_username_in_any_case(
     database: Database, new_uow: UowFactory, typed: str
 ) -> None:

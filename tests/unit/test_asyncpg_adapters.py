@@ -14,7 +14,7 @@ from adapters import repositories as statements
 from adapters.database import Database
 from adapters.executors import AsyncpgExecutor, ConstraintViolation
 from adapters.unit_of_work import AsyncpgUnitOfWork, SqlAlchemyUnitOfWork, unit_of_work
-from domain.errors import EmailTaken, ServiceUnavailable, UserNotFound
+from domain.errors import EmailTaken, ServiceUnavailable
 from tests.fakes import make_user
 
 NOW = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
@@ -145,13 +145,6 @@ async def test_constraint_violations_become_the_domain_errors() -> None:
     users = statements.SqlUserRepository(AsyncpgExecutor(conn))
     with pytest.raises(EmailTaken):
         await users.add(make_user())
-
-    conn.error = asyncpg.ForeignKeyViolationError("no such user")
-    sessions = statements.SqlSessionRepository(AsyncpgExecutor(conn))
-    from tests.integration.builders import make_session  # noqa: PLC0415
-
-    with pytest.raises(UserNotFound):
-        await sessions.add(make_session(make_user(id=9)))
 
 
 async def test_a_constraint_violation_carries_the_constraints_name() -> None:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from collections.abc import Iterator
 
 import pytest
 
 from adapters.security import Argon2Hasher
+from domain.errors import Overloaded
 
 CHEAP = {"time_cost": 1, "memory_cost": 1024}
 
@@ -76,3 +79,25 @@ async def test_a_hash_with_other_parameters_needs_a_rehash(
 
 def test_an_invalid_hash_needs_a_rehash(hasher: Argon2Hasher) -> None:
     assert hasher.needs_rehash("not a hash")
+
+
+async def test_hashes_past_the_waiting_bound_are_refused_at_once() -> None:
+    hasher = Argon2Hasher(**CHEAP, max_concurrency=1, max_waiting=1)
+    gate = threading.Event()
+    try:
+        # The one worker is busy and one hash waits for it: the bound is reached.
+        busy = asyncio.ensure_future(hasher._run(gate.wait, 30))
+        waiting = asyncio.ensure_future(hasher.hash("two"))
+        await asyncio.sleep(0)
+
+        with pytest.raises(Overloaded) as refused:
+            await hasher.verify(None, "three")
+        assert refused.value.retry_after >= 1
+
+        gate.set()
+        await busy
+        assert (await waiting).startswith("$argon2id$")
+        assert await hasher.verify(await hasher.hash("four"), "four")
+    finally:
+        gate.set()
+        hasher.close()

@@ -96,12 +96,6 @@ def test_each_session_gets_its_own_128_bit_id() -> None:
     int(new_id(), 16)
 
 
-def test_revoking_a_users_tokens_bumps_its_token_version() -> None:
-    user = make_user(token_version=4)
-    user.revoke_tokens()
-    assert user.token_version == 5
-
-
 def test_principal_speaks_for_its_stored_user() -> None:
     assert Principal(user=make_user(id=7), session_id="s").user_id == 7
 

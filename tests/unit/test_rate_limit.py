@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 
 import pytest
@@ -143,35 +144,43 @@ async def test_redis_test_counts_no_hit_and_keys_are_separate(redis_url: str) ->
 # --- failed logins -------------------------------------------------------------------
 
 
-async def test_an_account_may_try_until_its_failures_reach_the_limit(
+async def test_an_account_may_try_until_its_attempts_reach_the_limit(
     limiter: RateLimiter,
 ) -> None:
     counter = LimitsFailedLoginCounter(limiter, "3/15minutes")
 
     for _ in range(3):
-        assert await counter.retry_after("ada") is None
-        await counter.record_failure("ada")
+        assert await counter.acquire("ada") is None
 
-    retry_after = await counter.retry_after("ada")
+    retry_after = await counter.acquire("ada")
     assert retry_after is not None
     assert 1 <= retry_after <= 15 * 60
 
 
-async def test_asking_whether_an_account_may_try_counts_no_failure(
-    limiter: RateLimiter,
-) -> None:
-    counter = LimitsFailedLoginCounter(limiter, "1/15minutes")
+async def test_parallel_attempts_never_pass_the_limit(limiter: RateLimiter) -> None:
+    counter = LimitsFailedLoginCounter(limiter, "5/15minutes")
 
-    for _ in range(5):
-        assert await counter.retry_after("ada") is None
+    outcomes = await asyncio.gather(*(counter.acquire("ada") for _ in range(40)))
+
+    assert sum(outcome is None for outcome in outcomes) == 5
+
+
+async def test_a_right_password_forgives_the_accounts_failures(limiter: RateLimiter) -> None:
+    counter = LimitsFailedLoginCounter(limiter, "2/15minutes")
+    assert await counter.acquire("ada") is None
+    assert await counter.acquire("ada") is None
+
+    await counter.succeeded("ada")
+
+    assert await counter.acquire("ada") is None
 
 
 async def test_failures_of_one_account_do_not_throttle_another(limiter: RateLimiter) -> None:
     counter = LimitsFailedLoginCounter(limiter, "1/15minutes")
-    await counter.record_failure("ada")
+    await counter.acquire("ada")
 
-    assert await counter.retry_after("ada") is not None
-    assert await counter.retry_after("bob") is None
+    assert await counter.acquire("ada") is not None
+    assert await counter.acquire("bob") is None
 
 
 async def test_failed_logins_do_not_share_a_count_with_per_ip_limits(
@@ -181,7 +190,7 @@ async def test_failed_logins_do_not_share_a_count_with_per_ip_limits(
     limit = RateLimiter.parse("1/15minutes")
     await limiter.hit(limit, "login", "ada")
 
-    assert await counter.retry_after("ada") is None
+    assert await counter.acquire("ada") is None
 
 
 def test_a_malformed_failed_login_limit_is_refused(limiter: RateLimiter) -> None:
@@ -195,7 +204,7 @@ async def test_failed_logins_are_counted_in_redis(redis_url: str) -> None:
     counter = LimitsFailedLoginCounter(RateLimiter(redis_url), "2/15minutes")
     elsewhere = LimitsFailedLoginCounter(RateLimiter(redis_url), "2/15minutes")
 
-    await counter.record_failure(account)
-    await elsewhere.record_failure(account)
+    assert await counter.acquire(account) is None
+    assert await elsewhere.acquire(account) is None
 
-    assert (await counter.retry_after(account) or 0) >= 1
+    assert (await counter.acquire(account) or 0) >= 1

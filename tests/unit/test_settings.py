@@ -8,14 +8,15 @@ from pathlib import Path
 
 import pytest
 
+from entrypoints.container import signing_key
 from entrypoints.settings import (
-    DEVELOPMENT_SECRET_KEY,
+    PUBLISHED_SECRET_KEYS,
     InvalidSettings,
     Settings,
     load_settings,
 )
 
-GOOD_KEY = "a-production-key-of-at-least-32-bytes!"
+GOOD_KEY = "Zx8-qL2v_Rt6Wn0pYb4Hs1Kd7Fj3Mc9Ge5"
 
 
 @pytest.fixture(autouse=True)
@@ -65,11 +66,41 @@ def test_defaults_are_the_documented_ones() -> None:
     assert not settings.is_production
 
 
-def test_without_a_key_development_signs_with_the_development_key_and_says_so() -> None:
-    settings = load_settings()
+def test_without_a_key_development_signs_with_a_random_key_kept_beside_the_database(
+    tmp_path: Path,
+) -> None:
+    settings = load_settings(database_url=f"sqlite+aiosqlite:///{tmp_path}/data/app.db")
 
-    assert settings.signing_key == DEVELOPMENT_SECRET_KEY
-    assert any("SECRET_KEY" in warning for warning in settings.warnings())
+    key = signing_key(settings)
+
+    key_file = tmp_path / "data" / ".secret-key"
+    assert settings.key_file == key_file
+    assert key_file.read_text().strip() == key
+    assert len(key) >= 64
+    assert key_file.stat().st_mode & 0o777 == 0o600
+    assert signing_key(settings) == key  # kept: tokens survive a restart
+    assert any(str(key_file) in warning for warning in settings.warnings())
+
+
+def test_each_checkout_gets_its_own_generated_key(tmp_path: Path) -> None:
+    first = load_settings(database_url=f"sqlite+aiosqlite:///{tmp_path}/one/app.db")
+    second = load_settings(database_url=f"sqlite+aiosqlite:///{tmp_path}/two/app.db")
+
+    assert signing_key(first) != signing_key(second)
+
+
+def test_without_a_sqlite_file_the_key_is_kept_in_the_working_directory() -> None:
+    for url in ("sqlite+aiosqlite://", "postgresql+asyncpg://u@localhost/db"):
+        assert load_settings(database_url=url).key_file == Path(".secret-key")
+
+
+def test_a_set_key_is_used_as_is_and_writes_no_file(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("SECRET_KEY", GOOD_KEY)
+
+    assert signing_key(load_settings()) == GOOD_KEY
+    assert not (tmp_path / ".secret-key").exists()
 
 
 def test_a_short_key_outside_production_is_allowed_with_a_warning(
@@ -79,7 +110,7 @@ def test_a_short_key_outside_production_is_allowed_with_a_warning(
 
     settings = load_settings()
 
-    assert settings.signing_key == "short"
+    assert signing_key(settings) == "short"
     assert any("shorter than 32 bytes" in warning for warning in settings.warnings())
 
 
@@ -111,6 +142,24 @@ def test_an_explicit_log_format_wins(monkeypatch: pytest.MonkeyPatch) -> None:
 # --- production's key ----------------------------------------------------------------
 
 
+@pytest.mark.parametrize("key", sorted(PUBLISHED_SECRET_KEYS))
+def test_production_refuses_a_published_key(monkeypatch: pytest.MonkeyPatch, key: str) -> None:
+    message = refused(monkeypatch, ENVIRONMENT="production", SECRET_KEY=key)
+
+    assert "SECRET_KEY" in message
+    assert "published" in message
+    assert key not in message
+
+
+@pytest.mark.parametrize("key", ["a" * 32, "ab" * 32, "0123" * 16, "aaaabbbbccccdddd" * 4])
+def test_production_refuses_a_trivially_weak_key(monkeypatch: pytest.MonkeyPatch, key: str) -> None:
+    message = refused(monkeypatch, ENVIRONMENT="production", SECRET_KEY=key)
+
+    assert "SECRET_KEY" in message
+    assert "guess" in message
+    assert key not in message
+
+
 def test_production_refuses_to_start_without_a_key(monkeypatch: pytest.MonkeyPatch) -> None:
     message = refused(monkeypatch, ENVIRONMENT="production")
 
@@ -130,12 +179,13 @@ def test_production_refuses_a_key_under_32_bytes_without_echoing_it(
 
 def test_production_accepts_a_key_of_32_bytes(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ENVIRONMENT", "production")
-    monkeypatch.setenv("SECRET_KEY", "é" * 16)  # 16 characters, 32 bytes
+    key = "é" * 6 + "abcdefghij"  # 16 characters, 22 bytes
+    monkeypatch.setenv("SECRET_KEY", key + "ü" * 5)  # 32 bytes
 
     settings = load_settings()
 
     assert settings.is_production
-    assert settings.signing_key == "é" * 16
+    assert signing_key(settings) == key + "ü" * 5
 
 
 def test_production_wants_a_longer_key_for_a_longer_hash(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -8,7 +8,7 @@ from application.auth import UowFactory
 from application.users import ProfileChanges, UpdateProfile
 from domain.errors import EmailTaken, InvalidToken, InvalidValue, UsernameTaken, WrongPassword
 from domain.model import User
-from tests.fakes import FakeClock, FakeHasher, FakeUnitOfWork, Store
+from tests.fakes import FakeClock, FakeFailedLoginCounter, FakeHasher, FakeUnitOfWork, Store
 from tests.unit.conftest import (
     PASSWORD,
     principal_for,
@@ -22,8 +22,13 @@ NEW_PASSWORD = "a brand new secret"
 
 
 @pytest.fixture
-def update(uow_factory: UowFactory, hasher: FakeHasher, clock: FakeClock) -> UpdateProfile:
-    return UpdateProfile(uow_factory, hasher, clock)
+def update(
+    uow_factory: UowFactory,
+    hasher: FakeHasher,
+    clock: FakeClock,
+    failed_logins: FakeFailedLoginCounter,
+) -> UpdateProfile:
+    return UpdateProfile(uow_factory, hasher, clock, failed_logins)
 
 
 async def test_username_and_full_name_change_without_the_current_password(

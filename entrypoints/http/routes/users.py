@@ -3,7 +3,7 @@
 from typing import Annotated
 
 from dependency_injector.wiring import inject
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Request
 from starlette.responses import Response
 
 from application.users import (
@@ -18,7 +18,13 @@ from application.users import (
 from domain.model import MAX_PAGE_SIZE, PageRequest
 from entrypoints.container import Container
 from entrypoints.http import schemas
-from entrypoints.http.dependencies import CurrentPrincipal, Provided, ip_rate_limit, json_response
+from entrypoints.http.dependencies import (
+    CurrentPrincipal,
+    Provided,
+    hit_ip_limit,
+    ip_rate_limit,
+    json_response,
+)
 from entrypoints.http.openapi import described, problems
 from entrypoints.presenters import page_body, user_body
 
@@ -84,14 +90,18 @@ async def me(principal: CurrentPrincipal) -> Response:
     summary="Update my profile",
     description=described(UpdateProfile),
     response_model=schemas.User,
-    responses=problems(401, 403, 409, 413, 422, 503),
+    responses=problems(401, 403, 409, 413, 422, 429, 503),
 )
 @inject
 async def update_me(
+    request: Request,
     body: schemas.UserUpdate,
     principal: CurrentPrincipal,
     update_profile: Annotated[UpdateProfile, Depends(Provided[Container.update_profile])],
 ) -> Response:
+    if body.current_password is not None:
+        # A password check, like a login: limited per client IP as well as per account.
+        await hit_ip_limit(request, "login")
     user = await update_profile(
         principal,
         ProfileChanges(
