@@ -12,7 +12,7 @@ from domain.errors import (
     RateLimited,
     SessionNotFound,
 )
-from domain.model import Principal, Session, TokenPair, User
+from domain.model import Principal, Session, TokenPair, User, is_id
 from domain.ports import Clock, FailedLoginCounter, PasswordHasher, TokenCodec, UnitOfWork
 from domain.rules import normalize_login
 
@@ -223,6 +223,8 @@ class EndSession:
         self._clock = clock
 
     async def __call__(self, principal: Principal, session_id: str) -> None:
+        if not is_id(session_id):
+            raise SessionNotFound()
         async with self._uow() as uow:
             now = self._clock.now()
             session = await uow.sessions.get(session_id)

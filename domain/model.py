@@ -14,9 +14,18 @@ T = TypeVar("T")
 MAX_PAGE_SIZE = 100
 
 
+ID_LENGTH = 32
+
+
 def new_id() -> str:
     """A random, URL-safe identifier for sessions and refresh tokens (128 bits)."""
-    return secrets.token_hex(16)
+    return secrets.token_hex(ID_LENGTH // 2)
+
+
+def is_id(value: str) -> bool:
+    """Whether ``value`` has the form of an id that ``new_id`` makes: anything else
+    names nothing, and never reaches the database."""
+    return len(value) == ID_LENGTH and all(c in "0123456789abcdef" for c in value)
 
 
 @dataclass(eq=False)

@@ -17,7 +17,9 @@ from entrypoints.cli.db import db
 from entrypoints.cli.runtime import Runtime, load_cli_settings, reported_errors
 from entrypoints.cli.tokens import tokens
 from entrypoints.cli.users import users
+from entrypoints.logging import get_logger
 from entrypoints.scheduler import run_job_runner
+from entrypoints.settings import MEMORY_LIMITS_WARNING
 
 DISTRIBUTION = "backend-template"
 
@@ -74,7 +76,10 @@ def serve(
     ] = False,
 ) -> None:
     """Serve the HTTP API with uvicorn until SIGTERM or Ctrl-C."""
-    load_cli_settings(one_shot=False)  # fail fast, in one line, on a bad setting
+    settings = load_cli_settings(one_shot=False)  # fail fast, in one line, on a bad setting
+    if workers > 1 and settings.rate_limits_per_process and not settings.is_production:
+        # (In production every worker says so itself, at start-up.)
+        get_logger("app").warning(MEMORY_LIMITS_WARNING)
     # uvicorn re-raises the signal it stopped on once it has shut down cleanly; for the
     # operator and the orchestrator, a clean stop is a success.
     for stop in (signal.SIGTERM, signal.SIGINT):

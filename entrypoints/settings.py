@@ -28,6 +28,10 @@ PUBLISHED_SECRET_KEYS = frozenset(
         "your-secret-key-here-change-it-in-production",
     }
 )
+MEMORY_LIMITS_WARNING = (
+    "RATE_LIMIT_STORAGE_URI is memory://: every process counts on its own, so the limits"
+    " multiply with --workers and with replicas. Set it to redis://… to share them."
+)
 # Outside production with no SECRET_KEY: the file that keeps the generated key.
 KEY_FILE_NAME = ".secret-key"
 
@@ -72,6 +76,8 @@ class Settings(BaseSettings):
     token_purge_interval_minutes: int = Field(default=60, ge=1, le=7 * 24 * 60)
     # The job runner's own Prometheus /metrics port; 0 serves none.
     jobs_metrics_port: int = Field(default=0, ge=0, le=65535)
+    # The address it listens on: loopback unless the operator opens it up.
+    jobs_metrics_host: str = "127.0.0.1"
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     log_format: Literal["console", "json"] | None = None
@@ -133,6 +139,15 @@ class Settings(BaseSettings):
                 raise ValueError(f"{item!r} is not an IP address or network") from None
         return value
 
+    @field_validator("jobs_metrics_host")
+    @classmethod
+    def _host(cls, value: str) -> str:
+        try:
+            ipaddress.ip_address(value)
+        except ValueError:
+            raise ValueError(f"{value!r} is not an IP address, such as 127.0.0.1") from None
+        return value
+
     @field_validator("database_url")
     @classmethod
     def _database_url(cls, value: str) -> str:
@@ -192,7 +207,16 @@ class Settings(BaseSettings):
                 f"SECRET_KEY is shorter than {MIN_KEY_BYTES[self.algorithm]} bytes;"
                 " production refuses such a key."
             )
+        if self.is_production and self.rate_limits_per_process:
+            found.append(MEMORY_LIMITS_WARNING)
         return found
+
+    @property
+    def rate_limits_per_process(self) -> bool:
+        """Whether each process counts rate limits on its own (``memory://``)."""
+        return self.rate_limit_enabled and self.rate_limit_storage_uri.removeprefix(
+            "async+"
+        ).startswith("memory://")
 
     @property
     def effective_log_format(self) -> Literal["console", "json"]:

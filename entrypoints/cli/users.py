@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from datetime import UTC
 from typing import Annotated
 
@@ -10,7 +11,7 @@ import typer
 
 from application.users import NewUser
 from domain.model import MAX_PAGE_SIZE, Page, PageRequest, User
-from entrypoints.cli.runtime import run
+from entrypoints.cli.runtime import fail, run
 from entrypoints.container import Container
 from entrypoints.presenters import user_body
 
@@ -34,6 +35,27 @@ NewPassword = Annotated[
         show_default=False,
     ),
 ]
+PasswordStdin = Annotated[
+    bool,
+    typer.Option(
+        "--password-stdin",
+        help="Read the password from the first line of standard input, for scripts:"
+        " `printf '%s\\n' \"$PASSWORD\" | app users …`.",
+    ),
+]
+
+
+def read_password(given: str | None, from_stdin: bool, prompt: str) -> str:
+    """The password from ``--password``, ``--password-stdin`` or a hidden prompt."""
+    if from_stdin:
+        if given is not None:
+            fail("use either --password or --password-stdin, not both")
+        line = sys.stdin.readline()
+        password = line.removesuffix("\n").removesuffix("\r")
+        if not password:
+            fail("--password-stdin: standard input holds no password")
+        return password
+    return given if given is not None else prompt_password(prompt)
 
 
 def prompt_password(text: str) -> str:
@@ -50,6 +72,7 @@ def create(
     email: Annotated[str, typer.Option(help="The email address (stored lower-cased).")],
     username: Annotated[str, typer.Option(help="3-32 letters, digits, '_', '.' or '-'; unique.")],
     password: NewPassword = None,
+    password_stdin: PasswordStdin = False,
     superuser: Annotated[bool, typer.Option("--superuser", help="Make a superuser.")] = False,
     full_name: Annotated[
         str | None, typer.Option(help="The full name, up to 100 characters.", show_default=False)
@@ -59,7 +82,7 @@ def create(
     new = NewUser(
         email=email,
         username=username,
-        password=password if password is not None else prompt_password("Password"),
+        password=read_password(password, password_stdin, "Password"),
         full_name=full_name,
         is_superuser=superuser,
     )
@@ -126,15 +149,14 @@ def set_password(
     ctx: typer.Context,
     user: UserRef,
     password: NewPassword = None,
+    password_stdin: PasswordStdin = False,
 ) -> None:
     """Set a user's password and end all their sessions."""
 
     async def work(container: Container) -> User:
         # Look the user up first, so that nobody types a password for a typo.
         found: User = await container.get_user()(user)
-        new_password = password
-        if new_password is None:
-            new_password = prompt_password(f"New password for {found.username}")
+        new_password = read_password(password, password_stdin, f"New password for {found.username}")
         changed: User = await container.set_password()(str(found.id), new_password)
         return changed
 

@@ -42,6 +42,20 @@ class ClientIPResolver:
         return any(ip in network for network in self._trusted)
 
 
+def limit_key(address: str) -> str:
+    """What a per-IP limit counts: the address itself for IPv4, the whole /64 for IPv6,
+    since one client is handed a /64 and may use any address in it."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, 64), strict=False))
+    return address
+
+
 def _is_ip(value: str) -> bool:
     try:
         ipaddress.ip_address(value)

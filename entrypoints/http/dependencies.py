@@ -18,6 +18,7 @@ from application.auth import Authenticate
 from domain.errors import RateLimited
 from domain.model import Principal
 from entrypoints.container import Container
+from entrypoints.http.client_ip import limit_key
 from entrypoints.http.problems import NotAuthenticated
 
 LOGIN_PATH = "/api/v1/auth/login"
@@ -64,7 +65,8 @@ class IpRateLimits:
 async def hit_ip_limit(request: Request, name: str) -> None:
     """Count one hit against the named per-IP limit; 429 once it is reached."""
     limits: IpRateLimits = request.app.state.ip_rate_limits
-    retry_after = await limits.limiter.hit(limits.items[name], "ip", name, request.state.client_ip)
+    key = limit_key(request.state.client_ip)
+    retry_after = await limits.limiter.hit(limits.items[name], "ip", name, key)
     if retry_after is not None:
         raise RateLimited(retry_after)
 

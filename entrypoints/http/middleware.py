@@ -20,6 +20,13 @@ logger = get_logger("http")
 REQUEST_ID_HEADER = b"x-request-id"
 SANE_REQUEST_ID = re.compile(rb"[A-Za-z0-9._-]{1,128}")
 MAX_BODY_BYTES = 1024 * 1024
+# Every response (API.md, "Response headers"); the API's own also never cached.
+SECURITY_HEADERS = (
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"x-frame-options", b"DENY"),
+)
+NO_STORE = (b"cache-control", b"no-store")
 
 
 def _header(scope: Scope, name: bytes) -> bytes | None:
@@ -51,7 +58,8 @@ class RequestContextMiddleware:
         state["request_id"] = request_id
         state["client_ip"] = self.client_ip(scope)
         structlog.contextvars.bind_contextvars(request_id=request_id)
-        id_header = (REQUEST_ID_HEADER, request_id.encode())
+        added = [*SECURITY_HEADERS, (REQUEST_ID_HEADER, request_id.encode())]
+        api = scope["path"].startswith("/api/")
         status = 500
         started = False
         start = time.perf_counter()
@@ -61,13 +69,18 @@ class RequestContextMiddleware:
             if message["type"] == "http.response.start":
                 started = True
                 status = message["status"]
-                message["headers"] = [*message.get("headers", []), id_header]
+                headers = [*message.get("headers", []), *added]
+                if api and not any(key.lower() == b"cache-control" for key, _ in headers):
+                    headers.append(NO_STORE)
+                message["headers"] = headers
             await send(message)
 
         try:
             await self.app(scope, receive, send_with_id)
         except Exception:
-            logger.exception("unhandled error", method=scope["method"], path=scope["path"])
+            logger.exception(
+                "unhandled error", method=scope["method"], path=_printable(scope["path"])
+            )
             if not started:
                 await internal_error(request_id)(scope, receive, send_with_id)
         finally:
@@ -112,9 +125,16 @@ class UnhandledErrorMiddleware:
         except Exception:
             if started:
                 raise
-            logger.exception("unhandled error", method=scope["method"], path=scope["path"])
+            logger.exception(
+                "unhandled error", method=scope["method"], path=_printable(scope["path"])
+            )
             request_id = scope.get("state", {}).get("request_id") or uuid.uuid4().hex
             await internal_error(request_id)(scope, receive, send)
+
+
+def _printable(path: str) -> str:
+    """The raw path with control characters (NUL, newlines) escaped: one log line each."""
+    return path if path.isprintable() else path.encode("unicode_escape").decode("ascii")
 
 
 def _route(scope: Scope) -> str:

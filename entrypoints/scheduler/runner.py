@@ -111,7 +111,7 @@ async def run_job_runner(settings: Settings, container: Container) -> None:
     metrics = None
     try:
         if settings.jobs_metrics_port:
-            metrics = _serve_metrics(settings.jobs_metrics_port)
+            metrics = _serve_metrics(settings.jobs_metrics_host, settings.jobs_metrics_port)
         database = make_url(settings.database_url).render_as_string(hide_password=True)
         await runner.run(database=database)
     finally:
@@ -125,13 +125,13 @@ async def run_job_runner(settings: Settings, container: Container) -> None:
         await close_container(container)
 
 
-def _serve_metrics(port: int) -> tuple[WSGIServer, threading.Thread]:
+def _serve_metrics(host: str, port: int) -> tuple[WSGIServer, threading.Thread]:
     try:
-        served = start_http_server(port)
+        served = start_http_server(port, addr=host)
     except OSError as exc:
         raise InvalidSettings(
             f"invalid configuration: JOBS_METRICS_PORT: cannot listen on port {port}"
             f" ({exc.strerror or exc})"
         ) from exc
-    log.info("metrics served", port=port, path="/metrics")
+    log.info("metrics served", host=host, port=port, path="/metrics")
     return served

@@ -307,6 +307,49 @@ def test_set_password_with_the_option_ends_every_session(cli: Cli) -> None:
     assert authenticate(cli, log_in(cli, "ada", NEW_PASSWORD).access_token) == ada
 
 
+def test_create_reads_the_password_from_stdin_without_a_prompt(cli: Cli) -> None:
+    result = cli(
+        "users", "create", "--email", "ada@example.com", "--username", "ada", "--password-stdin",
+        input=f"{PASSWORD}\n",
+    )  # fmt: skip
+
+    assert result.exit_code == 0, result.stderr
+    assert result.stderr == ""
+    assert PASSWORD not in result.output
+    log_in(cli, "ada", PASSWORD)
+
+
+def test_set_password_reads_the_password_from_stdin(cli: Cli) -> None:
+    ada = cli.create_user("ada")
+
+    result = cli("users", "set-password", "ada", "--password-stdin", input=f"{NEW_PASSWORD}\r\n")
+
+    assert result.exit_code == 0, result.stderr
+    assert "New password" not in result.stderr
+    assert authenticate(cli, log_in(cli, "ada", NEW_PASSWORD).access_token) == ada
+
+
+@pytest.mark.parametrize(
+    ("extra", "stdin", "message"),
+    [
+        (["--password", NEW_PASSWORD], f"{NEW_PASSWORD}\n", "not both"),
+        ([], "", "holds no password"),
+        ([], "\n", "holds no password"),
+    ],
+)
+def test_password_stdin_mistakes_are_one_line_and_change_nothing(
+    cli: Cli, extra: list[str], stdin: str, message: str
+) -> None:
+    cli.create_user("ada")
+
+    result = cli("users", "set-password", "ada", "--password-stdin", *extra, input=stdin)
+
+    assert result.exit_code == 1
+    assert message in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    log_in(cli, "ada", PASSWORD)
+
+
 def test_set_password_prompts_hidden_and_confirmed(cli: Cli) -> None:
     ada = cli.create_user("ada")
 

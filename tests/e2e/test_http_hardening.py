@@ -20,7 +20,9 @@ from tests.e2e.conftest import (
     LOGIN,
     ME,
     PASSWORD,
+    SESSIONS,
     USERS,
+    Api,
     AppFactory,
     CountingHasher,
     assert_problem,
@@ -219,3 +221,41 @@ async def test_without_a_secret_key_no_published_key_signs_tokens(
             assert_problem(await api.me(forged), 401, "invalid_token")
         assert (await api.me(tokens["access_token"])).status_code == 200
         assert api.settings.key_file.is_file()
+
+
+@pytest.mark.parametrize("session_id", ["%00", "abc%00def", "x" * 32, "A" * 32, "0" * 31])
+async def test_a_malformed_session_id_is_404_on_every_database(api: Api, session_id: str) -> None:
+    _, tokens = await api.user_with_tokens()
+
+    response = await api.client.delete(
+        f"{SESSIONS}/{session_id}", headers=bearer(tokens["access_token"])
+    )
+
+    assert_problem(response, 404, "not_found")
+
+
+async def test_addresses_of_one_ipv6_64_share_a_limit(app_factory: AppFactory) -> None:
+    async with app_factory(rate_limit_enabled=True, rate_limit_login="2/minute") as api:
+        for host in ("2001:db8:1:2::1", "2001:db8:1:2:ffff::9"):
+            async with api.client_from(host) as client:
+                response = await client.post(LOGIN, data={"username": "x", "password": WRONG})
+                assert_problem(response, 401, "invalid_credentials")
+        async with api.client_from("2001:db8:1:2:abcd::5") as same_64:
+            response = await same_64.post(LOGIN, data={"username": "x", "password": WRONG})
+            assert_problem(response, 429, "rate_limited")
+        async with api.client_from("2001:db8:1:3::1") as next_64:
+            response = await next_64.post(LOGIN, data={"username": "x", "password": WRONG})
+            assert_problem(response, 401, "invalid_credentials")
+
+
+@pytest.mark.parametrize("path", ["/health/live", "/docs", ME, "/api/v1/nowhere", USERS])
+async def test_every_response_carries_the_security_headers(api: Api, path: str) -> None:
+    response = await api.client.get(path)
+
+    assert response.headers["x-content-type-options"] == "nosniff"
+    assert response.headers["referrer-policy"] == "no-referrer"
+    assert response.headers["x-frame-options"] == "DENY"
+    if path.startswith("/api/"):
+        assert response.headers["cache-control"] == "no-store"
+    else:
+        assert "cache-control" not in response.headers or path == "/docs"

@@ -317,3 +317,22 @@ def test_settings_cannot_be_changed_once_loaded() -> None:
 
     with pytest.raises(ValueError, match="frozen"):
         settings.environment = "production"
+
+
+def test_production_with_per_process_limits_warns_that_they_multiply(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("ENVIRONMENT", "production")
+    monkeypatch.setenv("SECRET_KEY", GOOD_KEY)
+
+    assert any("multiply" in warning for warning in load_settings().warnings())
+    monkeypatch.setenv("RATE_LIMIT_STORAGE_URI", "redis://redis:6379/0")
+    assert load_settings().warnings() == []
+
+
+def test_the_job_runners_metrics_listen_on_loopback_unless_told(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert load_settings().jobs_metrics_host == "127.0.0.1"
+    message = refused(monkeypatch, JOBS_METRICS_HOST="everywhere")
+    assert "JOBS_METRICS_HOST" in message
