@@ -103,8 +103,9 @@ def _yield_to_event_loop() -> None:
 
 
 HASHING_NICENESS = 10
-# Hashes that may wait for a busy worker: at ~50 ms a hash, a login waits 0.4 s at most.
-WAITING_PER_WORKER = 8
+# Hashes that may wait for a busy worker: room for a burst of logins, yet at ~50 ms a
+# hash no login waits more than about 1.6 s behind a flood before it is refused.
+WAITING_PER_WORKER = 32
 
 # RFC 7518, 3.2: an HMAC key at least as long as the hash output.
 MIN_KEY_BYTES = {"HS256": 32, "HS384": 48, "HS512": 64}

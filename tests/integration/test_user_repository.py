@@ -235,6 +235,9 @@ async def test_revoke_tokens_bumps_the_token_version_in_the_database(
     assert (await stored(new_uow, user)).token_version == 6
 
 
+@pytest.mark.parametrize(
+    "typed", ["ada.l@example.com", "Ada.L@Example.com", "AdaL", "adal", "ADAL", "  adal  "]
+)
 async def test_get_by_login_finds_the_user_by_email_or_username_in_any_case(
     database: Database, new_uow: UowFactory, typed: str
 ) -> None:
