@@ -14,6 +14,8 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from domain.ports import DatabaseProbe
+
 UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
     OperationalError,
     InterfaceError,
@@ -33,7 +35,7 @@ def is_unavailable(exc: BaseException, *, connecting: bool = False) -> bool:
     return isinstance(exc, UNAVAILABLE_ERRORS)
 
 
-class Database:
+class Database(DatabaseProbe):
     """Owns the engines, built lazily on first use; ``dispose`` closes their pools.
 
     Two pools: ``engine`` for units of work (one transaction each) and

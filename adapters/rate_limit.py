@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Mapping
 from urllib.parse import urlsplit
 
 from limits import RateLimitItem, parse
@@ -12,7 +13,7 @@ from limits.aio.storage import Storage
 from limits.aio.strategies import MovingWindowRateLimiter
 from limits.storage import storage_from_string
 
-from domain.ports import FailedLoginCounter
+from domain.ports import FailedLoginCounter, RateLimits
 
 logger = logging.getLogger(__name__)
 
@@ -83,6 +84,22 @@ class RateLimiter:
 
     async def reset(self) -> None:
         await self._storage.reset()
+
+
+class NamedRateLimits(RateLimits):
+    """Limits by name (``{"login": "5/minute"}``), parsed once, over one ``RateLimiter``."""
+
+    NAMESPACE = "ip"
+
+    def __init__(self, limiter: RateLimiter, limits: Mapping[str, str]) -> None:
+        self._limiter = limiter
+        self._items = {name: parse(limit) for name, limit in limits.items()}
+
+    def names(self) -> frozenset[str]:
+        return frozenset(self._items)
+
+    async def hit(self, name: str, key: str) -> int | None:
+        return await self._limiter.hit(self._items[name], self.NAMESPACE, name, key)
 
 
 class LimitsFailedLoginCounter(FailedLoginCounter):

@@ -1,5 +1,5 @@
-"""The repositories: each works inside its unit of work's connection and transaction,
-and never commits on its own.
+"""The repositories of users, sessions and refresh tokens (``adapters.registry``: each
+works inside its unit of work's connection and transaction, never committing).
 
 Statements are SQLAlchemy Core, built once at import with bound parameters (building a
 statement costs more CPU than running it), and run through an executor
@@ -14,8 +14,9 @@ from typing import Any
 
 from sqlalchemy import and_, bindparam, delete, exists, func, insert, select, update
 
-from adapters.executors import ConstraintViolation, Executor, Row
+from adapters.executors import ConstraintViolation, Row
 from adapters.orm import refresh_tokens, sessions, users
+from adapters.registry import SqlRepository
 from domain.errors import DomainError, EmailTaken, UsernameTaken
 from domain.model import Credentials, PageRequest, ProfileUpdate, RefreshToken, Session, User
 from domain.ports import RefreshTokenRepository, SessionRepository, UserRepository
@@ -244,10 +245,7 @@ def _conflict(exc: ConstraintViolation) -> DomainError | None:
     return None
 
 
-class SqlUserRepository(UserRepository):
-    def __init__(self, db: Executor) -> None:
-        self._db = db
-
+class SqlUserRepository(SqlRepository, UserRepository):
     async def add(self, user: User) -> User:
         try:
             user.id = await self._db.scalar(_INSERT_USER, _user_values(user))
@@ -334,10 +332,7 @@ class SqlUserRepository(UserRepository):
         return [User(**row) for row in rows], total
 
 
-class SqlSessionRepository(SessionRepository):
-    def __init__(self, db: Executor) -> None:
-        self._db = db
-
+class SqlSessionRepository(SqlRepository, SessionRepository):
     async def add(self, session: Session) -> bool:
         params = {f"p_{name}": value for name, value in vars(session).items()}
         return await self._db.execute(_OPEN_SESSION, params) == 1
@@ -372,10 +367,7 @@ class SqlSessionRepository(SessionRepository):
         return await self._db.execute(_DELETE_ORPHAN_SESSIONS, {"now": now, "limit": limit})
 
 
-class SqlRefreshTokenRepository(RefreshTokenRepository):
-    def __init__(self, db: Executor) -> None:
-        self._db = db
-
+class SqlRefreshTokenRepository(SqlRepository, RefreshTokenRepository):
     async def add(self, token: RefreshToken) -> None:
         await self._db.execute(_INSERT_TOKEN, dict(vars(token)))
 

@@ -9,19 +9,22 @@ from __future__ import annotations
 
 import contextlib
 from types import TracebackType
+from typing import TypeVar
 
 import asyncpg
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from adapters import repositories  # noqa: F401 - the core repositories register
 from adapters.database import Database, is_unavailable
 from adapters.executors import AsyncpgExecutor, Executor, SqlAlchemyExecutor
-from adapters.repositories import (
-    SqlRefreshTokenRepository,
-    SqlSessionRepository,
-    SqlUserRepository,
-)
+from adapters.registry import adapter_for
 from domain.errors import ServiceUnavailable
-from domain.ports import UnitOfWork
+from domain.ports import (
+    RefreshTokenRepository,
+    SessionRepository,
+    UnitOfWork,
+    UserRepository,
+)
 
 # What asyncpg raises when the server or the connection is gone.
 DISCONNECTED: tuple[type[BaseException], ...] = (
@@ -35,13 +38,24 @@ DISCONNECTED: tuple[type[BaseException], ...] = (
 )
 
 
+R = TypeVar("R")
+
+
 class _Repositories(UnitOfWork):
     _read_only: bool
 
     def _attach(self, executor: Executor) -> None:
-        self.users = SqlUserRepository(executor)
-        self.sessions = SqlSessionRepository(executor)
-        self.refresh_tokens = SqlRefreshTokenRepository(executor)
+        self._executor = executor
+        self._repositories: dict[type, object] = {}
+        self.users = self.repository(UserRepository)
+        self.sessions = self.repository(SessionRepository)
+        self.refresh_tokens = self.repository(RefreshTokenRepository)
+
+    def repository(self, port: type[R]) -> R:
+        found = self._repositories.get(port)
+        if found is None:
+            found = self._repositories[port] = adapter_for(port)(self._executor)
+        return found  # type: ignore[return-value]
 
     def _check_writable(self) -> None:
         if self._read_only:

@@ -12,6 +12,7 @@ from typing import Any
 
 import asyncpg
 
+from application.admin import PurgeTokens
 from benchmarks import client, wrk
 from benchmarks.database import PASSWORD, ROOT, BenchDatabase, venv_script
 from benchmarks.report import Measurement
@@ -390,7 +391,7 @@ async def _purge_in_process(env: dict[str, str]) -> float:
     )
     container = create_container(settings)
     try:
-        purge = container.purge_tokens()
+        purge = container.get(PurgeTokens)
         started = time.perf_counter()
         await purge()
         return time.perf_counter() - started

@@ -207,7 +207,7 @@ def hash_password() -> str:
     """
     password_hash = HASHER.hash(PASSWORD)
     try:
-        from adapters.security import Argon2Hasher  # noqa: PLC0415 - an optional cross-check
+        from adapters.hasher import Argon2Hasher  # noqa: PLC0415 - an optional cross-check
 
         hasher = Argon2Hasher()
         try:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import abc
 from datetime import datetime
 from types import TracebackType
+from typing import TypeVar
 
 from domain.model import (
     AccessClaims,
@@ -19,6 +20,8 @@ from domain.model import (
     Session,
     User,
 )
+
+R = TypeVar("R")
 
 
 class UserRepository(abc.ABC):
@@ -164,6 +167,11 @@ class UnitOfWork(abc.ABC):
     sessions: SessionRepository
     refresh_tokens: RefreshTokenRepository
 
+    @abc.abstractmethod
+    def repository(self, port: type[R]) -> R:
+        """The repository for ``port`` in this unit of work (inside ``async with``):
+        any repository port that has an adapter, with nothing to register."""
+
     async def __aenter__(self) -> UnitOfWork:
         return self
 
@@ -247,3 +255,23 @@ class FailedLoginCounter(abc.ABC):
     @abc.abstractmethod
     async def succeeded(self, account: str) -> None:
         """The attempt was right: the account's failures are forgiven."""
+
+
+class RateLimits(abc.ABC):
+    """Named limits, such as ``"login"`` at 5 a minute, each counted per key (a client's
+    address): the limits an operator configures for the delivery adapters."""
+
+    @abc.abstractmethod
+    def names(self) -> frozenset[str]:
+        """The names of the configured limits."""
+
+    @abc.abstractmethod
+    async def hit(self, name: str, key: str) -> int | None:
+        """Count one hit of ``key`` against the limit ``name``: None while under it, else
+        the seconds to wait. A storage that cannot be reached lets the hit through."""
+
+
+class DatabaseProbe(abc.ABC):
+    @abc.abstractmethod
+    async def ping(self) -> bool:
+        """Whether the database answers right now; never raises."""

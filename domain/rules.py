@@ -77,3 +77,7 @@ def common_passwords() -> frozenset[str]:
     text = resources.files("domain").joinpath("common_passwords.txt").read_text("utf-8")
     lines = (line.strip() for line in text.splitlines())
     return frozenset(line.lower() for line in lines if line and not line.startswith("#"))
+
+
+# RFC 7518, 3.2: an HMAC signing key at least as long as the hash output.
+HMAC_MIN_KEY_BYTES = {"HS256": 32, "HS384": 48, "HS512": 64}

@@ -1,6 +1,6 @@
 """The ``app`` console script: the admin CLI, the API server and the job runner under
-one command. It sits outside the three delivery adapters so that none of them has to
-import another."""
+one command. Part of the composition root: it hands the CLI and the job runner their
+services, and sits outside the three delivery adapters so that none imports another."""
 
 from __future__ import annotations
 
@@ -13,10 +13,13 @@ from typing import Annotated
 import typer
 import uvicorn
 
+from adapters import migrations
+from adapters.database import is_unavailable
 from entrypoints.cli.db import db
-from entrypoints.cli.runtime import Runtime, load_cli_settings, reported_errors
+from entrypoints.cli.runtime import Runtime, load_cli_settings, reported_errors, runtime_of
 from entrypoints.cli.tokens import tokens
 from entrypoints.cli.users import users
+from entrypoints.container import build_services
 from entrypoints.logging import get_logger
 from entrypoints.scheduler import run_job_runner
 from entrypoints.settings import MEMORY_LIMITS_WARNING
@@ -51,6 +54,7 @@ def _show_version(value: bool) -> None:
 
 @app.callback()
 def root(
+    ctx: typer.Context,
     show_version: Annotated[
         bool,
         typer.Option(
@@ -64,6 +68,8 @@ def root(
     Settings come from the environment and an optional .env file (see .env.example);
     DATABASE_URL names the database.
     """
+    if ctx.obj is None:  # tests hand in a runtime of their own
+        ctx.obj = runtime()
 
 
 @app.command()
@@ -85,7 +91,7 @@ def serve(
     for stop in (signal.SIGTERM, signal.SIGINT):
         signal.signal(stop, lambda *_: sys.exit(0))
     uvicorn.run(
-        "entrypoints.http.app:create_app",
+        "entrypoints.asgi:create_app",
         factory=True,
         host=host,
         port=port,
@@ -110,10 +116,17 @@ def run_jobs(ctx: typer.Context) -> None:
     each run. Any number of runners may share one PostgreSQL database: a run that
     finds another runner's lock skips. A stop lets the run in flight finish its batch.
     """
-    runtime = ctx.find_object(Runtime) or Runtime()
+    runtime = runtime_of(ctx)
     settings = load_cli_settings(one_shot=False)
-    with reported_errors(settings.database_url):
-        asyncio.run(run_job_runner(settings, runtime.make_container(settings)))
+    with reported_errors(settings.database_url, runtime.is_unavailable):
+        asyncio.run(run_job_runner(settings, runtime.make_services(settings)))
+
+
+def runtime() -> Runtime:
+    """What the commands run on: the real services, migrations and error knowledge."""
+    return Runtime(
+        make_services=build_services, migrations=migrations, is_unavailable=is_unavailable
+    )
 
 
 def main() -> None:

@@ -6,28 +6,32 @@ business rule is wired twice. Tests swap an adapter with ``provider.override(...
 
 from __future__ import annotations
 
+import inspect
+from typing import Any, TypeVar
+
 from dependency_injector import containers, providers
 
 from adapters.clock import SystemClock
 from adapters.database import Database
+from adapters.hasher import Argon2Hasher
+from adapters.jwt_codec import JwtCodec
 from adapters.key_file import load_or_create_key
 from adapters.locks import DatabaseJobLock
-from adapters.rate_limit import LimitsFailedLoginCounter, RateLimiter
-from adapters.security import Argon2Hasher, JwtCodec
+from adapters.rate_limit import LimitsFailedLoginCounter, NamedRateLimits, RateLimiter
 from adapters.unit_of_work import unit_of_work
-from application.admin import GetUser, PurgeTokens, SetActive, SetPassword
-from application.auth import (
-    Authenticate,
-    EndSession,
-    ListSessions,
-    LogIn,
-    LogOut,
-    LogOutEverywhere,
-    RefreshTokens,
-)
 from application.tokens import TokenPolicy
-from application.users import DeleteAccount, ListUsers, RegisterUser, UpdateProfile
+from domain.ports import (
+    Clock,
+    DatabaseProbe,
+    FailedLoginCounter,
+    PasswordHasher,
+    RateLimits,
+    TokenCodec,
+)
+from entrypoints.scheduler.jobs import JobLock
 from entrypoints.settings import Settings
+
+T = TypeVar("T")
 
 
 def signing_key(settings: Settings) -> str:
@@ -36,10 +40,23 @@ def signing_key(settings: Settings) -> str:
     return settings.secret_key or load_or_create_key(settings.key_file)
 
 
+def ip_limits(settings: Settings) -> dict[str, str]:
+    """The per-client-IP limits by name, as the HTTP API applies them."""
+    return {
+        "login": settings.rate_limit_login,
+        "refresh": settings.rate_limit_refresh,
+        "logout": settings.rate_limit_logout,
+        "register": settings.rate_limit_register,
+    }
+
+
 class Container(containers.DeclarativeContainer):
+    """Every port bound to its adapter. A use case's constructor names the ports it
+    needs (``uow``, ``reader``, ``clock``…); these providers go by the same names."""
+
     settings = providers.Dependency(instance_of=Settings)
 
-    # Adapters. Singletons are built on first use: nothing connects at import.
+    # Singletons are built on first use: nothing connects at import.
     database = providers.Singleton(
         Database,
         url=settings.provided.database_url,
@@ -55,18 +72,22 @@ class Container(containers.DeclarativeContainer):
         issuer=settings.provided.jwt_issuer,
         audience=settings.provided.jwt_audience,
         enforce_key_length=settings.provided.is_production,
+        clock=clock,
     )
     rate_limiter = providers.Singleton(
         RateLimiter,
         storage_uri=settings.provided.rate_limit_storage_uri,
         enabled=settings.provided.rate_limit_enabled,
     )
+    rate_limits = providers.Singleton(
+        NamedRateLimits, limiter=rate_limiter, limits=providers.Callable(ip_limits, settings)
+    )
     failed_logins = providers.Singleton(
         LimitsFailedLoginCounter,
         limiter=rate_limiter,
         limit=settings.provided.rate_limit_login_account,
     )
-    token_policy = providers.Singleton(
+    policy = providers.Singleton(
         TokenPolicy,
         access_ttl=settings.provided.access_token_ttl,
         refresh_ttl=settings.provided.refresh_token_ttl,
@@ -77,40 +98,66 @@ class Container(containers.DeclarativeContainer):
     # Keeps job runner replicas from running the same job at once.
     job_lock = providers.Singleton(DatabaseJobLock, database=database)
 
-    # Use cases: stateless, so one of each.
-    register_user = providers.Singleton(RegisterUser, uow=uow.provider, hasher=hasher, clock=clock)
-    log_in = providers.Singleton(
-        LogIn,
-        uow=uow.provider,
-        hasher=hasher,
-        codec=codec,
-        clock=clock,
-        failed_logins=failed_logins,
-        policy=token_policy,
-    )
-    authenticate = providers.Singleton(Authenticate, uow=reader.provider, codec=codec, clock=clock)
-    refresh_tokens = providers.Singleton(
-        RefreshTokens, uow=uow.provider, codec=codec, clock=clock, policy=token_policy
-    )
-    log_out = providers.Singleton(LogOut, uow=uow.provider, codec=codec, clock=clock)
-    log_out_everywhere = providers.Singleton(LogOutEverywhere, uow=uow.provider, clock=clock)
-    list_sessions = providers.Singleton(ListSessions, uow=reader.provider, clock=clock)
-    end_session = providers.Singleton(EndSession, uow=uow.provider, clock=clock)
-    update_profile = providers.Singleton(
-        UpdateProfile, uow=uow.provider, hasher=hasher, clock=clock, failed_logins=failed_logins
-    )
-    delete_account = providers.Singleton(DeleteAccount, uow=uow.provider)
-    list_users = providers.Singleton(ListUsers, uow=reader.provider)
 
-    # The operator's.
-    get_user = providers.Singleton(GetUser, uow=reader.provider)
-    set_password = providers.Singleton(SetPassword, uow=uow.provider, hasher=hasher, clock=clock)
-    set_active = providers.Singleton(SetActive, uow=uow.provider, clock=clock)
-    purge_tokens = providers.Singleton(PurgeTokens, uow=uow.provider, clock=clock)
+# Ports asked for by class (``services.get(Clock)``): the provider of each.
+PORTS: dict[type, str] = {
+    Clock: "clock",
+    PasswordHasher: "hasher",
+    TokenCodec: "codec",
+    FailedLoginCounter: "failed_logins",
+    RateLimits: "rate_limits",
+    DatabaseProbe: "database",
+    JobLock: "job_lock",
+    TokenPolicy: "policy",
+}
+# Constructor parameters that take a factory of units of work rather than an instance.
+UNIT_OF_WORK_FACTORIES = ("uow", "reader")
+
+
+class ContainerServices:
+    """``Services`` over the container: ports from their providers, and use cases
+    built once each from the ports their constructors name. Adding a use case
+    registers nothing: its constructor says what it needs."""
+
+    def __init__(self, container: Container) -> None:
+        self.container = container
+        self._built: dict[type, Any] = {}
+
+    def get(self, kind: type[T]) -> T:
+        found = self._built.get(kind)
+        if found is None:
+            found = self._built[kind] = self._make(kind)
+        return found
+
+    def _make(self, kind: type[T]) -> T:
+        if kind in PORTS:
+            return getattr(self.container, PORTS[kind])()  # type: ignore[no-any-return]
+        arguments: dict[str, Any] = {}
+        for name, parameter in inspect.signature(kind).parameters.items():
+            provider = getattr(self.container, name, None)
+            if name in UNIT_OF_WORK_FACTORIES:
+                arguments[name] = provider  # called for each new unit of work
+            elif isinstance(provider, providers.Provider):
+                arguments[name] = provider()
+            elif parameter.default is inspect.Parameter.empty:
+                raise TypeError(f"{kind.__name__} needs {name!r}, which no provider offers")
+        return kind(**arguments)
+
+    def override(self, kind: type[T], instance: T) -> None:
+        """Serve ``instance`` for ``kind`` from now on (tests swap a use case so)."""
+        self._built[kind] = instance
+
+    async def close(self) -> None:
+        await close_container(self.container)
 
 
 def create_container(settings: Settings) -> Container:
     return Container(settings=settings)
+
+
+def build_services(settings: Settings) -> ContainerServices:
+    """The services of a process: a container of its own over ``settings``."""
+    return ContainerServices(create_container(settings))
 
 
 async def close_container(container: Container) -> None:

@@ -11,9 +11,8 @@ from typing import Annotated, Literal
 from limits import parse_many
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
-from sqlalchemy.engine import make_url
 
-from adapters.security import MIN_KEY_BYTES
+from domain.rules import HMAC_MIN_KEY_BYTES as MIN_KEY_BYTES
 
 PRODUCTION_MIN_KEY_BYTES = 32
 # A key with fewer distinct characters than this ("aaaa…", "abab…") is guessable.
@@ -189,9 +188,11 @@ class Settings(BaseSettings):
     def key_file(self) -> Path:
         """Where the key generated outside production is kept: beside the SQLite
         database file, else in the working directory."""
-        url = make_url(self.database_url)
-        if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
-            return Path(url.database).parent / KEY_FILE_NAME
+        prefix = "sqlite+aiosqlite:///"
+        if self.database_url.startswith(prefix):
+            path = self.database_url.removeprefix(prefix).split("?", 1)[0]
+            if path and path != ":memory:":
+                return Path(path).parent / KEY_FILE_NAME
         return Path(KEY_FILE_NAME)
 
     def warnings(self) -> list[str]:

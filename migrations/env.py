@@ -9,7 +9,11 @@ from alembic import context
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from adapters import registry
 from adapters.orm import metadata
+
+# Every table, wherever its adapter defines it (a new resource's module included).
+registry.load_all()
 
 config = context.config
 if config.config_file_name is not None and config.attributes.get("configure_logging", True):

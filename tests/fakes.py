@@ -7,8 +7,10 @@ The fake unit of work works on a copy of the store and writes it back only on
 from __future__ import annotations
 
 import copy
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
+from typing import TypeVar
 
 from application.tokens import TokenPolicy
 from domain.errors import EmailTaken, UsernameTaken
@@ -22,6 +24,8 @@ from domain.ports import (
     UnitOfWork,
     UserRepository,
 )
+
+R = TypeVar("R")
 
 
 @dataclass
@@ -223,12 +227,29 @@ class FakeRefreshTokenRepository(RefreshTokenRepository):
 
 
 class FakeUnitOfWork(UnitOfWork):
-    """Works on a deep copy of ``store``; ``commit()`` publishes it."""
+    """Works on a deep copy of ``store``; ``commit()`` publishes it.
 
-    def __init__(self, store: Store | None = None) -> None:
+    ``repositories`` adds fakes of other ports (a new resource's), served as they are by
+    ``repository()``: they see every write, committed or not."""
+
+    def __init__(
+        self, store: Store | None = None, repositories: Mapping[type, object] | None = None
+    ) -> None:
         self.store = store or Store()
         self.commits = 0
         self.entered = 0
+        self.fakes = dict(repositories or {})
+
+    def repository(self, port: type[R]) -> R:
+        core = {
+            UserRepository: self.users,
+            SessionRepository: self.sessions,
+            RefreshTokenRepository: self.refresh_tokens,
+        }
+        found = core.get(port) or self.fakes.get(port)
+        if found is None:
+            raise LookupError(f"no fake for {port.__name__}: pass it in `repositories`")
+        return found  # type: ignore[return-value]
 
     @property
     def committed(self) -> bool:

@@ -52,7 +52,7 @@ USER_AGENT_MAX_LENGTH = 255
 MAX_PAGE_SIZE = 100
 MAX_PAGE = 10_000_000
 
-# The API's parameters (adapters/security.py): OWASP's argon2id minimum.
+# The API's parameters (adapters/hasher.py): OWASP's argon2id minimum.
 HASHER = argon2.PasswordHasher(
     time_cost=2,
     memory_cost=19_456,

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Annotated
 
 import typer
 
-from adapters import migrations
-from entrypoints.cli.runtime import load_cli_settings, reported_errors
+from entrypoints.cli.runtime import Migrations, load_cli_settings, reported_errors, runtime_of
 
 db = typer.Typer(
     name="db",
@@ -20,6 +18,7 @@ db = typer.Typer(
 
 @db.command()
 def upgrade(
+    ctx: typer.Context,
     revision: Annotated[
         str,
         typer.Argument(
@@ -28,11 +27,12 @@ def upgrade(
     ] = "head",
 ) -> None:
     """Apply the migrations up to REVISION (the latest by default)."""
-    _migrate(migrations.upgrade, revision, "upgraded")
+    _migrate(ctx, "upgrade", revision, "upgraded")
 
 
 @db.command()
 def downgrade(
+    ctx: typer.Context,
     revision: Annotated[
         str,
         typer.Argument(
@@ -44,14 +44,16 @@ def downgrade(
     ],
 ) -> None:
     """Revert the migrations down to REVISION."""
-    _migrate(migrations.downgrade, revision, "downgraded")
+    _migrate(ctx, "downgrade", revision, "downgraded")
 
 
-def _migrate(step: Callable[[str, str], None], revision: str, done: str) -> None:
+def _migrate(ctx: typer.Context, step: str, revision: str, done: str) -> None:
+    runtime = runtime_of(ctx)
+    migrations: Migrations = runtime.migrations
     url = load_cli_settings().database_url
-    with reported_errors(url):
+    with reported_errors(url, runtime.is_unavailable):
         before = migrations.current(url)
-        step(url, revision)
+        getattr(migrations, step)(url, revision)
         after = migrations.current(url)
         heads = migrations.head_revisions(url)
     if before == after:
@@ -61,10 +63,12 @@ def _migrate(step: Callable[[str, str], None], revision: str, done: str) -> None
 
 
 @db.command()
-def current() -> None:
+def current(ctx: typer.Context) -> None:
     """Show the revision the database is at, and whether it is the latest."""
+    runtime = runtime_of(ctx)
+    migrations = runtime.migrations
     url = load_cli_settings().database_url
-    with reported_errors(url):
+    with reported_errors(url, runtime.is_unavailable):
         revisions = migrations.current(url)
         heads = migrations.head_revisions(url)
     typer.echo(_describe(revisions, heads))

@@ -1,6 +1,6 @@
-"""How every command runs: the settings are read when it runs, it gets a container of
-its own (closed at the end), and one handler turns any failure into exactly one line
-on stderr and exit status 1."""
+"""How every command runs: the settings are read when it runs, it gets services of its
+own (closed at the end), and one handler turns any failure into exactly one line on
+stderr and exit status 1."""
 
 from __future__ import annotations
 
@@ -10,17 +10,16 @@ import re
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import NoReturn, TypeVar
+from typing import NoReturn, Protocol, TypeVar
 
 import typer
 from alembic.util.exc import CommandError
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
-from adapters.database import is_unavailable
 from domain.errors import DomainError, InvalidValue, ServiceUnavailable
-from entrypoints.container import Container, close_container, create_container
 from entrypoints.logging import configure_logging, get_logger
+from entrypoints.services import Services
 from entrypoints.settings import InvalidSettings, Settings, load_settings
 
 T = TypeVar("T")
@@ -29,12 +28,35 @@ EXIT_FAILURE = 1
 log = get_logger("entrypoints.cli")
 
 
+class Migrations(Protocol):
+    """The schema migrations of a database URL (Alembic's, in the adapters)."""
+
+    def upgrade(self, url: str, revision: str) -> None: ...
+    def downgrade(self, url: str, revision: str) -> None: ...
+    def current(self, url: str) -> tuple[str, ...]: ...
+    def head_revisions(self, url: str) -> tuple[str, ...]: ...
+
+
+def _never(_exc: BaseException) -> bool:
+    return False
+
+
 @dataclass(frozen=True)
 class Runtime:
-    """What the commands take from outside. Tests pass their own as the Typer
-    context's ``obj`` (``CliRunner.invoke(app, args, obj=Runtime(...))``)."""
+    """What the commands take from the composition root (``entrypoints.console`` passes
+    it as the Typer context's ``obj``; tests pass their own)."""
 
-    make_container: Callable[[Settings], Container] = create_container
+    make_services: Callable[[Settings], Services]
+    migrations: Migrations
+    # Whether an error means the database cannot be reached (the adapters know).
+    is_unavailable: Callable[[BaseException], bool] = _never
+
+
+def runtime_of(ctx: typer.Context) -> Runtime:
+    runtime = ctx.find_object(Runtime)
+    if runtime is None:
+        raise RuntimeError("the command ran without its Runtime (use entrypoints.console)")
+    return runtime
 
 
 def fail(message: str) -> NoReturn:
@@ -58,23 +80,26 @@ def load_cli_settings(*, one_shot: bool = True) -> Settings:
     return settings
 
 
-def run(ctx: typer.Context, work: Callable[[Container], Awaitable[T]]) -> T:
-    """Run ``work`` on a fresh container from the current settings; close it after."""
-    runtime = ctx.find_object(Runtime) or Runtime()
+def run(ctx: typer.Context, work: Callable[[Services], Awaitable[T]]) -> T:
+    """Run ``work`` on fresh services from the current settings; close them after."""
+    runtime = runtime_of(ctx)
     settings = load_cli_settings()
-    with reported_errors(settings.database_url):
-        return asyncio.run(_in_container(runtime.make_container(settings), work))
+    with reported_errors(settings.database_url, runtime.is_unavailable):
+        return asyncio.run(_with(runtime.make_services(settings), work))
 
 
-async def _in_container(container: Container, work: Callable[[Container], Awaitable[T]]) -> T:
+async def _with(services: Services, work: Callable[[Services], Awaitable[T]]) -> T:
     try:
-        return await work(container)
+        return await work(services)
     finally:
-        await close_container(container)
+        await services.close()
 
 
 @contextmanager
-def reported_errors(database_url: str | None = None) -> Iterator[None]:
+def reported_errors(
+    database_url: str | None = None,
+    is_unavailable: Callable[[BaseException], bool] = _never,
+) -> Iterator[None]:
     """The one place where a command's failure becomes a line on stderr and exit 1.
 
     Usage errors (exit 2) and Ctrl-C (exit 130) are Typer's to report.
@@ -88,7 +113,7 @@ def reported_errors(database_url: str | None = None) -> Iterator[None]:
     except InvalidValue as exc:
         fail(f"{exc.field}: {exc.detail}")
     except ServiceUnavailable as exc:
-        fail(_unavailable(database_url, exc.__cause__ or exc))
+        fail(_unavailable(database_url, exc.__cause__ or exc, is_unavailable))
     except DomainError as exc:
         fail(exc.detail)
     except CommandError as exc:  # Alembic's: an unknown revision and the like
@@ -97,11 +122,13 @@ def reported_errors(database_url: str | None = None) -> Iterator[None]:
         # The traceback is there for whoever asks for it with LOG_LEVEL=DEBUG.
         log.debug("command failed", exc_info=True)
         if is_unavailable(exc) or isinstance(exc, DBAPIError):
-            fail(_unavailable(database_url, exc))
+            fail(_unavailable(database_url, exc, is_unavailable))
         fail(f"unexpected {type(exc).__name__}: {_reason(exc)}")
 
 
-def _unavailable(database_url: str | None, exc: BaseException) -> str:
+def _unavailable(
+    database_url: str | None, exc: BaseException, is_unavailable: Callable[[BaseException], bool]
+) -> str:
     where = f" at {safe_url(database_url)}" if database_url else ""
     reason = _reason(exc)
     if re.search(r"no such table|relation \S+ does not exist", reason):

@@ -7,9 +7,9 @@ from typing import Annotated
 
 import typer
 
-from application.admin import PurgeResult
+from application.admin import PurgeResult, PurgeTokens
 from entrypoints.cli.runtime import run
-from entrypoints.container import Container
+from entrypoints.services import Services
 
 tokens = typer.Typer(
     name="tokens",
@@ -37,8 +37,8 @@ def purge(
     transaction. The job runner does the same on a schedule.
     """
 
-    async def work(container: Container) -> PurgeResult:
-        purge_tokens = container.purge_tokens()
+    async def work(services: Services) -> PurgeResult:
+        purge_tokens = services.get(PurgeTokens)
         if dry_run or not on_terminal():
             result: PurgeResult = await purge_tokens(dry_run=dry_run)
             return result

@@ -9,11 +9,12 @@ from typing import Annotated
 
 import typer
 
-from application.users import NewUser
+from application.admin import GetUser, SetActive, SetPassword
+from application.users import ListUsers, NewUser, RegisterUser
 from domain.model import MAX_PAGE_SIZE, Page, PageRequest, User
 from entrypoints.cli.runtime import fail, run
-from entrypoints.container import Container
-from entrypoints.presenters import user_body
+from entrypoints.presenters import User as UserBody
+from entrypoints.services import Services
 
 users = typer.Typer(
     name="users",
@@ -87,8 +88,8 @@ def create(
         is_superuser=superuser,
     )
 
-    async def work(container: Container) -> User:
-        user: User = await container.register_user()(new)
+    async def work(services: Services) -> User:
+        user: User = await services.get(RegisterUser)(new)
         return user
 
     typer.echo(run(ctx, work).id)
@@ -105,8 +106,8 @@ def list_users(
 ) -> None:
     """List users by id, inactive ones included."""
 
-    async def work(container: Container) -> Page[User]:
-        found: Page[User] = await container.list_users()(
+    async def work(services: Services) -> Page[User]:
+        found: Page[User] = await services.get(ListUsers)(
             PageRequest(page=page, size=size), include_inactive=True
         )
         return found
@@ -114,7 +115,7 @@ def list_users(
     found = run(ctx, work)
     if as_json:
         for user in found.items:
-            typer.echo(json.dumps(user_body(user), ensure_ascii=False))
+            typer.echo(json.dumps(UserBody.of(user), ensure_ascii=False))
         return
     if found.items:
         typer.echo(_table(found.items))
@@ -126,8 +127,8 @@ def list_users(
 def deactivate(ctx: typer.Context, user: UserRef) -> None:
     """Deactivate a user: they can no longer log in, and all their sessions end."""
 
-    async def work(container: Container) -> User:
-        found: User = await container.set_active()(user, active=False)
+    async def work(services: Services) -> User:
+        found: User = await services.get(SetActive)(user, active=False)
         return found
 
     typer.echo(f"User {_name(run(ctx, work))} is inactive; all their sessions are ended.")
@@ -137,8 +138,8 @@ def deactivate(ctx: typer.Context, user: UserRef) -> None:
 def activate(ctx: typer.Context, user: UserRef) -> None:
     """Activate a user again: they can log in."""
 
-    async def work(container: Container) -> User:
-        found: User = await container.set_active()(user, active=True)
+    async def work(services: Services) -> User:
+        found: User = await services.get(SetActive)(user, active=True)
         return found
 
     typer.echo(f"User {_name(run(ctx, work))} is active.")
@@ -153,11 +154,11 @@ def set_password(
 ) -> None:
     """Set a user's password and end all their sessions."""
 
-    async def work(container: Container) -> User:
+    async def work(services: Services) -> User:
         # Look the user up first, so that nobody types a password for a typo.
-        found: User = await container.get_user()(user)
+        found: User = await services.get(GetUser)(user)
         new_password = read_password(password, password_stdin, f"New password for {found.username}")
-        changed: User = await container.set_password()(str(found.id), new_password)
+        changed: User = await services.get(SetPassword)(str(found.id), new_password)
         return changed
 
     typer.echo(f"Password of user {_name(run(ctx, work))} set; all their sessions are ended.")

@@ -1,21 +1,22 @@
-"""The HTTP app factory: ``uvicorn --factory entrypoints.http.app:create_app``."""
+"""The HTTP app: routes found where they live, the error table, middleware and docs."""
 
 from __future__ import annotations
 
-import sys
+import importlib
+import pkgutil
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 from starlette.middleware.cors import CORSMiddleware
 
 from domain.errors import DomainError
-from entrypoints.container import Container, close_container, create_container
-from entrypoints.http import dependencies
+from domain.ports import RateLimits
+from entrypoints.http import routes
 from entrypoints.http.client_ip import ClientIPResolver
-from entrypoints.http.dependencies import IpRateLimits
+from entrypoints.http.dependencies import check_ip_limits, install_services
 from entrypoints.http.middleware import (
     BodySizeLimitMiddleware,
     RequestContextMiddleware,
@@ -27,11 +28,10 @@ from entrypoints.http.problems import (
     http_error_handler,
     request_validation_handler,
 )
-from entrypoints.http.routes import auth, health, users
-from entrypoints.logging import configure_logging, get_logger
-from entrypoints.settings import InvalidSettings, Settings, load_settings
+from entrypoints.logging import get_logger
+from entrypoints.services import Services
+from entrypoints.settings import Settings
 
-ROUTE_MODULES = (auth, users, health)
 DESCRIPTION = """
 JWT authentication with server-side sessions, users, and rate limits.
 
@@ -40,31 +40,31 @@ stable `code`. Use **Authorize** to log in with a username (or email) and passwo
 """
 
 
-def create_app(settings: Settings | None = None, container: Container | None = None) -> FastAPI:
-    """Build the API. Reads the settings from the environment unless given; nothing
-    connects to the database until the first request that needs it."""
-    if settings is None:
-        try:
-            settings = load_settings()
-        except InvalidSettings as exc:
-            # uvicorn would print a traceback; the operator needs one line.
-            print(exc, file=sys.stderr)
-            raise SystemExit(1) from None
-    if container is None:
-        configure_logging(settings.log_level, settings.effective_log_format)
-        container = create_container(settings)
+def routers() -> list[APIRouter]:
+    """Every module of ``entrypoints.http.routes`` that has a ``router``, by name: a new
+    module of routes is served without being listed anywhere."""
+    found = []
+    for module in pkgutil.iter_modules(routes.__path__):
+        imported = importlib.import_module(f"{routes.__name__}.{module.name}")
+        router = getattr(imported, "router", None)
+        if isinstance(router, APIRouter):
+            found.append(router)
+    return found
+
+
+def create_app(settings: Settings, services: Services) -> FastAPI:
+    """Build the API over the services of the composition root (``entrypoints.asgi``
+    builds them for uvicorn). Nothing connects to the database until a request needs it."""
     logger = get_logger("app")
     for warning in settings.warnings():
         logger.warning(warning)
+    check_ip_limits(services.get(RateLimits))
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        # Wired again at every start: a restarted lifespan (tests) finds it unwired.
-        container.wire(modules=[*ROUTE_MODULES, dependencies])
         logger.info("api started", environment=settings.environment)
         yield
-        await close_container(container)
-        container.unwire()
+        await services.close()
         logger.info("api stopped")
 
     app = FastAPI(
@@ -75,21 +75,10 @@ def create_app(settings: Settings | None = None, container: Container | None = N
         redoc_url=None,
         swagger_ui_oauth2_redirect_url=None,
     )
-    container.wire(modules=[*ROUTE_MODULES, dependencies])
-    app.state.container = container
-    limiter = container.rate_limiter()
-    app.state.ip_rate_limits = IpRateLimits(
-        limiter=limiter,
-        items={
-            "login": limiter.parse(settings.rate_limit_login),
-            "refresh": limiter.parse(settings.rate_limit_refresh),
-            "logout": limiter.parse(settings.rate_limit_logout),
-            "register": limiter.parse(settings.rate_limit_register),
-        },
-    )
+    install_services(app, services)
 
-    for module in ROUTE_MODULES:
-        app.include_router(module.router)
+    for router in routers():
+        app.include_router(router)
     app.add_exception_handler(DomainError, domain_error_handler)
     app.add_exception_handler(RequestValidationError, request_validation_handler)
     app.add_exception_handler(HTTPException, http_error_handler)

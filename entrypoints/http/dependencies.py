@@ -1,49 +1,47 @@
-"""FastAPI dependencies: the caller's identity, rate limits, and small helpers."""
+"""FastAPI dependencies: the services, the caller's identity, rate limits, and small helpers."""
 
-# No "from __future__ import annotations" here: dependency-injector reads the
-# Provide markers from the evaluated annotations.
+# No "from __future__ import annotations" here: FastAPI reads the dependencies from the
+# evaluated annotations.
 
-from dataclasses import dataclass
-from typing import Annotated, Any
+from enum import StrEnum
+from typing import Annotated, Any, TypeVar
 
 import orjson
-from dependency_injector.wiring import Provide, inject
-from fastapi import Depends, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.security import OAuth2PasswordBearer
-from limits import RateLimitItem
 from starlette.responses import Response
 
-from adapters.rate_limit import RateLimiter
 from application.auth import Authenticate
 from domain.errors import RateLimited
 from domain.model import Principal
-from entrypoints.container import Container
+from domain.ports import RateLimits
 from entrypoints.http.client_ip import limit_key
 from entrypoints.http.problems import NotAuthenticated
+from entrypoints.services import Services
 
+T = TypeVar("T")
 LOGIN_PATH = "/api/v1/auth/login"
 
 
-class Provided(Provide):  # type: ignore[misc,valid-type]
-    """``Provide`` for FastAPI routes: ``Depends(Provided[Container.x])``.
+def use(kind: type[T]) -> Any:
+    """A route parameter's dependency on a use case or a port, from the app's services:
+    ``log_in: Annotated[LogIn, use(LogIn)]``. The one way routes get collaborators."""
 
-    dependency-injector's markers are plain callables, which FastAPI runs in a thread
-    pool on every request just to get the marker back for ``@inject`` to replace; a
-    coroutine ``__call__`` keeps that on the event loop (about a third of the CPU time
-    of an authenticated request).
-    """
+    # A coroutine: FastAPI runs plain functions in a thread pool.
+    async def resolve(request: Request) -> T:
+        services: Services = request.app.state.services
+        return services.get(kind)
 
-    async def __call__(self) -> "Provided":
-        return self
+    resolve.__name__ = f"use_{kind.__name__}"
+    return Depends(resolve)
 
 
 bearer = OAuth2PasswordBearer(tokenUrl=LOGIN_PATH, auto_error=False)
 
 
-@inject
 async def current_principal(
     token: Annotated[str | None, Depends(bearer)],
-    authenticate: Annotated[Authenticate, Depends(Provided[Container.authenticate])],
+    authenticate: Annotated[Authenticate, use(Authenticate)],
 ) -> Principal:
     """The caller, from a valid access token; 401 otherwise."""
     if not token:
@@ -54,30 +52,42 @@ async def current_principal(
 CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
 
 
-@dataclass(frozen=True)
-class IpRateLimits:
-    """The per-client-IP limits, parsed once when the app is built."""
+class IpLimit(StrEnum):
+    """The per-client-IP limits the routes apply; each must be configured (checked when
+    the app is built, by ``check_ip_limits``)."""
 
-    limiter: RateLimiter
-    items: dict[str, RateLimitItem]
+    LOGIN = "login"
+    REFRESH = "refresh"
+    LOGOUT = "logout"
+    REGISTER = "register"
 
 
-async def hit_ip_limit(request: Request, name: str) -> None:
-    """Count one hit against the named per-IP limit; 429 once it is reached."""
-    limits: IpRateLimits = request.app.state.ip_rate_limits
+def check_ip_limits(limits: RateLimits) -> None:
+    missing = sorted(set(IpLimit) - limits.names())
+    if missing:
+        raise ValueError(f"no rate limit is configured for {', '.join(missing)}")
+
+
+async def hit_ip_limit(request: Request, limit: IpLimit) -> None:
+    """Count one hit against the per-IP limit; 429 once it is reached."""
+    services: Services = request.app.state.services
     key = limit_key(request.state.client_ip)
-    retry_after = await limits.limiter.hit(limits.items[name], "ip", name, key)
+    retry_after = await services.get(RateLimits).hit(limit, key)
     if retry_after is not None:
         raise RateLimited(retry_after)
 
 
-def ip_rate_limit(name: str) -> Any:
-    """A route dependency counting one hit against the named per-IP limit."""
+def ip_rate_limit(limit: IpLimit) -> Any:
+    """A route dependency counting one hit against the per-IP limit."""
 
     async def check(request: Request) -> None:
-        await hit_ip_limit(request, name)
+        await hit_ip_limit(request, limit)
 
     return Depends(check)
+
+
+def install_services(app: FastAPI, services: Services) -> None:
+    app.state.services = services
 
 
 def json_response(

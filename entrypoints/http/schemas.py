@@ -1,20 +1,22 @@
-"""Request and response bodies of the HTTP API (API.md) and their OpenAPI shapes."""
+"""Request bodies of the HTTP API (API.md) and the problem shapes of its errors; the
+response bodies are in ``entrypoints.presenters``, shared with the CLI."""
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints, model_validator
 
 from domain.rules import (
+    EMAIL_MAX_LENGTH,
     FULL_NAME_MAX_LENGTH,
     PASSWORD_MAX_LENGTH,
     PASSWORD_MIN_LENGTH,
+    USERNAME_PATTERN,
 )
 
 NoNul = r"^[^\x00]*$"
-Username = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]{3,32}$")]
+Username = Annotated[str, StringConstraints(pattern=f"^{USERNAME_PATTERN.pattern}$")]
 Password = Annotated[
     str,
     StringConstraints(
@@ -28,7 +30,7 @@ Password = Annotated[
 FullName = Annotated[str, StringConstraints(max_length=FULL_NAME_MAX_LENGTH, pattern=NoNul)]
 Email = Annotated[
     EmailStr,
-    StringConstraints(max_length=320),
+    StringConstraints(max_length=EMAIL_MAX_LENGTH),
     Field(
         description="Stored lower-cased. Addresses at special-use domains (such as"
         " `.test` or `localhost`) are refused with 422."
@@ -101,50 +103,6 @@ class LoginRequest(Strict):
 
 class RefreshRequest(Strict):
     refresh_token: Token
-
-
-class TokenPair(BaseModel):
-    access_token: str
-    refresh_token: str
-    token_type: Literal["bearer"] = "bearer"  # noqa: S105
-    expires_in: int = Field(description="Seconds until the access token expires.")
-
-
-class User(BaseModel):
-    id: int
-    email: str
-    username: str
-    full_name: str | None
-    is_active: bool
-    is_superuser: bool
-    created_at: datetime
-
-
-class PublicUser(BaseModel):
-    id: int
-    username: str
-    full_name: str | None
-    created_at: datetime
-
-
-class UserPage(BaseModel):
-    items: list[PublicUser]
-    total: int
-    page: int
-    size: int
-    pages: int
-
-
-class Session(BaseModel):
-    id: str
-    created_at: datetime
-    last_used_at: datetime
-    user_agent: str | None
-    current: bool
-
-
-class Status(BaseModel):
-    status: Literal["ok"] = "ok"
 
 
 class Problem(BaseModel):

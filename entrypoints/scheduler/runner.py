@@ -15,10 +15,11 @@ from apscheduler.triggers.interval import IntervalTrigger
 from prometheus_client import start_http_server
 from sqlalchemy.engine import make_url
 
-from entrypoints.container import Container, close_container
+from application.admin import PurgeTokens
 from entrypoints.logging import get_logger
 from entrypoints.metrics import PURGE_RUNS
-from entrypoints.scheduler.jobs import PurgeJob
+from entrypoints.scheduler.jobs import JobLock, PurgeJob
+from entrypoints.services import Services
 from entrypoints.settings import InvalidSettings, Settings
 
 log = get_logger("entrypoints.scheduler")
@@ -91,9 +92,9 @@ class JobRunner:
         log.info("job runner stopped")
 
 
-async def run_job_runner(settings: Settings, container: Container) -> None:
-    """``app jobs run``: the runner with the container's use cases, stopped by
-    SIGTERM or SIGINT. Closes the container at the end."""
+async def run_job_runner(settings: Settings, services: Services) -> None:
+    """``app jobs run``: the runner over the services' use cases, stopped by SIGTERM or
+    SIGINT. Closes the services at the end."""
     # APScheduler's own INFO lines ("Running job…") repeat what our run lines say.
     if logging.getLogger().level > logging.DEBUG:
         logging.getLogger("apscheduler").setLevel(logging.WARNING)
@@ -101,7 +102,7 @@ async def run_job_runner(settings: Settings, container: Container) -> None:
         PURGE_RUNS.labels(outcome=outcome)
 
     runner = JobRunner(
-        PurgeJob(container.purge_tokens(), container.job_lock()),
+        PurgeJob(services.get(PurgeTokens), services.get(JobLock)),
         timedelta(minutes=settings.token_purge_interval_minutes),
     )
     loop = asyncio.get_running_loop()
@@ -122,7 +123,7 @@ async def run_job_runner(settings: Settings, container: Container) -> None:
             server.shutdown()
             server.server_close()
             thread.join(timeout=5)
-        await close_container(container)
+        await services.close()
 
 
 def _serve_metrics(host: str, port: int) -> tuple[WSGIServer, threading.Thread]:

@@ -23,14 +23,15 @@ from dependency_injector import providers
 from sqlalchemy import select
 from typer.testing import CliRunner, Result
 
-from adapters.database import Database
+from adapters import migrations
+from adapters.database import Database, is_unavailable
+from adapters.hasher import Argon2Hasher
 from adapters.orm import refresh_tokens, sessions
-from adapters.security import Argon2Hasher
 from adapters.unit_of_work import SqlAlchemyUnitOfWork
 from domain.model import RefreshToken, Session
 from entrypoints.cli.runtime import Runtime
 from entrypoints.console import app
-from entrypoints.container import Container, close_container, create_container
+from entrypoints.container import ContainerServices, build_services
 from entrypoints.settings import Settings, load_settings
 
 T = TypeVar("T")
@@ -40,11 +41,20 @@ DAY = timedelta(days=1)
 APP = Path(sys.executable).parent / "app"
 
 
-def fast_container(settings: Settings) -> Container:
-    """The production container with a cheap argon2id (real parameters cost ~50 ms)."""
-    container = create_container(settings)
-    container.hasher.override(providers.Singleton(Argon2Hasher, time_cost=1, memory_cost=1024))
-    return container
+def fast_services(settings: Settings) -> ContainerServices:
+    """The production services with a cheap argon2id (real parameters cost ~50 ms)."""
+    services = build_services(settings)
+    services.container.hasher.override(
+        providers.Singleton(Argon2Hasher, time_cost=1, memory_cost=1024)
+    )
+    return services
+
+
+def cli_runtime(make_services: Callable[[Settings], ContainerServices] = fast_services) -> Runtime:
+    """The commands' runtime, as ``app`` has it, with the cheap hasher."""
+    return Runtime(
+        make_services=make_services, migrations=migrations, is_unavailable=is_unavailable
+    )
 
 
 def clean_env(database_url: str, **extra: str) -> dict[str, str | None]:
@@ -77,7 +87,7 @@ class Cli:
             list(args),
             input=input,
             env={**self.env, **env},
-            obj=Runtime(make_container=fast_container),
+            obj=cli_runtime(),
         )
 
     def settings(self) -> Settings:
@@ -88,15 +98,15 @@ class Cli:
             rate_limit_enabled=False,
         )
 
-    def run(self, work: Callable[[Container], Awaitable[T]]) -> T:
+    def run(self, work: Callable[[ContainerServices], Awaitable[T]]) -> T:
         """Run ``work`` on a container of this database (use cases, as the API would)."""
 
         async def go() -> T:
-            container = fast_container(self.settings())
+            container = fast_services(self.settings())
             try:
                 return await work(container)
             finally:
-                await close_container(container)
+                await container.close()
 
         return asyncio.run(go())
 

@@ -16,7 +16,7 @@ import base64
 import itertools
 import json
 import os
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,8 +28,8 @@ import pytest
 from dependency_injector import providers
 from fastapi import FastAPI
 
-from adapters.security import Argon2Hasher
-from entrypoints.container import Container, create_container
+from adapters.hasher import Argon2Hasher
+from entrypoints.container import Container, ContainerServices, create_container
 from entrypoints.http.app import create_app
 from entrypoints.settings import Settings
 
@@ -74,6 +74,7 @@ class Api:
 
     app: FastAPI
     container: Container
+    services: ContainerServices
     settings: Settings
     client: httpx.AsyncClient
     _names: itertools.count[int] = field(default_factory=itertools.count)
@@ -207,12 +208,14 @@ AppFactory = Callable[..., Any]
 @pytest.fixture
 def app_factory(settings_factory: Callable[..., Settings]) -> AppFactory:
     """``async with app_factory(**settings) as api``: a fresh app with its lifespan
-    running. ``configure(container)`` may override providers before the app is built."""
+    running. ``configure(container)`` may override providers before the app is built, and
+    ``use_cases`` stands instances in for use cases."""
 
     @asynccontextmanager
     async def start(
         configure: Callable[[Container], None] | None = None,
         client_ip: str = "127.0.0.1",
+        use_cases: Mapping[type, Any] | None = None,
         **overrides: Any,
     ) -> AsyncIterator[Api]:
         settings = settings_factory(**overrides)
@@ -220,11 +223,20 @@ def app_factory(settings_factory: Callable[..., Settings]) -> AppFactory:
         container.hasher.override(providers.Singleton(Argon2Hasher, **FAST_HASHER))
         if configure is not None:
             configure(container)
-        app = create_app(settings, container)
+        services = ContainerServices(container)
+        for kind, instance in (use_cases or {}).items():
+            services.override(kind, instance)
+        app = create_app(settings, services)
         async with app.router.lifespan_context(app):
             transport = httpx.ASGITransport(app=app, client=(client_ip, 4321))
             async with httpx.AsyncClient(transport=transport, base_url=BASE_URL) as client:
-                yield Api(app=app, container=container, settings=settings, client=client)
+                yield Api(
+                    app=app,
+                    container=container,
+                    services=services,
+                    settings=settings,
+                    client=client,
+                )
 
     return start
 

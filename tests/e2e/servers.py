@@ -75,7 +75,7 @@ def server_command(port: int) -> list[str]:
         str(BIN / "python"),
         "-m",
         "uvicorn",
-        "entrypoints.http.app:create_app",
+        "entrypoints.asgi:create_app",
         "--factory",
         "--host",
         "127.0.0.1",

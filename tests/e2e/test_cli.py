@@ -13,23 +13,24 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from dependency_injector import providers
 from typer.testing import Result
 
 import entrypoints.cli.tokens as tokens_commands
+from application.auth import Authenticate, LogIn, RefreshTokens
+from application.users import ListUsers
 from domain.errors import InvalidCredentials, InvalidToken
 from domain.model import TokenPair
-from entrypoints.cli.runtime import Runtime
 from entrypoints.console import app
-from entrypoints.container import Container
+from entrypoints.container import ContainerServices
 from entrypoints.settings import Settings
 from tests.e2e.cli_fixtures import (
     DAY,
     PASSWORD,
     Cli,
     cli_fixture,  # noqa: F401  (the `cli` fixture)
+    cli_runtime,
     existing_ids,
-    fast_container,
+    fast_services,
     one_error_line,
     restore_logging_fixture,  # noqa: F401  (autouse)
     seed_session,
@@ -40,22 +41,22 @@ NEW_PASSWORD = "another long passphrase"
 
 
 def log_in(cli: Cli, login: str, password: str = PASSWORD) -> TokenPair:
-    async def work(container: Container) -> TokenPair:
-        return (await container.log_in()(login, password)).tokens
+    async def work(container: ContainerServices) -> TokenPair:
+        return (await container.get(LogIn)(login, password)).tokens
 
     return cli.run(work)
 
 
 def authenticate(cli: Cli, access_token: str) -> int:
-    async def work(container: Container) -> int:
-        return (await container.authenticate()(access_token)).user_id
+    async def work(container: ContainerServices) -> int:
+        return (await container.get(Authenticate)(access_token)).user_id
 
     return cli.run(work)
 
 
 def refresh(cli: Cli, refresh_token: str) -> TokenPair:
-    async def work(container: Container) -> TokenPair:
-        pair: TokenPair = await container.refresh_tokens()(refresh_token)
+    async def work(container: ContainerServices) -> TokenPair:
+        pair: TokenPair = await container.get(RefreshTokens)(refresh_token)
         return pair
 
     return cli.run(work)
@@ -417,7 +418,7 @@ def seed_tokens(cli: Cli) -> dict[str, Any]:
     ada = cli.create_user("ada")
     now = datetime.now(UTC)
 
-    async def seed(_container: Container) -> dict[str, Any]:
+    async def seed(_container: ContainerServices) -> dict[str, Any]:
         url = cli.database_url
         dead, dead_tokens = await seed_session(
             url,
@@ -456,7 +457,7 @@ def seed_tokens(cli: Cli) -> dict[str, Any]:
 
 
 def stored(cli: Cli) -> tuple[set[str], set[str]]:
-    async def work(_: Container) -> tuple[set[str], set[str]]:
+    async def work(_: ContainerServices) -> tuple[set[str], set[str]]:
         return await existing_ids(cli.database_url)
 
     return cli.run(work)
@@ -565,8 +566,8 @@ def test_an_unmigrated_database_says_to_migrate(cli: Cli, tmp_path: Path) -> Non
 
 
 def test_an_unexpected_error_is_one_line(cli: Cli) -> None:
-    def broken(container: Container) -> None:
-        container.list_users.override(providers.Object(_raise(RuntimeError("disk on fire"))))
+    def broken(services: ContainerServices) -> None:
+        services.override(ListUsers, _raise(RuntimeError("disk on fire")))
 
     result = _invoke_with(cli, broken, "users", "list")
 
@@ -575,8 +576,8 @@ def test_an_unexpected_error_is_one_line(cli: Cli) -> None:
 
 
 def test_ctrl_c_exits_130_without_a_traceback(cli: Cli) -> None:
-    def interrupted(container: Container) -> None:
-        container.list_users.override(providers.Object(_raise(KeyboardInterrupt())))
+    def interrupted(services: ContainerServices) -> None:
+        services.override(ListUsers, _raise(KeyboardInterrupt()))
 
     result = _invoke_with(cli, interrupted, "users", "list")
 
@@ -603,10 +604,10 @@ def _raise(exc: BaseException) -> Any:
     return use_case
 
 
-def _invoke_with(cli: Cli, configure: Callable[[Container], None], *args: str) -> Result:
-    def make(settings: Settings) -> Container:
-        container = fast_container(settings)
-        configure(container)
-        return container
+def _invoke_with(cli: Cli, configure: Callable[[ContainerServices], None], *args: str) -> Result:
+    def make(settings: Settings) -> ContainerServices:
+        services = fast_services(settings)
+        configure(services)
+        return services
 
-    return cli.runner.invoke(app, list(args), env=cli.env, obj=Runtime(make_container=make))
+    return cli.runner.invoke(app, list(args), env=cli.env, obj=cli_runtime(make))

@@ -109,7 +109,7 @@ def test_serve_runs_the_app_factory_under_uvicorn(
 
     assert result.exit_code == 0, result.output
     [(args, kwargs)] = calls
-    assert args == ("entrypoints.http.app:create_app",)
+    assert args == ("entrypoints.asgi:create_app",)
     assert kwargs == {
         "factory": True,
         "host": "0.0.0.0",

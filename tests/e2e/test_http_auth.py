@@ -10,6 +10,7 @@ import jwt
 import pytest
 from dependency_injector import providers
 
+from application.admin import GetUser, SetActive
 from tests.e2e.conftest import (
     FAST_HASHER,
     LOGIN,
@@ -105,7 +106,7 @@ async def test_unknown_user_wrong_password_and_inactive_user_get_the_same_401(
 ) -> None:
     await api.register("ada")
     await api.register("ina")
-    await api.container.set_active()("ina", active=False)
+    await api.services.get(SetActive)("ina", active=False)
     attempts = {
         "unknown user": {"username": "nobody", "password": PASSWORD},
         "wrong password": {"username": "ada", "password": "wrong password!"},
@@ -146,7 +147,7 @@ async def test_login_rehashes_a_password_stored_with_outdated_parameters(
 ) -> None:
     async with app_factory() as old:
         await old.register("ada")
-        old_hash = (await old.container.get_user()("ada")).password_hash
+        old_hash = (await old.services.get(GetUser)("ada")).password_hash
     assert "t=1" in old_hash
 
     def stronger(container: Any) -> None:
@@ -156,12 +157,12 @@ async def test_login_rehashes_a_password_stored_with_outdated_parameters(
 
     async with app_factory(configure=stronger) as new:
         await new.login("ada")
-        new_hash = (await new.container.get_user()("ada")).password_hash
+        new_hash = (await new.services.get(GetUser)("ada")).password_hash
         assert new_hash != old_hash
         assert "t=2" in new_hash
         # The re-hashed password still logs in, and is not re-hashed again.
         await new.login("ada")
-        assert (await new.container.get_user()("ada")).password_hash == new_hash
+        assert (await new.services.get(GetUser)("ada")).password_hash == new_hash
 
 
 INCOMPLETE_LOGINS = {
@@ -449,11 +450,11 @@ async def test_logout_all_without_a_token_is_401(api: Api) -> None:
 
 async def test_deactivation_kills_access_and_refresh_tokens(api: Api) -> None:
     _, tokens = await api.user_with_tokens("ada")
-    await api.container.set_active()("ada", active=False)
+    await api.services.get(SetActive)("ada", active=False)
     assert_problem(await api.me(tokens["access_token"]), 401, "invalid_token")
     assert_problem(await _refresh(api, tokens["refresh_token"]), 401, "invalid_token")
     # Reactivation does not resurrect the old tokens.
-    await api.container.set_active()("ada", active=True)
+    await api.services.get(SetActive)("ada", active=True)
     assert_problem(await api.me(tokens["access_token"]), 401, "invalid_token")
     assert_problem(await _refresh(api, tokens["refresh_token"]), 401, "invalid_token")
     fresh = await api.login("ada")

@@ -12,7 +12,8 @@ import argon2
 import pytest
 from dependency_injector import providers
 
-from adapters.security import Argon2Hasher
+from adapters.hasher import Argon2Hasher
+from application.admin import SetActive, SetPassword
 from entrypoints.container import Container
 from entrypoints.settings import PUBLISHED_SECRET_KEYS
 from tests.e2e.conftest import (
@@ -188,10 +189,10 @@ async def test_a_slow_login_that_rehashes_never_undoes_an_operators_change(
         await asyncio.wait_for(hasher.entered.wait(), 30)
 
         if change == "deactivate":
-            await api.container.set_active()("ada", active=False)
+            await api.services.get(SetActive)("ada", active=False)
         else:
             hasher.closed = False
-            await api.container.set_password()("ada", "an operator's new password")
+            await api.services.get(SetPassword)("ada", "an operator's new password")
         hasher.gate.set()
 
         assert_problem(await login, 401, "invalid_credentials")

@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 import structlog
-from dependency_injector import providers
 from prometheus_client.parser import text_string_to_metric_families
 
-from entrypoints.container import Container
+from application.auth import Authenticate
+from application.users import ListUsers
 from entrypoints.logging import configure_logging
 from tests.e2e.conftest import (
     FROM_ENV,
@@ -437,15 +437,13 @@ class _Boom:
         raise RuntimeError("internal detail: SELECT password_hash FROM users /srv/app.py")
 
 
-def _broken_use_cases(container: Container) -> None:
-    container.list_users.override(providers.Object(_Boom()))
-    container.authenticate.override(providers.Object(_Boom()))
+BROKEN_USE_CASES = {ListUsers: _Boom(), Authenticate: _Boom()}
 
 
 async def test_an_unexpected_error_is_a_500_problem_with_the_request_id_and_no_internals(
     app_factory: AppFactory, log_stream: io.StringIO
 ) -> None:
-    async with app_factory(configure=_broken_use_cases) as api:
+    async with app_factory(use_cases=BROKEN_USE_CASES) as api:
         for response in (
             await api.client.get(USERS, headers={"X-Request-ID": "boom-1"}),
             await api.client.get(ME, headers={**bearer("x.y.z"), "X-Request-ID": "boom-2"}),
@@ -577,7 +575,7 @@ async def test_the_users_path_without_its_trailing_slash_never_5xx(api: Api) -> 
 async def test_an_unexpected_error_still_reaches_an_allowed_origin(
     app_factory: AppFactory,
 ) -> None:
-    async with app_factory(configure=_broken_use_cases, allowed_origins=[ALLOWED]) as api:
+    async with app_factory(use_cases=BROKEN_USE_CASES, allowed_origins=[ALLOWED]) as api:
         response = await api.client.get(USERS, headers={"Origin": ALLOWED})
         assert response.status_code == 500
         assert response.headers.get("access-control-allow-origin") == ALLOWED

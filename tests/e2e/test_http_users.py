@@ -7,6 +7,7 @@ from datetime import datetime
 
 import pytest
 
+from application.admin import SetActive
 from tests.e2e.conftest import (
     LOGIN,
     ME,
@@ -298,7 +299,7 @@ async def test_list_page_past_the_end_has_empty_items(api: Api) -> None:
 async def test_list_shows_active_users_only(api: Api) -> None:
     await api.register("ada")
     await api.register("bob")
-    await api.container.set_active()("bob", active=False)
+    await api.services.get(SetActive)("bob", active=False)
     body = (await api.client.get(USERS)).json()
     assert [u["username"] for u in body["items"]] == ["ada"]
     assert body["total"] == 1

@@ -30,13 +30,12 @@ from sqlalchemy import text
 from adapters import migrations
 from adapters.database import Database
 from adapters.locks import DatabaseJobLock
-from application.admin import ProgressCallback, PurgeResult
-from application.users import NewUser
+from application.admin import ProgressCallback, PurgeResult, PurgeTokens
+from application.users import NewUser, RegisterUser
 from domain.errors import ServiceUnavailable
 from domain.model import User
-from entrypoints.container import close_container
 from entrypoints.logging import configure_logging
-from entrypoints.scheduler.jobs import PurgeJob
+from entrypoints.scheduler.jobs import JobLock, PurgeJob
 from entrypoints.scheduler.runner import JobRunner, run_job_runner
 from entrypoints.settings import InvalidSettings, Settings
 from tests.conftest import Postgres
@@ -47,7 +46,7 @@ from tests.e2e.cli_fixtures import (
     Cli,
     clean_env,
     existing_ids,
-    fast_container,
+    fast_services,
     restore_logging_fixture,  # noqa: F401  (autouse)
     seed_session,
 )
@@ -291,9 +290,9 @@ async def test_a_second_stop_cancels_the_run_in_flight_at_once(events: Events) -
 
 async def seed_expired(database_url: str, count: int) -> None:
     database = Database(database_url)
-    container = fast_container(_settings(database_url))
+    container = fast_services(_settings(database_url))
     try:
-        user: User = await container.register_user()(
+        user: User = await container.get(RegisterUser)(
             NewUser(email="ada@example.com", username="ada", password=PASSWORD)
         )
         assert user.id is not None
@@ -308,7 +307,7 @@ async def seed_expired(database_url: str, count: int) -> None:
             {"expires_at": now + DAY, "revoked_at": now - DAY}
         ])  # fmt: skip
     finally:
-        await close_container(container)
+        await container.close()
         await database.dispose()
 
 
@@ -318,13 +317,13 @@ def _settings(database_url: str) -> Settings:
 
 async def test_the_job_purges_a_real_database_in_batches(database_url: str, events: Events) -> None:
     await seed_expired(database_url, 25)
-    container = fast_container(_settings(database_url))
-    container.purge_tokens().batch_size = 10
-    job = PurgeJob(container.purge_tokens(), container.job_lock())
+    container = fast_services(_settings(database_url))
+    container.get(PurgeTokens).batch_size = 10
+    job = PurgeJob(container.get(PurgeTokens), container.get(JobLock))
     try:
         await job.run()
     finally:
-        await close_container(container)
+        await container.close()
 
     [finished] = events.named("purge finished")
     assert (finished["refresh_rows"], finished["session_rows"]) == (25, 1)
@@ -334,13 +333,13 @@ async def test_the_job_purges_a_real_database_in_batches(database_url: str, even
 
 
 async def test_a_job_whose_database_is_away_logs_and_carries_on(events: Events) -> None:
-    container = fast_container(_settings(UNREACHABLE))
-    job = PurgeJob(container.purge_tokens(), container.job_lock())
+    container = fast_services(_settings(UNREACHABLE))
+    job = PurgeJob(container.get(PurgeTokens), container.get(JobLock))
     try:
         await job.run()
         await job.run()
     finally:
-        await close_container(container)
+        await container.close()
 
     away = events.named("purge failed: the database is unavailable; retrying at the next run")
     assert len(away) == 2
@@ -543,7 +542,7 @@ async def test_the_runner_entrypoint_stops_on_sigterm_and_releases_the_signals(
     migrated_sqlite: str, events: Events
 ) -> None:
     settings = Cli(migrated_sqlite).settings()
-    task = asyncio.create_task(run_job_runner(settings, fast_container(settings)))
+    task = asyncio.create_task(run_job_runner(settings, fast_services(settings)))
     # Logged once the signal handlers are in place.
     await eventually(lambda: bool(events.named("purge finished")), "a first run")
 
@@ -566,7 +565,7 @@ async def test_a_metrics_port_in_use_is_a_setting_error(migrated_sqlite: str) ->
         with pytest.raises(
             InvalidSettings, match=f"JOBS_METRICS_PORT: cannot listen on port {port}"
         ):
-            await run_job_runner(settings, fast_container(settings))
+            await run_job_runner(settings, fast_services(settings))
 
     assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
 

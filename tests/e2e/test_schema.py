@@ -28,9 +28,9 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from adapters.security import Argon2Hasher
+from adapters.hasher import Argon2Hasher
 from domain.rules import common_passwords
-from entrypoints.container import create_container
+from entrypoints.container import ContainerServices, build_services, create_container
 from entrypoints.http.app import create_app
 from entrypoints.settings import Settings
 
@@ -70,13 +70,13 @@ def build_app(tmp_path: Path, sqlite_template: Path) -> FastAPI:
     container.hasher.override(
         providers.Singleton(Argon2Hasher, time_cost=1, memory_cost=1024, parallelism=1)
     )
-    return create_app(app_settings, container)
+    return create_app(app_settings, ContainerServices(container))
 
 
 @pytest.fixture
 def api(tmp_path: Path, sqlite_template: Path) -> FastAPI:
     # One app per operation: schemathesis ends an ASGI app's lifespan (which releases
-    # the pool and unwires the container) when the test that started it ends.
+    # the pool) when the test that started it ends.
     return build_app(tmp_path, sqlite_template)
 
 
@@ -115,7 +115,7 @@ def _document_only() -> dict[str, Any]:
         database_url="sqlite+aiosqlite:///:memory:",
         secret_key=secrets.token_hex(32),
     )
-    return create_app(app_settings, create_container(app_settings)).openapi()
+    return create_app(app_settings, build_services(app_settings)).openapi()
 
 
 DOCUMENT = _document_only()

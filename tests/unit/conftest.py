@@ -1,8 +1,7 @@
 """Fixtures for the unit tests: the in-memory fakes wired to the real JWT codec.
 
-The codec checks ``iat`` and ``exp`` against the real clock, so the fake clock starts
-at the real current time (to the second); tests that need time to pass move it back
-first, never forward past the real present.
+The codec reads the same fake clock as the use cases, so a test moves time freely, in
+either direction. The clock starts at the real present (to the second).
 """
 
 from __future__ import annotations
@@ -15,7 +14,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, settings
 
-from adapters.security import JwtCodec
+from adapters.jwt_codec import JwtCodec
 from application.auth import (
     Authenticate,
     EndSession,
@@ -137,8 +136,8 @@ def clock() -> FakeClock:
 
 
 @pytest.fixture
-def codec() -> JwtCodec:
-    return JwtCodec(SECRET_KEY)
+def codec(clock: FakeClock) -> JwtCodec:
+    return JwtCodec(SECRET_KEY, clock=clock)
 
 
 @pytest.fixture

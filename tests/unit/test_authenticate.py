@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import pytest
 
-from adapters.security import JwtCodec
+from adapters.jwt_codec import JwtCodec
 from application.auth import Authenticate, LogIn, LoginResult
 from domain.errors import InvalidToken
 from domain.model import AccessClaims, User

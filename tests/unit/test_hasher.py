@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from adapters.security import Argon2Hasher
+from adapters.hasher import Argon2Hasher
 from domain.errors import Overloaded
 
 CHEAP = {"time_cost": 1, "memory_cost": 1024}

@@ -13,9 +13,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from adapters.security import JwtCodec
+from adapters.jwt_codec import JwtCodec
 from domain.errors import InvalidToken
 from domain.model import AccessClaims, RefreshClaims
+from tests.fakes import FakeClock
 from tests.unit.conftest import RELAXED, SECRET_KEY
 
 ACCESS_CLAIMS = ["sub", "type", "sid", "iat", "exp", "jti", "ver"]
@@ -370,3 +371,25 @@ def test_a_short_key_is_allowed_when_enforcement_is_off() -> None:
 def test_an_unsupported_algorithm_is_refused(algorithm: str) -> None:
     with pytest.raises(ValueError, match="unsupported"):
         JwtCodec(SECRET_KEY * 2, algorithm=algorithm)
+
+
+# --- time comes from the clock port ---------------------------------------------------
+
+
+async def test_expiry_and_issue_time_are_read_from_the_clock_port() -> None:
+    clock = FakeClock(datetime(2040, 1, 1, tzinfo=UTC))
+    on_the_clock = JwtCodec(SECRET_KEY, clock=clock)
+    claims = access_claims(issued_at=clock.now(), expires_at=clock.now() + timedelta(minutes=30))
+    token = on_the_clock.encode_access(claims)
+
+    assert on_the_clock.decode_access(token) == claims  # valid in 2040, whatever today is
+    clock.advance(minutes=31)
+    with pytest.raises(InvalidToken):
+        on_the_clock.decode_access(token)  # expired, though verified (and cached) before
+    clock.advance(minutes=-62)
+    with pytest.raises(InvalidToken):
+        on_the_clock.decode_refresh(
+            on_the_clock.encode_refresh(
+                RefreshClaims(42, "s" * 32, "t" * 32, claims.issued_at, claims.expires_at)
+            )
+        )  # issued in the clock's future

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from adapters.security import JwtCodec
+from adapters.jwt_codec import JwtCodec
 from application.auth import USER_AGENT_MAX_LENGTH, LogIn
 from domain.errors import InvalidCredentials, RateLimited
 from domain.model import User

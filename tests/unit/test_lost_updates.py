@@ -14,7 +14,7 @@ from typing import TypeVar
 
 import pytest
 
-from adapters.security import JwtCodec
+from adapters.jwt_codec import JwtCodec
 from application.admin import SetActive, SetPassword
 from application.auth import Authenticate, LogIn, LogOutEverywhere
 from application.users import ProfileChanges, UpdateProfile

@@ -2,8 +2,7 @@
 
 from typing import Annotated, Any
 
-from dependency_injector.wiring import inject
-from fastapi import APIRouter, Depends, Path, Request
+from fastapi import APIRouter, Path, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 from starlette.responses import Response
@@ -17,12 +16,17 @@ from application.auth import (
     RefreshTokens,
 )
 from domain.errors import InvalidCredentials
-from entrypoints.container import Container
 from entrypoints.http import schemas
-from entrypoints.http.dependencies import CurrentPrincipal, Provided, ip_rate_limit, json_response
+from entrypoints.http.dependencies import (
+    CurrentPrincipal,
+    IpLimit,
+    ip_rate_limit,
+    json_response,
+    use,
+)
 from entrypoints.http.openapi import described, problems
 from entrypoints.metrics import LOGINS
-from entrypoints.presenters import session_body, token_body
+from entrypoints.presenters import Session, TokenPair
 
 router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
@@ -89,15 +93,12 @@ async def _credentials(request: Request) -> schemas.LoginRequest:
     "/login",
     summary="Log in",
     description=described(LogIn),
-    response_model=schemas.TokenPair,
+    response_model=TokenPair,
     responses=problems(401, 413, 422, 429, 503),
     openapi_extra=LOGIN_BODY,
-    dependencies=[ip_rate_limit("login")],
+    dependencies=[ip_rate_limit(IpLimit.LOGIN)],
 )
-@inject
-async def login(
-    request: Request, log_in: Annotated[LogIn, Depends(Provided[Container.log_in])]
-) -> Response:
+async def login(request: Request, log_in: Annotated[LogIn, use(LogIn)]) -> Response:
     credentials = await _credentials(request)
     try:
         result = await log_in(
@@ -109,24 +110,23 @@ async def login(
         LOGINS.labels("failure").inc()
         raise
     LOGINS.labels("success").inc()
-    return json_response(token_body(result.tokens), headers=NO_STORE)
+    return json_response(TokenPair.of_pair(result.tokens), headers=NO_STORE)
 
 
 @router.post(
     "/refresh",
     summary="Refresh the token pair",
     description=described(RefreshTokens),
-    response_model=schemas.TokenPair,
+    response_model=TokenPair,
     responses=problems(401, 413, 422, 429, 503),
-    dependencies=[ip_rate_limit("refresh")],
+    dependencies=[ip_rate_limit(IpLimit.REFRESH)],
 )
-@inject
 async def refresh(
     body: schemas.RefreshRequest,
-    refresh_tokens: Annotated[RefreshTokens, Depends(Provided[Container.refresh_tokens])],
+    refresh_tokens: Annotated[RefreshTokens, use(RefreshTokens)],
 ) -> Response:
     pair = await refresh_tokens(body.refresh_token)
-    return json_response(token_body(pair), headers=NO_STORE)
+    return json_response(TokenPair.of_pair(pair), headers=NO_STORE)
 
 
 @router.post(
@@ -135,12 +135,11 @@ async def refresh(
     description=described(LogOut),
     status_code=204,
     responses=problems(401, 413, 422, 429, 503),
-    dependencies=[ip_rate_limit("logout")],
+    dependencies=[ip_rate_limit(IpLimit.LOGOUT)],
 )
-@inject
 async def logout(
     body: schemas.RefreshRequest,
-    log_out: Annotated[LogOut, Depends(Provided[Container.log_out])],
+    log_out: Annotated[LogOut, use(LogOut)],
 ) -> Response:
     await log_out(body.refresh_token)
     return Response(status_code=204)
@@ -153,12 +152,9 @@ async def logout(
     status_code=204,
     responses=problems(401, 503),
 )
-@inject
 async def logout_all(
     principal: CurrentPrincipal,
-    log_out_everywhere: Annotated[
-        LogOutEverywhere, Depends(Provided[Container.log_out_everywhere])
-    ],
+    log_out_everywhere: Annotated[LogOutEverywhere, use(LogOutEverywhere)],
 ) -> Response:
     await log_out_everywhere(principal)
     return Response(status_code=204)
@@ -168,16 +164,15 @@ async def logout_all(
     "/sessions",
     summary="List my sessions",
     description=described(ListSessions),
-    response_model=list[schemas.Session],
+    response_model=list[Session],
     responses=problems(401, 503),
 )
-@inject
 async def sessions(
     principal: CurrentPrincipal,
-    list_sessions: Annotated[ListSessions, Depends(Provided[Container.list_sessions])],
+    list_sessions: Annotated[ListSessions, use(ListSessions)],
 ) -> Response:
     found = await list_sessions(principal)
-    body: list[dict[str, Any]] = [session_body(s, principal.session_id) for s in found]
+    body: list[dict[str, Any]] = [Session.of_session(s, principal.session_id) for s in found]
     return json_response(body)
 
 
@@ -188,11 +183,10 @@ async def sessions(
     status_code=204,
     responses=problems(401, 404, 422, 503),
 )
-@inject
 async def end_session(
     session_id: Annotated[str, Path(max_length=64)],
     principal: CurrentPrincipal,
-    end: Annotated[EndSession, Depends(Provided[Container.end_session])],
+    end: Annotated[EndSession, use(EndSession)],
 ) -> Response:
     await end(principal, session_id)
     return Response(status_code=204)

@@ -2,23 +2,21 @@
 
 from typing import Annotated
 
-from dependency_injector.wiring import inject
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.responses import Response
 
-from adapters.database import Database
-from entrypoints.container import Container
-from entrypoints.http import schemas
-from entrypoints.http.dependencies import Provided
+from domain.ports import DatabaseProbe
+from entrypoints.http.dependencies import use
 from entrypoints.http.openapi import problems
 from entrypoints.http.problems import problem
+from entrypoints.presenters import Status
 
 router = APIRouter(tags=["operations"])
 OK = b'{"status":"ok"}'
 
 
-@router.get("/health/live", summary="Liveness", response_model=schemas.Status)
+@router.get("/health/live", summary="Liveness", response_model=Status)
 async def live() -> Response:
     """The process is up. Touches no database."""
     return Response(OK, media_type="application/json")
@@ -27,11 +25,10 @@ async def live() -> Response:
 @router.get(
     "/health/ready",
     summary="Readiness",
-    response_model=schemas.Status,
+    response_model=Status,
     responses=problems(503),
 )
-@inject
-async def ready(database: Annotated[Database, Depends(Provided[Container.database])]) -> Response:
+async def ready(database: Annotated[DatabaseProbe, use(DatabaseProbe)]) -> Response:
     """The database answers. Recovers by itself when the database comes back."""
     if await database.ping():
         return Response(OK, media_type="application/json")

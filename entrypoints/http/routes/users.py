@@ -2,8 +2,7 @@
 
 from typing import Annotated
 
-from dependency_injector.wiring import inject
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Query, Request
 from starlette.responses import Response
 
 from application.users import (
@@ -16,17 +15,17 @@ from application.users import (
     UpdateProfile,
 )
 from domain.model import MAX_PAGE_SIZE, PageRequest
-from entrypoints.container import Container
 from entrypoints.http import schemas
 from entrypoints.http.dependencies import (
     CurrentPrincipal,
-    Provided,
+    IpLimit,
     hit_ip_limit,
     ip_rate_limit,
     json_response,
+    use,
 )
 from entrypoints.http.openapi import described, problems
-from entrypoints.presenters import page_body, user_body
+from entrypoints.presenters import User, UserPage
 
 router = APIRouter(prefix="/api/v1/users", tags=["users"])
 # Far past any real page, yet small enough that no offset overflows a database integer.
@@ -38,14 +37,13 @@ MAX_PAGE = 10_000_000
     summary="Register",
     description=described(RegisterUser),
     status_code=201,
-    response_model=schemas.User,
+    response_model=User,
     responses=problems(409, 413, 422, 429, 503),
-    dependencies=[ip_rate_limit("register")],
+    dependencies=[ip_rate_limit(IpLimit.REGISTER)],
 )
-@inject
 async def register(
     body: schemas.UserCreate,
-    register_user: Annotated[RegisterUser, Depends(Provided[Container.register_user])],
+    register_user: Annotated[RegisterUser, use(RegisterUser)],
 ) -> Response:
     user = await register_user(
         NewUser(
@@ -55,53 +53,51 @@ async def register(
             full_name=body.full_name,
         )
     )
-    return json_response(user_body(user), status_code=201)
+    return json_response(User.of(user), status_code=201)
 
 
 @router.get(
     "/",
     summary="List users",
     description=described(ListUsers).split("\n")[0] + " Emails are never shown.",
-    response_model=schemas.UserPage,
+    response_model=UserPage,
     responses=problems(422, 503),
 )
-@inject
 async def list_users(
-    list_users: Annotated[ListUsers, Depends(Provided[Container.list_users])],
+    list_users: Annotated[ListUsers, use(ListUsers)],
     page: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 1,
     size: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = 20,
 ) -> Response:
     found = await list_users(PageRequest(page=page, size=size))
-    return json_response(page_body(found))
+    return json_response(UserPage.of_page(found))
 
 
 @router.get(
     "/me",
     summary="My profile",
-    response_model=schemas.User,
+    response_model=User,
     responses=problems(401, 503),
 )
 async def me(principal: CurrentPrincipal) -> Response:
-    return json_response(user_body(principal.user))
+    return json_response(User.of(principal.user))
 
 
 @router.patch(
     "/me",
     summary="Update my profile",
     description=described(UpdateProfile),
-    response_model=schemas.User,
+    response_model=User,
     responses=problems(401, 403, 409, 413, 422, 429, 503),
 )
-@inject
 async def update_me(
     request: Request,
     body: schemas.UserUpdate,
     principal: CurrentPrincipal,
-    update_profile: Annotated[UpdateProfile, Depends(Provided[Container.update_profile])],
+    update_profile: Annotated[UpdateProfile, use(UpdateProfile)],
 ) -> Response:
     if body.current_password is not None:
         # A password check, like a login: limited per client IP as well as per account.
-        await hit_ip_limit(request, "login")
+        await hit_ip_limit(request, IpLimit.LOGIN)
     user = await update_profile(
         principal,
         ProfileChanges(
@@ -112,7 +108,7 @@ async def update_me(
             current_password=body.current_password,
         ),
     )
-    return json_response(user_body(user))
+    return json_response(User.of(user))
 
 
 @router.delete(
@@ -122,10 +118,9 @@ async def update_me(
     status_code=204,
     responses=problems(401, 503),
 )
-@inject
 async def delete_me(
     principal: CurrentPrincipal,
-    delete_account: Annotated[DeleteAccount, Depends(Provided[Container.delete_account])],
+    delete_account: Annotated[DeleteAccount, use(DeleteAccount)],
 ) -> Response:
     await delete_account(principal)
     return Response(status_code=204)

@@ -1,114 +1,20 @@
-"""Password hashing (argon2id) and JWTs (PyJWT)."""
+"""JWTs (PyJWT), signed and checked with one pinned algorithm, against the clock port."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import os
-import secrets
-import threading
-import time
 import warnings
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
-from functools import cached_property, lru_cache
+from functools import lru_cache
 from typing import Any
 
-import argon2
 import jwt
 
-from domain.errors import InvalidToken, Overloaded
+from adapters.clock import SystemClock
+from domain.errors import InvalidToken
 from domain.model import AccessClaims, RefreshClaims
-from domain.ports import PasswordHasher, TokenCodec
+from domain.ports import Clock, TokenCodec
+from domain.rules import HMAC_MIN_KEY_BYTES as MIN_KEY_BYTES
 
-
-class Argon2Hasher(PasswordHasher):
-    """argon2id with OWASP's recommended minimum (19 MiB, 2 passes, 1 lane).
-
-    Hashing runs in a small dedicated thread pool: argon2 releases the GIL, so the
-    event loop keeps serving, and at most ``max_concurrency`` hashes (each holding
-    ``memory_cost`` KiB) run at once, whatever the number of logins waiting.
-    """
-
-    def __init__(
-        self,
-        *,
-        time_cost: int = 2,
-        memory_cost: int = 19_456,
-        parallelism: int = 1,
-        max_concurrency: int | None = None,
-        max_waiting: int | None = None,
-    ) -> None:
-        self._hasher = argon2.PasswordHasher(
-            time_cost=time_cost,
-            memory_cost=memory_cost,
-            parallelism=parallelism,
-            hash_len=32,
-            salt_len=16,
-            type=argon2.Type.ID,
-        )
-        workers = max_concurrency or min(4, os.cpu_count() or 1)
-        # Past this many hashes running or queued, a new one is refused at once: a
-        # flood of hashing requests must not delay everybody's login without end.
-        self._capacity = workers + (
-            WAITING_PER_WORKER * workers if max_waiting is None else max_waiting
-        )
-        self._in_flight = 0
-        self._executor = ThreadPoolExecutor(
-            max_workers=workers, thread_name_prefix="argon2", initializer=_yield_to_event_loop
-        )
-
-    @cached_property
-    def _dummy_hash(self) -> str:
-        return self._hasher.hash(secrets.token_urlsafe(16))
-
-    async def hash(self, password: str) -> str:
-        return str(await self._run(self._hasher.hash, password))
-
-    async def verify(self, password_hash: str | None, password: str) -> bool:
-        return bool(await self._run(self._verify, password_hash, password))
-
-    def _verify(self, password_hash: str | None, password: str) -> bool:
-        try:
-            matched = self._hasher.verify(password_hash or self._dummy_hash, password)
-        except (argon2.exceptions.VerificationError, argon2.exceptions.InvalidHashError):
-            return False
-        return matched and password_hash is not None
-
-    def needs_rehash(self, password_hash: str) -> bool:
-        try:
-            return self._hasher.check_needs_rehash(password_hash)
-        except argon2.exceptions.InvalidHashError:
-            return True
-
-    async def _run(self, fn: Any, *args: Any) -> Any:
-        if self._in_flight >= self._capacity:
-            raise Overloaded(retry_after=1)
-        self._in_flight += 1
-        try:
-            return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
-        finally:
-            self._in_flight -= 1
-
-    def close(self) -> None:
-        self._executor.shutdown(wait=False, cancel_futures=True)
-
-
-def _yield_to_event_loop() -> None:
-    """Run this hashing thread at a lower priority (Linux schedules threads one by one):
-    hashes still use every idle core, but the event loop thread is never kept waiting
-    behind them, so logins do not slow down every other request."""
-    with contextlib.suppress(AttributeError, OSError):
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), HASHING_NICENESS)
-
-
-HASHING_NICENESS = 10
-# Hashes that may wait for a busy worker: room for a burst of logins, yet at ~50 ms a
-# hash no login waits more than about 1.6 s behind a flood before it is refused.
-WAITING_PER_WORKER = 32
-
-# RFC 7518, 3.2: an HMAC key at least as long as the hash output.
-MIN_KEY_BYTES = {"HS256": 32, "HS384": 48, "HS512": 64}
 _ACCESS_CLAIMS = ["sub", "type", "sid", "iat", "exp", "jti", "ver"]
 _REFRESH_CLAIMS = ["sub", "type", "sid", "iat", "exp", "jti"]
 # Verified access tokens remembered per process (about 1 KiB each).
@@ -129,6 +35,7 @@ class JwtCodec(TokenCodec):
         issuer: str | None = None,
         audience: str | None = None,
         enforce_key_length: bool = True,
+        clock: Clock | None = None,
     ) -> None:
         if algorithm not in MIN_KEY_BYTES:
             raise ValueError(f"unsupported JWT algorithm {algorithm!r}")
@@ -140,6 +47,7 @@ class JwtCodec(TokenCodec):
                 )
             # Allowed outside production; the settings already said so once.
             warnings.filterwarnings("ignore", category=jwt.InsecureKeyLengthWarning)
+        self._clock = clock or SystemClock()
         self._key = secret_key.encode()
         self._algorithm = algorithm
         self._issuer = issuer
@@ -178,7 +86,7 @@ class JwtCodec(TokenCodec):
         # A client sends the same access token with every request for its lifetime:
         # once its signature and claims have been verified, only the expiry can change.
         claims = self._verified_access(token)
-        if claims.expires_at.timestamp() <= time.time():
+        if claims.expires_at <= self._clock.now():
             raise InvalidToken()
         return claims
 
@@ -230,7 +138,7 @@ class JwtCodec(TokenCodec):
                 audience=self._audience,
                 options={
                     "require": required,
-                    "verify_exp": verify_expiry,
+                    "verify_exp": False,  # checked below, against the clock port
                     "verify_iat": False,  # checked below, with a small skew allowance
                     "verify_nbf": False,
                     "verify_aud": self._audience is not None,
@@ -241,7 +149,12 @@ class JwtCodec(TokenCodec):
             raise InvalidToken() from exc
         if payload.get("type") != expected_type:
             raise InvalidToken()
-        now = datetime.now(UTC).timestamp() + CLOCK_SKEW_SECONDS
+        now = self._clock.now().timestamp()
+        if verify_expiry:
+            expires = payload["exp"]
+            if not _is_number(expires) or not expires > now:
+                raise InvalidToken()
+        now += CLOCK_SKEW_SECONDS
         for claim in ("iat", "nbf"):
             if claim in payload:
                 value = payload[claim]
