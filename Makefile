@@ -44,7 +44,7 @@ run: $(RUNTIME) ## migrate the database and serve the API on http://127.0.0.1:80
 	$(BIN)/app serve --host $(HOST) --port $(PORT)
 
 test: $(DEV) ## the whole test suite, with coverage
-	$(BIN)/pytest --cov=domain --cov=application --cov=adapters --cov-report=term --cov-fail-under=90 $(PYTEST_ARGS)
+	$(BIN)/pytest --cov=domain --cov=application --cov=adapters --cov=entrypoints --cov-report=term --cov-fail-under=90 $(PYTEST_ARGS)
 
 test-fast: $(DEV) ## the unit tests only
 	$(BIN)/pytest tests/unit -q $(PYTEST_ARGS)

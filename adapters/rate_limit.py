@@ -41,28 +41,12 @@ class RateLimiter:
         self._storage = storage
         self._strategy = MovingWindowRateLimiter(self._storage)
 
-    @staticmethod
-    def parse(limit: str) -> RateLimitItem:
-        return parse(limit)
-
     async def hit(self, limit: RateLimitItem, *key: str) -> int | None:
         """Count one hit; return the seconds to wait if the limit was already reached."""
         if not self.enabled:
             return None
         try:
             if await self._strategy.hit(limit, *key):
-                return None
-            return await self._retry_after(limit, *key)
-        except Exception:
-            logger.warning("rate limit storage unavailable; request let through", exc_info=True)
-            return None
-
-    async def retry_after(self, limit: RateLimitItem, *key: str) -> int | None:
-        """Seconds to wait if the limit is reached, without counting a hit."""
-        if not self.enabled:
-            return None
-        try:
-            if await self._strategy.test(limit, *key):
                 return None
             return await self._retry_after(limit, *key)
         except Exception:
@@ -81,9 +65,6 @@ class RateLimiter:
     async def _retry_after(self, limit: RateLimitItem, *key: str) -> int:
         stats = await self._strategy.get_window_stats(limit, *key)
         return max(1, math.ceil(stats.reset_time - time.time()))
-
-    async def reset(self) -> None:
-        await self._storage.reset()
 
 
 class NamedRateLimits(RateLimits):

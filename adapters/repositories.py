@@ -180,7 +180,6 @@ _DELETE_ORPHAN_SESSIONS = delete(sessions).where(
 
 # Refresh tokens
 _INSERT_TOKEN = insert(refresh_tokens)
-_GET_TOKEN = select(refresh_tokens).where(refresh_tokens.c.id == bindparam("token_id"))
 # A refresh reads its token, session and user at once.
 _GET_TOKEN_WITH_OWNER = (
     select(
@@ -370,10 +369,6 @@ class SqlSessionRepository(SqlRepository, SessionRepository):
 class SqlRefreshTokenRepository(SqlRepository, RefreshTokenRepository):
     async def add(self, token: RefreshToken) -> None:
         await self._db.execute(_INSERT_TOKEN, dict(vars(token)))
-
-    async def get(self, token_id: str) -> RefreshToken | None:
-        row: Row | None = await self._db.one(_GET_TOKEN, {"token_id": token_id})
-        return RefreshToken(**row) if row else None
 
     async def get_with_owner(self, token_id: str) -> tuple[RefreshToken, Session, User] | None:
         row = await self._db.one(_GET_TOKEN_WITH_OWNER, {"token_id": token_id})

@@ -137,10 +137,6 @@ class RefreshTokenRepository(abc.ABC):
         """Store a newly issued refresh token."""
 
     @abc.abstractmethod
-    async def get(self, token_id: str) -> RefreshToken | None:
-        """The refresh token with this id (its ``jti``)."""
-
-    @abc.abstractmethod
     async def get_with_owner(self, token_id: str) -> tuple[RefreshToken, Session, User] | None:
         """The refresh token with its session and its user, in one round trip; None when
         the token is unknown."""

@@ -1,4 +1,4 @@
-"""The rules on what a user may be called and what a password may be (API.md, Users)."""
+"""The rules on what a user may be called and what a password may be (the HTTP contract: Users)."""
 
 from __future__ import annotations
 

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
+from hypothesis import HealthCheck, settings
+
 from application.tokens import TokenPolicy
 from domain.errors import EmailTaken, UsernameTaken
 from domain.model import Credentials, PageRequest, ProfileUpdate, RefreshToken, Session, User
@@ -196,10 +198,6 @@ class FakeRefreshTokenRepository(RefreshTokenRepository):
     async def add(self, token: RefreshToken) -> None:
         self.store.tokens[token.id] = copy.copy(token)
 
-    async def get(self, token_id: str) -> RefreshToken | None:
-        token = self.store.tokens.get(token_id)
-        return copy.copy(token) if token else None
-
     async def get_with_owner(self, token_id: str) -> tuple[RefreshToken, Session, User] | None:
         token = self.store.tokens.get(token_id)
         if token is None:
@@ -316,6 +314,10 @@ class FakeFailedLoginCounter(FailedLoginCounter):
     async def succeeded(self, account: str) -> None:
         self.failures.pop(account, None)
 
+
+SECRET_KEY = "unit-test-signing-key-0123456789abcdef-0123456789abcdef-01234567"
+# Property tests check logic, not speed: a loaded CI machine must not make them flaky.
+RELAXED = settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 POLICY = TokenPolicy(access_ttl=timedelta(minutes=30), refresh_ttl=timedelta(days=7))
 

@@ -1,4 +1,4 @@
-"""Request bodies of the HTTP API (API.md) and the problem shapes of its errors; the
+"""Request bodies of the HTTP API (the README, "HTTP API") and the problem shapes of its errors; the
 response bodies are in ``entrypoints.presenters``, shared with the CLI."""
 
 from __future__ import annotations

@@ -9,16 +9,14 @@ neither a developer's shell nor their ``.env`` changes what a test sees.
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
 import sys
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
-import pytest
 from dependency_injector import providers
 from sqlalchemy import select
 from typer.testing import CliRunner, Result
@@ -120,22 +118,6 @@ class Cli:
         result = self(*args)
         assert result.exit_code == 0, result.stderr
         return int(result.stdout)
-
-
-@pytest.fixture(name="_restore_logging", autouse=True)
-def restore_logging_fixture() -> Iterator[None]:
-    """Commands point the root logger at CliRunner's streams, which close after."""
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
-
-
-@pytest.fixture(name="cli")
-def cli_fixture(database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Cli:
-    monkeypatch.chdir(tmp_path)  # no .env from the checkout
-    return Cli(database_url, clean_env(database_url))
 
 
 def one_error_line(result: Result) -> str:

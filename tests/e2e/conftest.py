@@ -15,8 +15,9 @@ from __future__ import annotations
 import base64
 import itertools
 import json
+import logging
 import os
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +33,7 @@ from adapters.hasher import Argon2Hasher
 from entrypoints.container import Container, ContainerServices, create_container
 from entrypoints.http.app import create_app
 from entrypoints.settings import Settings
+from tests.e2e.cli_fixtures import Cli, clean_env
 
 SECRET_KEY = "s" * 64
 OTHER_KEY = "o" * 64
@@ -246,3 +248,22 @@ async def api(app_factory: AppFactory) -> AsyncIterator[Api]:
     """The app with rate limits off, on SQLite and on PostgreSQL."""
     async with app_factory() as running:
         yield running
+
+
+# The `app` command's fixtures (helpers in tests/e2e/cli_fixtures.py).
+
+
+@pytest.fixture(name="_restore_logging", autouse=True)
+def restore_logging_fixture() -> Iterator[None]:
+    """Commands point the root logger at CliRunner's streams, which close after."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
+@pytest.fixture(name="cli")
+def cli_fixture(database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Cli:
+    monkeypatch.chdir(tmp_path)  # no .env from the checkout
+    return Cli(database_url, clean_env(database_url))

@@ -27,12 +27,10 @@ from tests.e2e.cli_fixtures import (
     DAY,
     PASSWORD,
     Cli,
-    cli_fixture,  # noqa: F401  (the `cli` fixture)
     cli_runtime,
     existing_ids,
     fast_services,
     one_error_line,
-    restore_logging_fixture,  # noqa: F401  (autouse)
     seed_session,
 )
 

@@ -20,7 +20,6 @@ from tests.e2e.cli_fixtures import (
     PASSWORD,
     clean_env,
     one_error_line,
-    restore_logging_fixture,  # noqa: F401  (autouse)
 )
 
 # A process may take long to start on a loaded machine; none of these waits is a

@@ -24,6 +24,7 @@ COPIED = [
     "migrations",
     "alembic.ini",
     "pyproject.toml",
+    "scripts",
 ]
 TEST_FILES = ["tests/__init__.py", "tests/fakes.py", "tests/unit/__init__.py"]
 

@@ -1,5 +1,5 @@
 """``/api/v1/auth``: logging in (form and JSON), token pairs and their claims, refresh
-rotation and reuse, logging out (API.md, Tokens and Auth)."""
+rotation and reuse, logging out (the HTTP contract: Tokens and Auth)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """The database going away: 503 ``service_unavailable`` (never a 500), liveness unaffected,
-and recovery without a restart when the database comes back (API.md, Operations)."""
+and recovery without a restart when the database comes back (the HTTP contract: Operations)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Operations and request hygiene: health, metrics, the offline docs and the OpenAPI
-document, request ids, CORS, and the framework's own errors as problems (API.md,
+document, request ids, CORS, and the framework's own errors as problems (the HTTP contract:
 General and Operations)."""
 
 from __future__ import annotations

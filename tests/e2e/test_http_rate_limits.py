@@ -1,6 +1,6 @@
 """Rate limits: per client IP for login, refresh, logout and registration; failed logins
 per account; ``TRUSTED_PROXIES`` for ``X-Forwarded-For``; shared through Redis
-(API.md, Auth)."""
+(the HTTP contract: Auth)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""``/api/v1/auth/sessions``: one's own active sessions, and ending one (API.md, Auth)."""
+"""``/api/v1/auth/sessions``: one's own active sessions, and ending one (the HTTP
+contract: Auth)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Attacks on the tokens: every forged, tampered, stale or misused JWT is a 401
-``invalid_token`` with ``WWW-Authenticate: Bearer`` (API.md, Tokens)."""
+``invalid_token`` with ``WWW-Authenticate: Bearer`` (the HTTP contract: Tokens)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""``/api/v1/users``: registration, the public list, and one's own profile (API.md, Users)."""
+"""``/api/v1/users``: registration, the public list, and one's own profile (the HTTP
+contract: Users)."""
 
 from __future__ import annotations
 

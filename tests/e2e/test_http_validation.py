@@ -1,4 +1,4 @@
-"""Malformed input of every kind gets a 4xx problem, never a 5xx (API.md, General)."""
+"""Malformed input of every kind gets a 4xx problem, never a 5xx (the HTTP contract: General)."""
 
 from __future__ import annotations
 

@@ -47,7 +47,6 @@ from tests.e2e.cli_fixtures import (
     clean_env,
     existing_ids,
     fast_services,
-    restore_logging_fixture,  # noqa: F401  (autouse)
     seed_session,
 )
 

@@ -86,3 +86,9 @@ async def count_rows(database: Database) -> dict[str, int]:
             table.name: int(await conn.scalar(select(func.count()).select_from(table)) or 0)
             for table in (users, sessions, refresh_tokens)
         }
+
+
+async def stored_token(uow: UnitOfWork, token_id: str) -> RefreshToken | None:
+    """The refresh token as stored (None once it, or its session, is gone)."""
+    found = await uow.refresh_tokens.get_with_owner(token_id)
+    return found[0] if found else None

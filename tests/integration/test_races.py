@@ -21,7 +21,15 @@ from adapters.unit_of_work import unit_of_work
 from domain.errors import EmailTaken, UsernameTaken
 from domain.model import Credentials, ProfileUpdate
 from domain.ports import UnitOfWork
-from tests.integration.builders import DAY, NOW, add_session, add_token, add_user, make_user
+from tests.integration.builders import (
+    DAY,
+    NOW,
+    add_session,
+    add_token,
+    add_user,
+    make_user,
+    stored_token,
+)
 
 pytestmark = pytest.mark.postgres
 
@@ -180,7 +188,7 @@ async def test_concurrent_rotations_of_one_token_let_exactly_one_win(
     assert outcome.second_waited
     assert (outcome.first, outcome.second) == (True, False)
     async with unit_of_work(pg_database) as uow:
-        stored = await uow.refresh_tokens.get(token.id)
+        stored = await stored_token(uow, token.id)
     assert stored is not None
     assert stored.rotated_at == NOW
 
@@ -215,6 +223,6 @@ async def test_a_rotation_waiting_on_one_that_rolls_back_wins(pg_database: Datab
     assert outcome.second_waited
     assert (outcome.first, outcome.second) == (True, True)
     async with unit_of_work(pg_database) as uow:
-        stored = await uow.refresh_tokens.get(token.id)
+        stored = await stored_token(uow, token.id)
     assert stored is not None
     assert stored.rotated_at == NOW + DAY

@@ -15,6 +15,7 @@ from tests.integration.builders import (
     add_user,
     count_rows,
     make_token,
+    stored_token,
 )
 
 
@@ -27,8 +28,8 @@ async def test_add_then_get_returns_every_field(database: Database, new_uow: Uow
         await uow.commit()
 
     async with new_uow() as uow:
-        stored = await uow.refresh_tokens.get(token.id)
-        assert await uow.refresh_tokens.get("0" * 32) is None
+        stored = await stored_token(uow, token.id)
+        assert await stored_token(uow, "0" * 32) is None
     assert stored is not None
     assert vars(stored) == vars(token)
 
@@ -45,7 +46,7 @@ async def test_mark_rotated_succeeds_once_and_records_when(
         await uow.commit()
     async with new_uow() as uow:
         later = await uow.refresh_tokens.mark_rotated(token.id, NOW + DAY)
-        stored = await uow.refresh_tokens.get(token.id)
+        stored = await stored_token(uow, token.id)
 
     assert (first, again, later) == (True, False, False)
     assert stored is not None
@@ -63,7 +64,7 @@ async def test_mark_rotated_refuses_a_revoked_or_unknown_token(
         assert await uow.refresh_tokens.mark_rotated(revoked.id, NOW) is False
         assert await uow.refresh_tokens.mark_rotated("0" * 32, NOW) is False
         await uow.commit()
-        stored = await uow.refresh_tokens.get(revoked.id)
+        stored = await stored_token(uow, revoked.id)
     assert stored is not None
     assert stored.rotated_at is None
 
@@ -103,8 +104,8 @@ async def test_delete_expired_removes_expired_tokens_whatever_their_state(
 
     assert deleted == 3
     async with new_uow() as uow:
-        assert [await uow.refresh_tokens.get(t.id) for t in expired] == [None, None, None]
-        assert all([await uow.refresh_tokens.get(t.id) for t in kept])
+        assert [await stored_token(uow, t.id) for t in expired] == [None, None, None]
+        assert all([await stored_token(uow, t.id) for t in kept])
     # Deleting tokens never takes their session with them.
     assert (await count_rows(database))["sessions"] == 1
 

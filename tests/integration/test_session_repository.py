@@ -16,6 +16,7 @@ from tests.integration.builders import (
     add_user,
     count_rows,
     make_session,
+    stored_token,
 )
 
 
@@ -106,9 +107,9 @@ async def test_revoke_ends_the_session_and_its_whole_token_family(
 
     async with new_uow() as uow:
         stored = await uow.sessions.get(session.id)
-        tokens = {t.id: await uow.refresh_tokens.get(t.id) for t in (rotated, current, earlier)}
+        tokens = {t.id: await stored_token(uow, t.id) for t in (rotated, current, earlier)}
         untouched_session = await uow.sessions.get(other_session.id)
-        untouched_token = await uow.refresh_tokens.get(other_token.id)
+        untouched_token = await stored_token(uow, other_token.id)
     assert stored is not None
     assert stored.revoked_at == NOW
     assert {tid: t.revoked_at for tid, t in tokens.items() if t} == {
@@ -159,8 +160,8 @@ async def test_revoke_all_ends_every_session_and_token_of_the_user_only(
     async with new_uow() as uow:
         assert await uow.sessions.list_active(ada.id or 0, NOW - DAY) == []
         sessions = [await uow.sessions.get(s.id) for s in [*adas_sessions, already]]
-        tokens = [await uow.refresh_tokens.get(t.id) for t in [*adas_tokens, stray]]
-        bobs = await uow.sessions.get(bobs_session.id), await uow.refresh_tokens.get(bobs_token.id)
+        tokens = [await stored_token(uow, t.id) for t in [*adas_tokens, stray]]
+        bobs = await uow.sessions.get(bobs_session.id), await stored_token(uow, bobs_token.id)
     assert [s.revoked_at for s in sessions if s] == [NOW, NOW, NOW, NOW - DAY]
     assert all(t is not None and t.revoked_at is not None for t in tokens)
     assert [t.revoked_at for t in tokens if t][:3] == [NOW, NOW, NOW]

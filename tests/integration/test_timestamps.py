@@ -17,6 +17,7 @@ from tests.integration.builders import (
     make_session,
     make_token,
     make_user,
+    stored_token,
 )
 
 PARIS_SUMMER = timezone(timedelta(hours=2))
@@ -48,12 +49,12 @@ async def test_every_timestamp_round_trips_exactly_as_aware_utc(
     async with new_uow() as uow:
         stored_user = await uow.users.get(user.id or 0)
         stored_session = await uow.sessions.get(session.id)
-        stored_token = await uow.refresh_tokens.get(token.id)
+        token_read = await stored_token(uow, token.id)
         joined = await uow.users.get_with_session(user.id or 0, session.id)
 
     assert stored_user is not None
     assert stored_session is not None
-    assert stored_token is not None
+    assert token_read is not None
     assert joined is not None
     assert joined[1] is not None
     read = [
@@ -62,8 +63,8 @@ async def test_every_timestamp_round_trips_exactly_as_aware_utc(
         stored_session.last_used_at,
         stored_session.expires_at,
         stored_session.revoked_at,
-        stored_token.rotated_at,
-        stored_token.revoked_at,
+        token_read.rotated_at,
+        token_read.revoked_at,
     ]
     assert read == stamps
     assert all(is_utc(value) for value in read)

@@ -16,6 +16,7 @@ from tests.integration.builders import (
     add_user,
     count_rows,
     make_user,
+    stored_token,
 )
 
 
@@ -393,7 +394,7 @@ async def test_delete_removes_the_user_its_sessions_and_tokens_and_frees_its_nam
     assert await count_rows(database) == {"users": 1, "sessions": 1, "refresh_tokens": 1}
     async with new_uow() as uow:
         assert await uow.users.get(ada.id or 0) is None
-        assert await uow.refresh_tokens.get(bobs_token.id) is not None
+        assert await stored_token(uow, bobs_token.id) is not None
         await uow.users.add(make_user("ada"))  # email and username are free again
         await uow.commit()
 

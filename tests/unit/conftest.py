@@ -12,7 +12,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, settings
 
 from adapters.jwt_codec import JwtCodec
 from application.auth import (
@@ -28,6 +27,7 @@ from application.auth import (
 from domain.model import Principal, RefreshToken, Session, User
 from tests.fakes import (
     POLICY,
+    SECRET_KEY,
     FakeClock,
     FakeFailedLoginCounter,
     FakeHasher,
@@ -36,10 +36,7 @@ from tests.fakes import (
     make_user,
 )
 
-SECRET_KEY = "unit-test-signing-key-0123456789abcdef-0123456789abcdef-01234567"
 PASSWORD = "correct horse battery"
-# Property tests check logic, not speed: a loaded CI machine must not make them flaky.
-RELAXED = settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 def real_now() -> datetime:

@@ -10,8 +10,7 @@ from hypothesis import strategies as st
 
 from domain.errors import InvalidValue, RateLimited
 from domain.model import MAX_PAGE_SIZE, Page, PageRequest, Principal, Session, new_id
-from tests.fakes import make_user
-from tests.unit.conftest import RELAXED
+from tests.fakes import RELAXED, make_user
 
 NOW = datetime(2030, 1, 1, tzinfo=UTC)
 

@@ -1,4 +1,4 @@
-"""What a user may be called and what a password may be (API.md, Users: Validation)."""
+"""What a user may be called and what a password may be (the HTTP contract, Users: Validation)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from domain.rules import (
     validate_password,
     validate_username,
 )
-from tests.unit.conftest import RELAXED
+from tests.fakes import RELAXED
 
 USERNAME_ALPHABET = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-"
 

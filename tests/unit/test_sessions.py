@@ -67,7 +67,10 @@ async def test_logout_leaves_the_users_other_sessions_alone(
 
     await log_out(login.tokens.refresh_token)
 
-    await authenticate(other.tokens.access_token)
+    still = await authenticate(other.tokens.access_token)
+    assert still.user_id == login.user.id
+    with pytest.raises(InvalidToken):
+        await authenticate(login.tokens.access_token)
 
 
 async def test_logout_of_an_ended_session_succeeds_and_writes_nothing(

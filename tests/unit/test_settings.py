@@ -1,4 +1,4 @@
-"""load_settings: defaults as OPERATIONS.md states them, and one clear line per mistake."""
+"""load_settings: defaults as the README states them, and one clear line per mistake."""
 
 from __future__ import annotations
 

@@ -16,8 +16,7 @@ from hypothesis import strategies as st
 from adapters.jwt_codec import JwtCodec
 from domain.errors import InvalidToken
 from domain.model import AccessClaims, RefreshClaims
-from tests.fakes import FakeClock
-from tests.unit.conftest import RELAXED, SECRET_KEY
+from tests.fakes import RELAXED, SECRET_KEY, FakeClock
 
 ACCESS_CLAIMS = ["sub", "type", "sid", "iat", "exp", "jti", "ver"]
 REFRESH_CLAIMS = ["sub", "type", "sid", "iat", "exp", "jti"]

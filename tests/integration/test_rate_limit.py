@@ -6,8 +6,14 @@ import asyncio
 import secrets
 
 import pytest
+from limits import parse
 
-from adapters.rate_limit import LimitsFailedLoginCounter, RateLimiter, async_storage_uri
+from adapters.rate_limit import (
+    LimitsFailedLoginCounter,
+    NamedRateLimits,
+    RateLimiter,
+    async_storage_uri,
+)
 
 UNREACHABLE_REDIS = "redis://127.0.0.1:1/0"
 
@@ -37,7 +43,7 @@ def test_storage_uris_are_used_in_their_async_form(configured: str, used: str) -
 async def test_hits_within_the_limit_pass_and_the_next_one_must_wait(
     limiter: RateLimiter,
 ) -> None:
-    limit = RateLimiter.parse("2/minute")
+    limit = parse("2/minute")
 
     assert await limiter.hit(limit, "login", "10.0.0.1") is None
     assert await limiter.hit(limit, "login", "10.0.0.1") is None
@@ -47,20 +53,19 @@ async def test_hits_within_the_limit_pass_and_the_next_one_must_wait(
     assert 1 <= retry_after <= 60
 
 
-async def test_testing_a_limit_counts_no_hit(limiter: RateLimiter) -> None:
-    limit = RateLimiter.parse("1/minute")
+async def test_clearing_a_key_forgets_its_hits_only(limiter: RateLimiter) -> None:
+    limit = parse("1/minute")
+    await limiter.hit(limit, "login", "10.0.0.1")
+    await limiter.hit(limit, "login", "10.0.0.2")
 
-    for _ in range(5):
-        assert await limiter.retry_after(limit, "login", "10.0.0.1") is None
+    await limiter.clear(limit, "login", "10.0.0.1")
+
     assert await limiter.hit(limit, "login", "10.0.0.1") is None
-
-    retry_after = await limiter.retry_after(limit, "login", "10.0.0.1")
-    assert retry_after is not None
-    assert retry_after >= 1
+    assert await limiter.hit(limit, "login", "10.0.0.2") is not None
 
 
 async def test_each_key_has_its_own_count(limiter: RateLimiter) -> None:
-    limit = RateLimiter.parse("1/minute")
+    limit = parse("1/minute")
     await limiter.hit(limit, "login", "10.0.0.1")
 
     assert await limiter.hit(limit, "login", "10.0.0.2") is None
@@ -70,24 +75,25 @@ async def test_each_key_has_its_own_count(limiter: RateLimiter) -> None:
 
 async def test_a_disabled_limiter_never_limits() -> None:
     limiter = RateLimiter("memory://", enabled=False)
-    limit = RateLimiter.parse("1/hour")
+    limit = parse("1/hour")
 
     for _ in range(5):
         assert await limiter.hit(limit, "login", "10.0.0.1") is None
-    assert await limiter.retry_after(limit, "login", "10.0.0.1") is None
+    await limiter.clear(limit, "login", "10.0.0.1")  # nothing to clear, no error
 
 
-async def test_reset_forgets_every_count(limiter: RateLimiter) -> None:
-    limit = RateLimiter.parse("1/minute")
-    await limiter.hit(limit, "login", "10.0.0.1")
+async def test_named_limits_count_per_name_and_key(limiter: RateLimiter) -> None:
+    limits = NamedRateLimits(limiter, {"login": "1/minute", "register": "2/minute"})
 
-    await limiter.reset()
-
-    assert await limiter.hit(limit, "login", "10.0.0.1") is None
+    assert limits.names() == {"login", "register"}
+    assert await limits.hit("login", "10.0.0.1") is None
+    assert await limits.hit("login", "10.0.0.1") is not None
+    assert await limits.hit("login", "10.0.0.2") is None
+    assert await limits.hit("register", "10.0.0.1") is None
 
 
 async def test_two_in_memory_limiters_do_not_share_counts() -> None:
-    limit = RateLimiter.parse("1/minute")
+    limit = parse("1/minute")
     await RateLimiter("memory://").hit(limit, "login", "10.0.0.1")
 
     assert await RateLimiter("memory://").hit(limit, "login", "10.0.0.1") is None
@@ -96,18 +102,18 @@ async def test_two_in_memory_limiters_do_not_share_counts() -> None:
 @pytest.mark.parametrize("bad", ["lots", "5/fortnight", ""])
 def test_a_malformed_limit_is_refused(bad: str) -> None:
     with pytest.raises(ValueError, match=r"parse|granularity"):
-        RateLimiter.parse(bad)
+        NamedRateLimits(RateLimiter("memory://"), {"login": bad})
 
 
 async def test_an_unreachable_store_lets_every_request_through(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     limiter = RateLimiter(UNREACHABLE_REDIS)
-    limit = RateLimiter.parse("1/hour")
+    limit = parse("1/hour")
 
     assert await limiter.hit(limit, "login", "10.0.0.1") is None
     assert await limiter.hit(limit, "login", "10.0.0.1") is None
-    assert await limiter.retry_after(limit, "login", "10.0.0.1") is None
+    await limiter.clear(limit, "login", "10.0.0.1")
     assert "rate limit storage unavailable" in caplog.text
 
 
@@ -116,7 +122,7 @@ async def test_an_unreachable_store_lets_every_request_through(
 
 @pytest.mark.redis
 async def test_redis_limits_are_shared_between_limiters(redis_url: str) -> None:
-    limit = RateLimiter.parse("2/minute")
+    limit = parse("2/minute")
     key = unique("shared")
     first, second = RateLimiter(redis_url), RateLimiter(redis_url)
 
@@ -126,19 +132,21 @@ async def test_redis_limits_are_shared_between_limiters(redis_url: str) -> None:
 
     assert retry_after is not None
     assert 1 <= retry_after <= 60
-    assert (await second.retry_after(limit, "login", key) or 0) >= 1
+    assert (await second.hit(limit, "login", key) or 0) >= 1
 
 
 @pytest.mark.redis
-async def test_redis_test_counts_no_hit_and_keys_are_separate(redis_url: str) -> None:
+async def test_redis_keys_are_separate_and_clearing_forgets_one(redis_url: str) -> None:
     limiter = RateLimiter(redis_url)
-    limit = RateLimiter.parse("1/minute")
+    limit = parse("1/minute")
     key, other = unique("test"), unique("other")
 
-    assert await limiter.retry_after(limit, "login", key) is None
     assert await limiter.hit(limit, "login", key) is None
     assert await limiter.hit(limit, "login", other) is None
     assert await limiter.hit(limit, "login", key) is not None
+    await limiter.clear(limit, "login", key)
+    assert await limiter.hit(limit, "login", key) is None
+    assert await limiter.hit(limit, "login", other) is not None
 
 
 # --- failed logins -------------------------------------------------------------------
@@ -187,7 +195,7 @@ async def test_failed_logins_do_not_share_a_count_with_per_ip_limits(
     limiter: RateLimiter,
 ) -> None:
     counter = LimitsFailedLoginCounter(limiter, "1/15minutes")
-    limit = RateLimiter.parse("1/15minutes")
+    limit = parse("1/15minutes")
     await limiter.hit(limit, "login", "ada")
 
     assert await counter.acquire("ada") is None

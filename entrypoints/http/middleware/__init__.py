@@ -1,0 +1,14 @@
+"""Pure ASGI middleware, one module each: the request context (id, security headers,
+access log, metrics), the one last-resort 500, and the body size limit. Pure ASGI rather
+than BaseHTTPMiddleware: cheaper, and streaming-safe."""
+
+from entrypoints.http.middleware.body_limit import MAX_BODY_BYTES, BodySizeLimitMiddleware
+from entrypoints.http.middleware.request_context import RequestContextMiddleware
+from entrypoints.http.middleware.unhandled_errors import UnhandledErrorMiddleware
+
+__all__ = [
+    "MAX_BODY_BYTES",
+    "BodySizeLimitMiddleware",
+    "RequestContextMiddleware",
+    "UnhandledErrorMiddleware",
+]
