@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import warnings
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -63,3 +64,21 @@ async def current_revisions(database_url: str) -> tuple[str, ...]:
 
 def current(database_url: str) -> tuple[str, ...]:
     return asyncio.run(current_revisions(database_url))
+
+
+def autogenerate(database_url: str, message: str) -> Path:
+    """Write a new revision for what the tables define and the database (upgraded to
+    head first) lacks; the new file's path."""
+    upgrade(database_url)
+    written: list[Path] = []
+
+    def revision(config: Config) -> None:
+        with warnings.catch_warnings():
+            # SQLite cannot reflect the expression indexes (lower(email)): nothing to diff.
+            warnings.filterwarnings("ignore", message=".*expression-based index")
+            script = command.revision(config, message=message, autogenerate=True)
+        scripts = script if isinstance(script, list) else [script]
+        written.extend(Path(s.path) for s in scripts if s is not None)
+
+    _in_thread(revision, alembic_config(database_url))
+    return written[0]

@@ -17,6 +17,7 @@ from adapters import migrations
 from adapters.database import is_unavailable
 from entrypoints.cli.db import db
 from entrypoints.cli.runtime import Runtime, load_cli_settings, reported_errors, runtime_of
+from entrypoints.cli.scaffold import scaffold
 from entrypoints.cli.tokens import tokens
 from entrypoints.cli.users import users
 from entrypoints.container import build_services
@@ -36,6 +37,7 @@ app = typer.Typer(
 app.add_typer(users)
 app.add_typer(tokens)
 app.add_typer(db)
+app.add_typer(scaffold)
 jobs = typer.Typer(
     name="jobs", help="The scheduled jobs.", no_args_is_help=True, rich_markup_mode="markdown"
 )

@@ -10,6 +10,7 @@ import re
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import NoReturn, Protocol, TypeVar
 
 import typer
@@ -35,6 +36,7 @@ class Migrations(Protocol):
     def downgrade(self, url: str, revision: str) -> None: ...
     def current(self, url: str) -> tuple[str, ...]: ...
     def head_revisions(self, url: str) -> tuple[str, ...]: ...
+    def autogenerate(self, url: str, message: str) -> Path: ...
 
 
 def _never(_exc: BaseException) -> bool:

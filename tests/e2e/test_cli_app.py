@@ -43,6 +43,8 @@ COMMANDS = [
     ["db", "current"],
     ["jobs"],
     ["jobs", "run"],
+    ["scaffold"],
+    ["scaffold", "resource"],
 ]
 
 
@@ -79,7 +81,7 @@ def test_every_command_has_help(runner: CliRunner, command: list[str]) -> None:
 def test_the_top_level_help_lists_every_group(runner: CliRunner) -> None:
     result = runner.invoke(app, ["--help"], env={"COLUMNS": "100"})
 
-    for name in ("serve", "users", "tokens", "db", "jobs"):
+    for name in ("serve", "users", "tokens", "db", "jobs", "scaffold"):
         assert f" {name} " in result.stdout
 
 
@@ -89,6 +91,26 @@ def test_bad_usage_exits_2(runner: CliRunner, args: list[str]) -> None:
 
     assert result.exit_code == 2
     assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["Bad-Name"], "use lowercase letters"),
+        (["users"], "has that name already"),
+        (["data"], "--singular"),
+        (["sessions", "--singular", "session"], "has that name already"),
+    ],
+)
+def test_scaffold_refuses_a_bad_name_in_one_line_and_writes_nothing(
+    runner: CliRunner, args: list[str], message: str
+) -> None:
+    # (The files it writes for a good name: tests/e2e/test_guide.py, in a copy.)
+    result = runner.invoke(app, ["scaffold", "resource", *args])
+
+    assert result.exit_code == 1
+    assert message in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
 
 
 # --- serve -------------------------------------------------------------------------

@@ -133,3 +133,46 @@ def test_the_readme_guide_adds_a_working_resource(tmp_path: Path) -> None:
     _run([str(bin_dir / "ruff"), "check", *new_files], project, env)
     _run([str(bin_dir / "ruff"), "format", "--check", *new_files], project, env)
     assert "guide ok" in _run([python, "-c", SCRIPT], project, env)
+
+
+SCAFFOLD_TEST_FILES = [
+    "tests/conftest.py",
+    "tests/e2e/__init__.py",
+    "tests/e2e/conftest.py",
+    "tests/e2e/cli_fixtures.py",
+]
+
+
+def test_the_scaffold_writes_a_resource_that_passes_lint_and_its_tests(tmp_path: Path) -> None:
+    project = tmp_path / "project"
+    project.mkdir()
+    _copy_project(project)
+    for name in SCAFFOLD_TEST_FILES:
+        (project / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / name, project / name)
+    bin_dir = Path(sys.executable).parent
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(project),
+        "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'scaffold.db'}",
+        "ENVIRONMENT": "test",
+    }
+    env.pop("COVERAGE_PROCESS_START", None)
+    app = [sys.executable, "-c", "from entrypoints.console import main; main()"]
+
+    out = _run([*app, "scaffold", "resource", "tasks"], project, env)
+    written = [line.removeprefix("created ") for line in out.splitlines() if "created" in line]
+    assert len(written) == 7, out  # six files (two of them tests) and the migration
+    assert 'create_table(\n        "tasks"' in (project / written[-1]).read_text()
+    _run([*app, "db", "upgrade"], project, env)
+
+    _run([str(bin_dir / "ruff"), "check", *written], project, env)
+    _run([str(bin_dir / "ruff"), "format", "--check", *written], project, env)
+    _run([str(bin_dir / "mypy"), *written[:-1]], project, env)
+    _run([str(bin_dir / "lint-imports")], project, env)
+    tests = [path for path in written if path.startswith("tests/")]
+    result = _run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *tests], project, env
+    )
+    assert " passed" in result, result
+    assert "failed" not in result, result

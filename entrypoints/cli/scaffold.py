@@ -1,0 +1,137 @@
+"""``app scaffold resource NAME``: the six files of a new resource, as the README's guide
+has them (with get, rename and delete too), and its migration."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+from string import Template
+from typing import Annotated
+
+import typer
+
+import entrypoints
+from entrypoints.cli import scaffold_templates as templates
+from entrypoints.cli.runtime import fail, load_cli_settings, reported_errors, runtime_of
+
+scaffold = typer.Typer(
+    name="scaffold",
+    help="Write the files of something new, in the project's own patterns.",
+    no_args_is_help=True,
+    rich_markup_mode="markdown",
+)
+
+ROOT = Path(entrypoints.__file__).resolve().parent.parent
+NAME = re.compile(r"[a-z][a-z0-9_]{1,30}")
+# Names the project uses already, as modules, tables or route prefixes.
+TAKEN = frozenset(
+    {"users", "sessions", "refresh_tokens", "auth", "health", "admin", "tokens", "model"}
+)
+
+
+def _singular(plural: str) -> str | None:
+    if plural.endswith("ies"):
+        return plural[:-3] + "y"
+    if plural.endswith("s") and not plural.endswith("ss"):
+        return plural[:-1]
+    return None
+
+
+def _camel(name: str) -> str:
+    return "".join(part.capitalize() for part in name.split("_"))
+
+
+def files_for(names: str, name: str) -> dict[Path, str]:
+    """The files of the resource ``names`` (its singular ``name``), by path."""
+    values = {
+        "name": name,
+        "names": names,
+        "Name": _camel(name),
+        "Names": _camel(names),
+        "NAMES": names.upper(),
+    }
+    texts = {
+        f"domain/{names}.py": templates.DOMAIN,
+        f"application/{names}.py": templates.APPLICATION,
+        f"adapters/{names}.py": templates.ADAPTER,
+        f"entrypoints/http/routes/{names}.py": templates.ROUTES,
+        f"tests/unit/test_{names}.py": templates.UNIT_TEST,
+        f"tests/e2e/test_http_{names}.py": templates.E2E_TEST,
+    }
+    return {ROOT / path: Template(text).substitute(values) for path, text in texts.items()}
+
+
+@scaffold.command()
+def resource(
+    ctx: typer.Context,
+    names: Annotated[
+        str,
+        typer.Argument(
+            metavar="NAME",
+            help="The resource, plural and snake_case: `notes`, `api_keys`.",
+            show_default=False,
+        ),
+    ],
+    singular: Annotated[
+        str | None,
+        typer.Option(
+            help="Its singular, when it is not NAME less its final s.", show_default=False
+        ),
+    ] = None,
+    migration: Annotated[
+        bool,
+        typer.Option(
+            "--migration/--no-migration",
+            help="Generate its migration (Alembic's autogenerate against DATABASE_URL).",
+        ),
+    ] = True,
+) -> None:
+    """Write a resource that each user owns (an entity with a name): the domain module
+    with its port, the use cases (create, get, list, rename, delete), the table and the
+    repository, the routes, unit and end-to-end tests, and the migration. Nothing else
+    changes: everything is found where it lives."""
+    name = singular or _singular(names)
+    if not NAME.fullmatch(names) or (name is not None and not NAME.fullmatch(name)):
+        fail(f"{names!r}: use lowercase letters, digits and '_', starting with a letter")
+    if name is None or name == names:
+        fail(f"{names!r}: give its singular with --singular")
+    if names in TAKEN or name in TAKEN:
+        fail(f"{names!r}: the project has that name already")
+    if not (ROOT / "migrations").is_dir() or not (ROOT / "tests").is_dir():
+        fail(f"scaffolding needs a checkout of the project; {ROOT} is not one")
+    files = files_for(names, name)
+    existing = [path for path in files if path.exists()]
+    if existing:
+        fail(f"{existing[0].relative_to(ROOT)} exists already: nothing was written")
+
+    for path, text in files.items():
+        path.write_text(text)
+        typer.echo(f"created {path.relative_to(ROOT)}")
+    written = list(files)
+    if migration:
+        runtime = runtime_of(ctx)
+        url = load_cli_settings().database_url
+        with reported_errors(url, runtime.is_unavailable):
+            revision = runtime.migrations.autogenerate(url, f"add {names}")
+        typer.echo(f"created {revision.relative_to(ROOT)}")
+        written.append(revision)
+    _format(written)
+    typer.echo(
+        f"Next: read the migration, `app db upgrade`, then `make test`; the routes are under"
+        f" /api/v1/{names}/."
+    )
+
+
+def _format(paths: list[Path]) -> None:
+    """Sort the imports (a resource's module sorts among the others by its name) and
+    wrap long lines, as ``make format`` would: with ruff, when the development tools
+    are installed beside this interpreter."""
+    ruff = Path(sys.executable).parent / "ruff"
+    if not ruff.exists():
+        return
+    files = [str(path) for path in paths]
+    # ruff beside this interpreter, on the files just written.
+    for args in (["check", "--fix", "--select", "I", "--quiet"], ["format", "--quiet"]):
+        subprocess.run([str(ruff), *args, *files], check=False, cwd=ROOT)  # noqa: S603
