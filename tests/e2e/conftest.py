@@ -12,6 +12,7 @@ time in this process: ``app_factory`` builds them one after the other.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import itertools
 import json
@@ -68,6 +69,35 @@ class CountingHasher(Argon2Hasher):
     async def verify(self, password_hash: str | None, password: str) -> bool:
         self.verifications += 1
         return await super().verify(password_hash, password)
+
+
+class GatedHasher(CountingHasher):
+    """Holds the next ``verify`` or ``hash`` (whichever ``arm()`` names) until ``release``
+    is set: a use case can be paused at its slow step while the test changes the world."""
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self._armed: str | None = None
+        self.paused = asyncio.Event()
+        self.release = asyncio.Event()
+
+    def arm(self, step: str = "verify") -> None:
+        self._armed = step
+
+    async def _pause_at(self, step: str) -> None:
+        if self._armed == step:
+            self._armed = None
+            self.paused.set()
+            await self.release.wait()
+
+    async def verify(self, password_hash: str | None, password: str) -> bool:
+        matched = await super().verify(password_hash, password)
+        await self._pause_at("verify")
+        return matched
+
+    async def hash(self, password: str) -> str:
+        await self._pause_at("hash")
+        return await super().hash(password)
 
 
 @dataclass

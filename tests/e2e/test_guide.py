@@ -84,6 +84,24 @@ def _copy_project(target: Path) -> None:
         shutil.copy2(ROOT / name, target / name)
 
 
+def _project(tmp_path: Path, *extra_files: str) -> tuple[Path, dict[str, str]]:
+    """A copy of the project in ``tmp_path`` and the environment to run things in it."""
+    project = tmp_path / "project"
+    project.mkdir()
+    _copy_project(project)
+    for name in extra_files:
+        (project / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / name, project / name)
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(project),
+        "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'project.db'}",
+        "ENVIRONMENT": "test",
+    }
+    env.pop("COVERAGE_PROCESS_START", None)
+    return project, env
+
+
 def _run(args: list[str], cwd: Path, env: dict[str, str]) -> str:
     done = subprocess.run(
         args, cwd=cwd, env=env, capture_output=True, text=True, timeout=600, check=False
@@ -93,9 +111,7 @@ def _run(args: list[str], cwd: Path, env: dict[str, str]) -> str:
 
 
 def test_the_readme_guide_adds_a_working_resource(tmp_path: Path) -> None:
-    project = tmp_path / "project"
-    project.mkdir()
-    _copy_project(project)
+    project, env = _project(tmp_path)
     guide = steps((ROOT / "README.md").read_text())
     created = [step for step in guide if step.spec.startswith("new ")]
     edited = [step.spec for step in guide if not step.spec.startswith("new ")]
@@ -106,13 +122,6 @@ def test_the_readme_guide_adds_a_working_resource(tmp_path: Path) -> None:
         step.apply(project)
 
     bin_dir = Path(sys.executable).parent
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(project),
-        "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'guide.db'}",
-        "ENVIRONMENT": "test",
-    }
-    env.pop("COVERAGE_PROCESS_START", None)
     python = sys.executable
     _run([python, "-m", "alembic", "upgrade", "head"], project, env)
     _run(
@@ -144,20 +153,8 @@ SCAFFOLD_TEST_FILES = [
 
 
 def test_the_scaffold_writes_a_resource_that_passes_lint_and_its_tests(tmp_path: Path) -> None:
-    project = tmp_path / "project"
-    project.mkdir()
-    _copy_project(project)
-    for name in SCAFFOLD_TEST_FILES:
-        (project / name).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(ROOT / name, project / name)
+    project, env = _project(tmp_path, *SCAFFOLD_TEST_FILES)
     bin_dir = Path(sys.executable).parent
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(project),
-        "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'scaffold.db'}",
-        "ENVIRONMENT": "test",
-    }
-    env.pop("COVERAGE_PROCESS_START", None)
     app = [sys.executable, "-c", "from entrypoints.console import main; main()"]
 
     out = _run([*app, "scaffold", "resource", "tasks"], project, env)

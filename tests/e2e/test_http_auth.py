@@ -23,6 +23,7 @@ from tests.e2e.conftest import (
     Api,
     AppFactory,
     CountingHasher,
+    GatedHasher,
     assert_problem,
     bearer,
     claims,
@@ -462,28 +463,6 @@ async def test_deactivation_kills_access_and_refresh_tokens(api: Api) -> None:
 
 
 # --- Logins racing a revocation -----------------------------------------------------------
-
-
-class GatedHasher(CountingHasher):
-    """Holds the next verification (once ``arm()`` is called) until ``release`` is set:
-    a login can be paused after its password check, before its session is stored."""
-
-    def __init__(self, **options: Any) -> None:
-        super().__init__(**options)
-        self._armed = False
-        self.paused = asyncio.Event()
-        self.release = asyncio.Event()
-
-    def arm(self) -> None:
-        self._armed = True
-
-    async def verify(self, password_hash: str | None, password: str) -> bool:
-        matched = await super().verify(password_hash, password)
-        if self._armed:
-            self._armed = False
-            self.paused.set()
-            await self.release.wait()
-        return matched
 
 
 async def _login_paused_around(api: Api, hasher: GatedHasher, change: Any) -> Any:

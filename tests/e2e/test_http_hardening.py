@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from typing import Any
 
 import argon2
 import pytest
@@ -26,6 +25,7 @@ from tests.e2e.conftest import (
     Api,
     AppFactory,
     CountingHasher,
+    GatedHasher,
     assert_problem,
     bearer,
     claims,
@@ -149,22 +149,6 @@ async def test_a_flood_of_hashing_is_refused_with_503_and_retry_after(
     hasher.close()
 
 
-class GatedHasher(Argon2Hasher):
-    """The real hasher, which stops inside ``hash`` until the test opens the gate."""
-
-    def __init__(self, **options: Any) -> None:
-        super().__init__(**options)
-        self.entered = asyncio.Event()
-        self.gate = asyncio.Event()
-        self.closed = False
-
-    async def hash(self, password: str) -> str:
-        if self.closed:
-            self.entered.set()
-            await self.gate.wait()
-        return await super().hash(password)
-
-
 @pytest.mark.parametrize("change", ["deactivate", "set-password"])
 async def test_a_slow_login_that_rehashes_never_undoes_an_operators_change(
     app_factory: AppFactory, change: str
@@ -182,18 +166,17 @@ async def test_a_slow_login_that_rehashes_never_undoes_an_operators_change(
         async with api.container.uow() as uow:
             await uow.users.set_password_hash(user["id"], outdated)
             await uow.commit()
-        hasher.closed = True
+        hasher.arm("hash")
         login = asyncio.ensure_future(
             api.client.post(LOGIN, data={"username": "ada", "password": PASSWORD})
         )
-        await asyncio.wait_for(hasher.entered.wait(), 30)
+        await asyncio.wait_for(hasher.paused.wait(), 30)
 
         if change == "deactivate":
             await api.services.get(SetActive)("ada", active=False)
         else:
-            hasher.closed = False
             await api.services.get(SetPassword)("ada", "an operator's new password")
-        hasher.gate.set()
+        hasher.release.set()
 
         assert_problem(await login, 401, "invalid_credentials")
         async with api.container.uow() as uow:
