@@ -239,7 +239,7 @@ class FakeUnitOfWork(UnitOfWork):
         self.fakes = dict(repositories or {})
 
     def repository(self, port: type[R]) -> R:
-        core = {
+        core: dict[type, object] = {
             UserRepository: self.users,
             SessionRepository: self.sessions,
             RefreshTokenRepository: self.refresh_tokens,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+from importlib import resources
 from pathlib import Path
 from string import Template
 from typing import Annotated
@@ -13,7 +14,6 @@ from typing import Annotated
 import typer
 
 import entrypoints
-from entrypoints.cli import scaffold_templates as templates
 from entrypoints.cli.runtime import fail, load_cli_settings, reported_errors, runtime_of
 
 scaffold = typer.Typer(
@@ -52,15 +52,25 @@ def files_for(names: str, name: str) -> dict[Path, str]:
         "Names": _camel(names),
         "NAMES": names.upper(),
     }
-    texts = {
-        f"domain/{names}.py": templates.DOMAIN,
-        f"application/{names}.py": templates.APPLICATION,
-        f"adapters/{names}.py": templates.ADAPTER,
-        f"entrypoints/http/routes/{names}.py": templates.ROUTES,
-        f"tests/unit/test_{names}.py": templates.UNIT_TEST,
-        f"tests/e2e/test_http_{names}.py": templates.E2E_TEST,
+    templates = {
+        f"domain/{names}.py": "domain",
+        f"application/{names}.py": "application",
+        f"adapters/{names}.py": "adapter",
+        f"entrypoints/http/routes/{names}.py": "routes",
+        f"tests/unit/test_{names}.py": "unit_test",
+        f"tests/e2e/test_http_{names}.py": "e2e_test",
     }
-    return {ROOT / path: Template(text).substitute(values) for path, text in texts.items()}
+    return {
+        ROOT / path: Template(_template(template)).substitute(values)
+        for path, template in templates.items()
+    }
+
+
+def _template(name: str) -> str:
+    """A template of ``entrypoints/cli/templates`` (``string.Template``: ``$name``,
+    ``$names``, ``$Name``, ``$Names``, ``$NAMES``)."""
+    folder = resources.files("entrypoints.cli").joinpath("templates")
+    return folder.joinpath(f"{name}.py.tmpl").read_text(encoding="utf-8")
 
 
 @scaffold.command()

@@ -136,7 +136,9 @@ class Api:
         assert response.status_code == 200, response.text
         return dict(response.json())
 
-    async def user_with_tokens(self, username: str | None = None) -> tuple[dict, dict]:
+    async def user_with_tokens(
+        self, username: str | None = None
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
         user = await self.register(username)
         return user, await self.login(user["username"])
 

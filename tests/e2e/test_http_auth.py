@@ -166,7 +166,7 @@ async def test_login_rehashes_a_password_stored_with_outdated_parameters(
         assert (await new.services.get(GetUser)("ada")).password_hash == new_hash
 
 
-INCOMPLETE_LOGINS = {
+INCOMPLETE_LOGINS: dict[str, tuple[dict[str, Any], str]] = {
     "json without password": ({"json": {"username": "ada"}}, "password"),
     "json without username": ({"json": {"password": PASSWORD}}, "username"),
     "json with an unknown field": (

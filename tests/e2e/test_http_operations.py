@@ -62,11 +62,11 @@ def _samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     return found
 
 
-def _value(samples: dict, name: str, **labels: str) -> float:
+def _value(samples: dict[Any, float], name: str, **labels: str) -> float:
     return float(samples.get((name, tuple(sorted(labels.items()))), 0.0))
 
 
-async def _metrics(api: Api) -> dict:
+async def _metrics(api: Api) -> dict[Any, float]:
     response = await api.client.get("/metrics")
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/plain")
@@ -130,10 +130,14 @@ async def test_metrics_count_login_successes_and_failures(api: Api) -> None:
     assert successes, "a login success counter exists"
 
     def delta(outcome: str) -> float:
-        return sum(
-            value - before.get(key, 0.0)
-            for key, value in after.items()
-            if key[0].endswith("_total") and "login" in key[0] and (("outcome", outcome) in key[1])
+        return float(
+            sum(
+                value - before.get(key, 0.0)
+                for key, value in after.items()
+                if key[0].endswith("_total")
+                and "login" in key[0]
+                and (("outcome", outcome) in key[1])
+            )
         )
 
     assert delta("success") == 2
@@ -325,7 +329,8 @@ async def test_an_insane_request_id_is_replaced_by_a_fresh_one(api: Api, request
 
 
 async def test_a_non_ascii_request_id_is_replaced(api: Api) -> None:
-    response = await api.client.get("/health/live", headers={"X-Request-ID": "trace-é".encode()})
+    odd: dict[str, Any] = {"X-Request-ID": "trace-é".encode()}
+    response = await api.client.get("/health/live", headers=odd)
     assert SANE_ID.fullmatch(response.headers["x-request-id"])
     assert response.headers["x-request-id"] != "trace-é"
 

@@ -4,6 +4,7 @@ contract: Auth)."""
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 import pytest
 
@@ -19,7 +20,7 @@ from tests.e2e.conftest import (
 )
 
 
-async def _sessions(api: Api, access_token: str) -> list[dict]:
+async def _sessions(api: Api, access_token: str) -> list[dict[str, Any]]:
     response = await api.client.get(SESSIONS, headers=bearer(access_token))
     assert response.status_code == 200, response.text
     assert response.headers["content-type"] == "application/json"

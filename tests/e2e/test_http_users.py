@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import datetime
+from typing import Any
 
 import pytest
 
@@ -117,7 +118,7 @@ async def test_register_refuses_unknown_fields_with_422(api: Api) -> None:
     assert (await api.client.get(USERS)).json()["total"] == 0
 
 
-INVALID_REGISTRATIONS = {
+INVALID_REGISTRATIONS: dict[str, tuple[dict[str, Any], str]] = {
     "email missing": ({"email": None}, "email"),
     "email not an address": ({"email": "not-an-email"}, "email"),
     "email without domain": ({"email": "ada@"}, "email"),
@@ -307,7 +308,7 @@ async def test_list_shows_active_users_only(api: Api) -> None:
     assert body["pages"] == 1
 
 
-BAD_PAGE_QUERIES = [
+BAD_PAGE_QUERIES: list[dict[str, Any]] = [
     {"page": 0},
     {"page": -1},
     {"size": 0},

@@ -245,7 +245,7 @@ async def test_a_huge_authorization_header_is_401(api: Api) -> None:
 
 
 async def test_huge_or_odd_headers_do_not_break_public_endpoints(api: Api) -> None:
-    headers = {
+    headers: dict[str, Any] = {
         "User-Agent": "U" * 50_000,
         "X-Forwarded-For": ",".join(["1.2.3.4"] * 5000),
         "Accept": "application/" + "x" * 10_000,

@@ -9,7 +9,7 @@ import secrets
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import schemathesis
@@ -82,7 +82,7 @@ def api(tmp_path: Path, sqlite_template: Path) -> FastAPI:
 
 @pytest.fixture
 def client(api: FastAPI) -> Iterator[ASGIClient]:
-    with get_client(api) as http:
+    with get_client(cast(Any, api)) as http:
         yield http
 
 

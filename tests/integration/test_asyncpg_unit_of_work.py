@@ -99,7 +99,8 @@ async def test_a_connection_killed_mid_use_is_service_unavailable_and_the_next_o
 
     async def read_after_its_connection_is_killed() -> None:
         async with AsyncpgUnitOfWork(pg_database, read_only=True) as uow:
-            conn = uow._conn  # type: ignore[attr-defined]
+            conn = uow._conn
+            assert conn is not None
             pid = await conn.fetchval("SELECT pg_backend_pid()")
             async with SqlAlchemyUnitOfWork(pg_database) as admin:
                 await admin._conn.execute(  # type: ignore[union-attr]

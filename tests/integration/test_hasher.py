@@ -92,7 +92,7 @@ async def test_hashes_past_the_waiting_bound_are_refused_at_once() -> None:
 
         with pytest.raises(Overloaded) as refused:
             await hasher.verify(None, "three")
-        assert refused.value.retry_after >= 1
+        assert (refused.value.retry_after or 0) >= 1
 
         gate.set()
         await busy

@@ -11,8 +11,8 @@ from adapters.jwt_codec import JwtCodec
 from application.auth import Authenticate, LogIn, LoginResult
 from domain.errors import InvalidToken
 from domain.model import AccessClaims, User
-from tests.fakes import FakeClock, FakeUnitOfWork, Store
-from tests.unit.conftest import PASSWORD, SECRET_KEY, seed_session
+from tests.fakes import SECRET_KEY, FakeClock, FakeUnitOfWork, Store
+from tests.unit.conftest import PASSWORD, seed_session
 
 
 @pytest.fixture

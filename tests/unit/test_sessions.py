@@ -19,8 +19,8 @@ from application.auth import (
 )
 from domain.errors import InvalidToken, NotFound, SessionNotFound
 from domain.model import Principal, User
-from tests.fakes import FakeClock, FakeUnitOfWork, Store
-from tests.unit.conftest import PASSWORD, SECRET_KEY, principal_for, seed_session, snapshot
+from tests.fakes import SECRET_KEY, FakeClock, FakeUnitOfWork, Store
+from tests.unit.conftest import PASSWORD, principal_for, seed_session, snapshot
 
 
 @pytest.fixture
