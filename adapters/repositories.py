@@ -126,13 +126,9 @@ _OPEN_SESSION = insert(sessions).from_select(
     ),
 )
 _GET_SESSION = select(sessions).where(sessions.c.id == bindparam("session_id"))
-_ACTIVE_SESSIONS = (
+_USER_SESSIONS = (
     select(sessions)
-    .where(
-        sessions.c.user_id == bindparam("user_id"),
-        sessions.c.revoked_at.is_(None),
-        sessions.c.expires_at > bindparam("now"),
-    )
+    .where(sessions.c.user_id == bindparam("user_id"))
     .order_by(sessions.c.created_at.desc(), sessions.c.id.desc())
 )
 _EXTEND_SESSION = (
@@ -340,8 +336,8 @@ class SqlSessionRepository(SqlRepository, SessionRepository):
         row = await self._db.one(_GET_SESSION, {"session_id": session_id})
         return Session(**row) if row else None
 
-    async def list_active(self, user_id: int, now: datetime) -> list[Session]:
-        rows = await self._db.all(_ACTIVE_SESSIONS, {"user_id": user_id, "now": now})
+    async def list_for_user(self, user_id: int) -> list[Session]:
+        rows = await self._db.all(_USER_SESSIONS, {"user_id": user_id})
         return [Session(**row) for row in rows]
 
     async def extend(self, session_id: str, used_at: datetime, expires_at: datetime) -> None:

@@ -212,7 +212,9 @@ class ListSessions:
 
     async def __call__(self, principal: Principal) -> list[Session]:
         async with self._uow() as uow:
-            return await uow.sessions.list_active(principal.user_id, self._clock.now())
+            stored = await uow.sessions.list_for_user(principal.user_id)
+        now = self._clock.now()
+        return [session for session in stored if session.is_active(now)]
 
 
 class EndSession:

@@ -109,8 +109,9 @@ class SessionRepository(abc.ABC):
         """The session with this id, revoked or not."""
 
     @abc.abstractmethod
-    async def list_active(self, user_id: int, now: datetime) -> list[Session]:
-        """The user's sessions that are neither revoked nor expired, newest first."""
+    async def list_for_user(self, user_id: int) -> list[Session]:
+        """Every stored session of the user, ended ones too, newest first (which of them
+        are live is ``Session.is_active``'s to say)."""
 
     @abc.abstractmethod
     async def extend(self, session_id: str, used_at: datetime, expires_at: datetime) -> None:

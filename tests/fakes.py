@@ -154,12 +154,8 @@ class FakeSessionRepository(SessionRepository):
         session = self.store.sessions.get(session_id)
         return copy.copy(session) if session else None
 
-    async def list_active(self, user_id: int, now: datetime) -> list[Session]:
-        found = [
-            copy.copy(s)
-            for s in self.store.sessions.values()
-            if s.user_id == user_id and s.is_active(now)
-        ]
+    async def list_for_user(self, user_id: int) -> list[Session]:
+        found = [copy.copy(s) for s in self.store.sessions.values() if s.user_id == user_id]
         return sorted(found, key=lambda s: (s.created_at, s.id), reverse=True)
 
     async def extend(self, session_id: str, used_at: datetime, expires_at: datetime) -> None:

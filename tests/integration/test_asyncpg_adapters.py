@@ -108,12 +108,12 @@ async def test_datetimes_are_sent_in_utc_and_naive_ones_refused() -> None:
     conn = FakeConnection()
     executor = AsyncpgExecutor(conn)
     paris = timezone(timedelta(hours=1))
-    await executor.all(statements._ACTIVE_SESSIONS, {"user_id": 1, "now": NOW.astimezone(paris)})
-    sent = conn.log[0][1][1]
+    await executor.scalar(statements._COUNT_EXPIRED_SESSIONS, {"now": NOW.astimezone(paris)})
+    sent = conn.log[0][1][0]
     assert sent == NOW
     assert sent.utcoffset() == timedelta(0)
     with pytest.raises(ValueError, match="naive"):
-        await executor.all(statements._ACTIVE_SESSIONS, {"user_id": 1, "now": datetime(2030, 1, 1)})
+        await executor.scalar(statements._COUNT_EXPIRED_SESSIONS, {"now": datetime(2030, 1, 1)})
 
 
 async def test_an_insert_names_only_the_columns_it_is_given() -> None:

@@ -102,7 +102,7 @@ async def test_sql_comparisons_use_the_instant_not_the_written_offset(
     )
 
     async with new_uow() as uow:
-        active = await uow.sessions.list_active(ada.id or 0, NOW)
+        active = [s for s in await uow.sessions.list_for_user(ada.id or 0) if s.is_active(NOW)]
         deleted = await uow.sessions.delete_orphans(NOW.astimezone(PARIS_SUMMER), 10)
         await uow.commit()
 
