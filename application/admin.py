@@ -39,11 +39,11 @@ async def _reread(uow: UnitOfWork, user_id: int) -> User:
 class GetUser:
     """Look a user up by id, email or username."""
 
-    def __init__(self, uow: UowFactory) -> None:
-        self._uow = uow
+    def __init__(self, reader: UowFactory) -> None:
+        self._reader = reader
 
     async def __call__(self, ref: str) -> User:
-        async with self._uow() as uow:
+        async with self._reader() as uow:
             return await find_user(uow, ref)
 
 

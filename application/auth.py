@@ -102,14 +102,14 @@ class Authenticate:
     """Accept an access token only if its user is active, its token version is the
     user's current one and its session is live."""
 
-    def __init__(self, uow: UowFactory, codec: TokenCodec, clock: Clock) -> None:
-        self._uow = uow
+    def __init__(self, reader: UowFactory, codec: TokenCodec, clock: Clock) -> None:
+        self._reader = reader
         self._codec = codec
         self._clock = clock
 
     async def __call__(self, access_token: str) -> Principal:
         claims = self._codec.decode_access(access_token)
-        async with self._uow() as uow:
+        async with self._reader() as uow:
             found = await uow.users.get_with_session(claims.user_id, claims.session_id)
         if found is None:
             raise InvalidToken()
@@ -206,12 +206,12 @@ class LogOutEverywhere:
 class ListSessions:
     """The caller's active sessions, newest first."""
 
-    def __init__(self, uow: UowFactory, clock: Clock) -> None:
-        self._uow = uow
+    def __init__(self, reader: UowFactory, clock: Clock) -> None:
+        self._reader = reader
         self._clock = clock
 
     async def __call__(self, principal: Principal) -> list[Session]:
-        async with self._uow() as uow:
+        async with self._reader() as uow:
             stored = await uow.sessions.list_for_user(principal.user_id)
         now = self._clock.now()
         return [session for session in stored if session.is_active(now)]

@@ -175,11 +175,11 @@ class DeleteAccount:
 class ListUsers:
     """One page of users ordered by id: active ones only, unless ``include_inactive``."""
 
-    def __init__(self, uow: UowFactory) -> None:
-        self._uow = uow
+    def __init__(self, reader: UowFactory) -> None:
+        self._reader = reader
 
     async def __call__(self, request: PageRequest, *, include_inactive: bool = False) -> Page[User]:
-        async with self._uow() as uow:
+        async with self._reader() as uow:
             items, total = await uow.users.list_page(request, active_only=not include_inactive)
         return Page(items=items, total=total, page=request.page, size=request.size)
 

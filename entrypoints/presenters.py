@@ -24,16 +24,16 @@ class Body(BaseModel):
     @classmethod
     def of(cls, obj: object, **extra: Any) -> dict[str, Any]:
         names = cls._names or cls._cache_names()
-        return {name: _json(extra[name] if name in extra else getattr(obj, name)) for name in names}
+        body = {name: extra[name] if name in extra else getattr(obj, name) for name in names}
+        for name, value in body.items():
+            if isinstance(value, datetime):  # in place, without a call per field
+                body[name] = value.isoformat()
+        return body
 
     @classmethod
     def _cache_names(cls) -> tuple[str, ...]:
         cls._names = tuple(cls.model_fields)
         return cls._names
-
-
-def _json(value: Any) -> Any:
-    return value.isoformat() if isinstance(value, datetime) else value
 
 
 class User(Body):
