@@ -14,7 +14,12 @@ from typing import TypeVar
 import asyncpg
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from adapters import repositories  # noqa: F401 - the core repositories register
+# The core repositories register as these modules are imported.
+from adapters import (  # noqa: F401
+    refresh_token_repository,
+    session_repository,
+    user_repository,
+)
 from adapters.database import Database, is_unavailable
 from adapters.executors import AsyncpgExecutor, Executor, SqlAlchemyExecutor
 from adapters.registry import adapter_for

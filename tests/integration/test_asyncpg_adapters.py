@@ -10,7 +10,8 @@ from typing import Any
 import asyncpg
 import pytest
 
-from adapters import repositories as statements
+from adapters import session_repository as sessions_sql
+from adapters import user_repository as users_sql
 from adapters.database import Database
 from adapters.executors import AsyncpgExecutor, ConstraintViolation
 from adapters.unit_of_work import AsyncpgUnitOfWork, SqlAlchemyUnitOfWork, unit_of_work
@@ -89,7 +90,7 @@ async def test_a_statement_goes_out_compiled_with_its_arguments_in_order() -> No
     conn = FakeConnection()
     conn.result = None
     await AsyncpgExecutor(conn).one(
-        statements._GET_USER_WITH_SESSION, {"user_id": 7, "session_id": "s1"}
+        users_sql._GET_USER_WITH_SESSION, {"user_id": 7, "session_id": "s1"}
     )
     sql, args = conn.log[0]
     assert sql.startswith("SELECT users.id")
@@ -100,7 +101,7 @@ async def test_a_statement_goes_out_compiled_with_its_arguments_in_order() -> No
 
 async def test_values_the_statement_carries_itself_are_sent_too() -> None:
     conn = FakeConnection()
-    await AsyncpgExecutor(conn).one(statements._GET_USER_BY_LOGIN, {"login": "ada"})
+    await AsyncpgExecutor(conn).one(users_sql._GET_USER_BY_LOGIN, {"login": "ada"})
     assert conn.log[0][1][-1] == 1  # the LIMIT 1
 
 
@@ -108,19 +109,19 @@ async def test_datetimes_are_sent_in_utc_and_naive_ones_refused() -> None:
     conn = FakeConnection()
     executor = AsyncpgExecutor(conn)
     paris = timezone(timedelta(hours=1))
-    await executor.scalar(statements._COUNT_EXPIRED_SESSIONS, {"now": NOW.astimezone(paris)})
+    await executor.scalar(sessions_sql._COUNT_EXPIRED_SESSIONS, {"now": NOW.astimezone(paris)})
     sent = conn.log[0][1][0]
     assert sent == NOW
     assert sent.utcoffset() == timedelta(0)
     with pytest.raises(ValueError, match="naive"):
-        await executor.scalar(statements._COUNT_EXPIRED_SESSIONS, {"now": datetime(2030, 1, 1)})
+        await executor.scalar(sessions_sql._COUNT_EXPIRED_SESSIONS, {"now": datetime(2030, 1, 1)})
 
 
 async def test_an_insert_names_only_the_columns_it_is_given() -> None:
     conn = FakeConnection()
     conn.result = 42
     user_id = await AsyncpgExecutor(conn).scalar(
-        statements._INSERT_USER, statements._user_values(make_user())
+        users_sql._INSERT_USER, users_sql._user_values(make_user())
     )
     assert user_id == 42
     assert "(email, username," in conn.log[0][0]
@@ -132,7 +133,7 @@ async def test_execute_returns_the_number_of_rows_changed(status: str, count: in
     conn = FakeConnection()
     conn.result = status
     assert (
-        await AsyncpgExecutor(conn).execute(statements._REVOKE_SESSION, {"sid": "s", "at": NOW})
+        await AsyncpgExecutor(conn).execute(sessions_sql._REVOKE_SESSION, {"sid": "s", "at": NOW})
         == count
     )
 
@@ -142,7 +143,7 @@ async def test_constraint_violations_become_the_domain_errors() -> None:
     duplicate = asyncpg.UniqueViolationError("duplicate key")
     duplicate.constraint_name = "uq_users_email_lower"
     conn.error = duplicate
-    users = statements.SqlUserRepository(AsyncpgExecutor(conn))
+    users = users_sql.SqlUserRepository(AsyncpgExecutor(conn))
     with pytest.raises(EmailTaken):
         await users.add(make_user())
 
@@ -153,7 +154,7 @@ async def test_a_constraint_violation_carries_the_constraints_name() -> None:
     duplicate.constraint_name = "pk_sessions"
     conn.error = duplicate
     with pytest.raises(ConstraintViolation) as caught:
-        await AsyncpgExecutor(conn).execute(statements._REVOKE_SESSION, {"sid": "s", "at": NOW})
+        await AsyncpgExecutor(conn).execute(sessions_sql._REVOKE_SESSION, {"sid": "s", "at": NOW})
     assert caught.value.name == "pk_sessions"
     assert not caught.value.foreign_key
 

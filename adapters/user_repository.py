@@ -1,0 +1,198 @@
+"""The user repository: statements built once at import, run through the unit of
+work's executor (``adapters.executors``), never committing on its own."""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+from sqlalchemy import and_, bindparam, delete, exists, func, insert, select, update
+
+from adapters.executors import ConstraintViolation
+from adapters.orm import refresh_tokens, sessions, users
+from adapters.registry import SqlRepository
+from adapters.rows import (
+    SESSION_COLUMNS,
+    SESSION_PREFIX,
+    USER_COLUMNS,
+    USER_FIELDS,
+    USER_SESSION_IDS,
+    split,
+)
+from domain.errors import DomainError, EmailTaken, UsernameTaken
+from domain.model import Credentials, PageRequest, ProfileUpdate, Session, User
+from domain.ports import UserRepository
+
+# Users
+_SELECT_USERS = select(*USER_COLUMNS)
+_GET_USER = _SELECT_USERS.where(users.c.id == bindparam("user_id"))
+# Emails are stored lower-cased and usernames compared lower-cased: both sides use the
+# lower() unique indexes.
+_GET_USER_BY_LOGIN = _SELECT_USERS.where(
+    (func.lower(users.c.email) == bindparam("login"))
+    | (func.lower(users.c.username) == bindparam("login"))
+).limit(1)
+_GET_USER_WITH_SESSION = (
+    select(*USER_COLUMNS, *(c.label(f"s_{c.name}") for c in SESSION_COLUMNS))
+    .select_from(
+        users.outerjoin(
+            sessions,
+            and_(sessions.c.id == bindparam("session_id"), sessions.c.user_id == users.c.id),
+        )
+    )
+    .where(users.c.id == bindparam("user_id"))
+)
+_OTHER_USER = users.c.id != bindparam("except_user")
+_EMAIL_TAKEN = select(
+    exists().where(func.lower(users.c.email) == func.lower(bindparam("value")), _OTHER_USER)
+)
+_USERNAME_TAKEN = select(
+    exists().where(func.lower(users.c.username) == func.lower(bindparam("value")), _OTHER_USER)
+)
+_INSERT_USER = insert(users).returning(users.c.id)
+# Parameters of UPDATE statements must not share a name with a column of the table.
+_PROFILE_FIELDS = ("email", "username", "full_name", "password_hash")
+_STILL_CURRENT = (
+    users.c.id == bindparam("uid"),
+    users.c.is_active,
+    users.c.password_hash == bindparam("if_hash"),
+    users.c.token_version == bindparam("if_version"),
+)
+# One statement per set of fields, built here: the executors cache statements by identity.
+_UPDATE_PROFILE = {
+    fields: update(users)
+    .where(*_STILL_CURRENT)
+    .values({name: bindparam(f"new_{name}") for name in fields})
+    for count in range(1, len(_PROFILE_FIELDS) + 1)
+    for fields in itertools.combinations(_PROFILE_FIELDS, count)
+}
+_SET_PASSWORD_HASH = (
+    update(users).where(users.c.id == bindparam("uid")).values(password_hash=bindparam("new"))
+)
+_REHASH_PASSWORD = _SET_PASSWORD_HASH.where(users.c.password_hash == bindparam("if_hash"))
+_SET_ACTIVE = (
+    update(users)
+    .where(users.c.id == bindparam("uid"), users.c.is_active != bindparam("active"))
+    .values(is_active=bindparam("active"))
+)
+_REVOKE_TOKENS = (
+    update(users)
+    .where(users.c.id == bindparam("uid"))
+    .values(token_version=users.c.token_version + 1)
+)
+_DELETE_USER_TOKENS = delete(refresh_tokens).where(
+    refresh_tokens.c.session_id.in_(USER_SESSION_IDS)
+)
+_DELETE_USER_SESSIONS = delete(sessions).where(sessions.c.user_id == bindparam("uid"))
+_DELETE_USER = delete(users).where(users.c.id == bindparam("uid"))
+_COUNT_USERS = select(func.count()).select_from(users)
+_COUNT_ACTIVE_USERS = _COUNT_USERS.where(users.c.is_active)
+_PAGE_OF_USERS = (
+    _SELECT_USERS.order_by(users.c.id).limit(bindparam("limit")).offset(bindparam("offset"))
+)
+_PAGE_OF_ACTIVE_USERS = (
+    _SELECT_USERS.where(users.c.is_active)
+    .order_by(users.c.id)
+    .limit(bindparam("limit"))
+    .offset(bindparam("offset"))
+)
+
+
+def _user_values(user: User) -> dict[str, Any]:
+    return {name: getattr(user, name) for name in USER_FIELDS}
+
+
+def _conflict(exc: ConstraintViolation) -> DomainError | None:
+    """The domain error behind a unique-index violation, by the index's name."""
+    if "uq_users_email_lower" in exc.name:
+        return EmailTaken()
+    if "uq_users_username_lower" in exc.name:
+        return UsernameTaken()
+    return None
+
+
+class SqlUserRepository(SqlRepository, UserRepository):
+    async def add(self, user: User) -> User:
+        try:
+            user.id = await self._db.scalar(_INSERT_USER, _user_values(user))
+        except ConstraintViolation as exc:
+            raise (_conflict(exc) or exc) from None
+        return user
+
+    async def get(self, user_id: int) -> User | None:
+        row = await self._db.one(_GET_USER, {"user_id": user_id})
+        return User(**row) if row else None
+
+    async def get_by_login(self, login: str) -> User | None:
+        row = await self._db.one(_GET_USER_BY_LOGIN, {"login": login})
+        return User(**row) if row else None
+
+    async def get_with_session(
+        self, user_id: int, session_id: str
+    ) -> tuple[User, Session | None] | None:
+        row = await self._db.one(
+            _GET_USER_WITH_SESSION, {"user_id": user_id, "session_id": session_id}
+        )
+        if row is None:
+            return None
+        session, user = split(row, SESSION_PREFIX)
+        return User(**user), Session(**session) if session["id"] is not None else None
+
+    async def email_taken(self, email: str, *, except_user: int | None = None) -> bool:
+        return await self._exists(_EMAIL_TAKEN, email, except_user)
+
+    async def username_taken(self, username: str, *, except_user: int | None = None) -> bool:
+        return await self._exists(_USERNAME_TAKEN, username, except_user)
+
+    async def _exists(self, query: Any, value: str, except_user: int | None) -> bool:
+        # Ids start at 1, so 0 excludes nobody.
+        params = {"value": value, "except_user": except_user or 0}
+        return bool(await self._db.scalar(query, params))
+
+    async def update_profile(
+        self, user_id: int, changes: ProfileUpdate, *, if_current: Credentials
+    ) -> bool:
+        values = changes.fields()
+        if not values:
+            return True
+        statement = _UPDATE_PROFILE[tuple(name for name in _PROFILE_FIELDS if name in values)]
+        params = {
+            "uid": user_id,
+            "if_hash": if_current.password_hash,
+            "if_version": if_current.token_version,
+            **{f"new_{name}": value for name, value in values.items()},
+        }
+        try:
+            return await self._db.execute(statement, params) == 1
+        except ConstraintViolation as exc:
+            raise (_conflict(exc) or exc) from None
+
+    async def set_password_hash(
+        self, user_id: int, new_hash: str, *, if_hash: str | None = None
+    ) -> bool:
+        params = {"uid": user_id, "new": new_hash}
+        if if_hash is None:
+            return await self._db.execute(_SET_PASSWORD_HASH, params) == 1
+        return await self._db.execute(_REHASH_PASSWORD, {**params, "if_hash": if_hash}) == 1
+
+    async def set_active(self, user_id: int, active: bool) -> bool:
+        return await self._db.execute(_SET_ACTIVE, {"uid": user_id, "active": active}) == 1
+
+    async def revoke_tokens(self, user_id: int) -> bool:
+        return await self._db.execute(_REVOKE_TOKENS, {"uid": user_id}) == 1
+
+    async def delete(self, user_id: int) -> None:
+        # Explicit rather than trusting every database's cascade configuration.
+        params = {"uid": user_id}
+        await self._db.execute(_DELETE_USER_TOKENS, params)
+        await self._db.execute(_DELETE_USER_SESSIONS, params)
+        await self._db.execute(_DELETE_USER, params)
+
+    async def list_page(self, page: PageRequest, *, active_only: bool) -> tuple[list[User], int]:
+        count = _COUNT_ACTIVE_USERS if active_only else _COUNT_USERS
+        total = int(await self._db.scalar(count, {}) or 0)
+        if page.offset >= total:  # past the end: no need to walk the index
+            return [], total
+        query = _PAGE_OF_ACTIVE_USERS if active_only else _PAGE_OF_USERS
+        rows = await self._db.all(query, {"limit": page.size, "offset": page.offset})
+        return [User(**row) for row in rows], total
