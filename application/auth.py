@@ -20,6 +20,31 @@ UowFactory = Callable[[], UnitOfWork]
 USER_AGENT_MAX_LENGTH = 255
 
 
+def account_of(user_id: int) -> str:
+    """The bucket that counts an account's wrong passwords: one for every name it goes by,
+    and for logins and password checks alike."""
+    return f"user:{user_id}"
+
+
+async def counted_check(
+    failed_checks: FailedLoginCounter,
+    hasher: PasswordHasher,
+    account: str,
+    password_hash: str | None,
+    password: str,
+) -> bool:
+    """Whether ``password`` matches, checked against the account's limit: the attempt
+    takes its slot before the slow verification (so parallel ones cannot all slip
+    through), and a right password forgives the account's failures."""
+    retry_after = await failed_checks.acquire(account)
+    if retry_after is not None:
+        raise RateLimited(retry_after, "Too many wrong passwords for this account.")
+    matches = await hasher.verify(password_hash, password)
+    if matches:
+        await failed_checks.succeeded(account)
+    return matches
+
+
 @dataclass(frozen=True)
 class LoginResult:
     tokens: TokenPair
@@ -58,14 +83,18 @@ class LogIn:
             found = await uow.users.get_by_login(login)
         # Failures count per account, whichever of its names is typed; an unknown
         # name is its own bucket, so probing it reveals nothing.
-        account = f"user:{found.id}" if found else f"login:{login}"
-        retry_after = await self._failed_logins.acquire(account)
-        if retry_after is not None:
-            raise RateLimited(retry_after, "Too many failed logins for this account.")
-        matches = await self._hasher.verify(found.password_hash if found else None, password)
+        account = account_of(found.id) if found and found.id else f"login:{login}"
+        # An inactive account is checked against the dummy hash: it fails, and counts,
+        # like a wrong password, at the same cost.
+        matches = await counted_check(
+            self._failed_logins,
+            self._hasher,
+            account,
+            found.password_hash if found and found.is_active else None,
+            password,
+        )
         if found is None or not matches or not found.is_active:
             raise InvalidCredentials()
-        await self._failed_logins.succeeded(account)
         user = found
         assert user.id is not None
 

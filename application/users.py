@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from application.auth import UowFactory
+from application.auth import UowFactory, account_of, counted_check
 from domain.errors import (
     EmailTaken,
     InvalidToken,
     InvalidValue,
-    RateLimited,
     UsernameTaken,
     WrongPassword,
 )
@@ -150,13 +149,12 @@ class UpdateProfile:
         return updated
 
     async def _check_password(self, principal: Principal, password: str) -> None:
-        account = f"user:{principal.user_id}"
-        retry_after = await self._failed_logins.acquire(account)
-        if retry_after is not None:
-            raise RateLimited(retry_after, "Too many wrong passwords for this account.")
-        if not await self._hasher.verify(principal.user.password_hash, password):
+        account = account_of(principal.user_id)
+        password_hash = principal.user.password_hash
+        if not await counted_check(
+            self._failed_logins, self._hasher, account, password_hash, password
+        ):
             raise WrongPassword()
-        await self._failed_logins.succeeded(account)
 
 
 class DeleteAccount:
