@@ -74,6 +74,7 @@ users = Table(
     Column("full_name", String(100), nullable=True),
     Column("is_active", Boolean, nullable=False, server_default=text("true")),
     Column("is_superuser", Boolean, nullable=False, server_default=text("false")),
+    Column("is_verified", Boolean, nullable=False, server_default=text("false")),
     Column("token_version", Integer, nullable=False, server_default=text("0")),
     Column("created_at", UTCDateTime, nullable=False),
     # Never reuse the id of a deleted user on SQLite (PostgreSQL never does).

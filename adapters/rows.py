@@ -17,6 +17,7 @@ USER_COLUMNS = (
     users.c.full_name,
     users.c.is_active,
     users.c.is_superuser,
+    users.c.is_verified,
     users.c.token_version,
     users.c.created_at,
 )

@@ -32,6 +32,7 @@ _GET_USER_BY_LOGIN = _SELECT_USERS.where(
     (func.lower(users.c.email) == bindparam("login"))
     | (func.lower(users.c.username) == bindparam("login"))
 ).limit(1)
+_GET_USER_BY_EMAIL = _SELECT_USERS.where(users.c.email == bindparam("email"))
 _GET_USER_WITH_SESSION = (
     select(*USER_COLUMNS, *(c.label(f"s_{c.name}") for c in SESSION_COLUMNS))
     .select_from(
@@ -51,7 +52,7 @@ _USERNAME_TAKEN = select(
 )
 _INSERT_USER = insert(users).returning(users.c.id)
 # Parameters of UPDATE statements must not share a name with a column of the table.
-_PROFILE_FIELDS = ("email", "username", "full_name", "password_hash")
+_PROFILE_FIELDS = ("email", "username", "full_name", "password_hash", "is_verified")
 _STILL_CURRENT = (
     users.c.id == bindparam("uid"),
     users.c.is_active,
@@ -70,6 +71,13 @@ _SET_PASSWORD_HASH = (
     update(users).where(users.c.id == bindparam("uid")).values(password_hash=bindparam("new"))
 )
 _REHASH_PASSWORD = _SET_PASSWORD_HASH.where(users.c.password_hash == bindparam("if_hash"))
+_MARK_VERIFIED = (
+    update(users)
+    .where(
+        users.c.id == bindparam("uid"), users.c.is_active, users.c.email == bindparam("if_email")
+    )
+    .values(is_verified=True)
+)
 _SET_ACTIVE = (
     update(users)
     .where(users.c.id == bindparam("uid"), users.c.is_active != bindparam("active"))
@@ -127,6 +135,10 @@ class SqlUserRepository(SqlRepository, UserRepository):
         row = await self._db.one(_GET_USER_BY_LOGIN, {"login": login})
         return User(**row) if row else None
 
+    async def get_by_email(self, email: str) -> User | None:
+        row = await self._db.one(_GET_USER_BY_EMAIL, {"email": email})
+        return User(**row) if row else None
+
     async def get_with_session(
         self, user_id: int, session_id: str
     ) -> tuple[User, Session | None] | None:
@@ -152,7 +164,9 @@ class SqlUserRepository(SqlRepository, UserRepository):
     async def update_profile(
         self, user_id: int, changes: ProfileUpdate, *, if_current: Credentials
     ) -> bool:
-        values = changes.fields()
+        values: dict[str, object] = dict(changes.fields())
+        if changes.unverifies:
+            values["is_verified"] = False
         if not values:
             return True
         statement = _UPDATE_PROFILE[tuple(name for name in _PROFILE_FIELDS if name in values)]
@@ -174,6 +188,10 @@ class SqlUserRepository(SqlRepository, UserRepository):
         if if_hash is None:
             return await self._db.execute(_SET_PASSWORD_HASH, params) == 1
         return await self._db.execute(_REHASH_PASSWORD, {**params, "if_hash": if_hash}) == 1
+
+    async def mark_verified(self, user_id: int, *, if_email: str) -> bool:
+        params = {"uid": user_id, "if_email": if_email}
+        return await self._db.execute(_MARK_VERIFIED, params) == 1
 
     async def set_active(self, user_id: int, active: bool) -> bool:
         return await self._db.execute(_SET_ACTIVE, {"uid": user_id, "active": active}) == 1

@@ -6,6 +6,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from application.auth import UowFactory
+from application.email import password_changed
 from domain.errors import UserNotFound
 from domain.model import User
 from domain.ports import Clock, PasswordHasher, UnitOfWork
@@ -60,9 +61,11 @@ class SetPassword:
         async with self._uow() as uow:
             user = await find_user(uow, ref)
             assert user.id is not None
+            now = self._clock.now()
             await uow.users.set_password_hash(user.id, new_hash)
-            await uow.end_all_sessions(user.id, self._clock.now())
+            await uow.end_all_sessions(user.id, now)
             user = await _reread(uow, user.id)
+            await password_changed(uow, user, now)
             await uow.commit()
         return user
 

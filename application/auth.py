@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from application.tokens import TokenPolicy, issue_pair
 from domain.errors import (
+    EmailNotVerified,
     InvalidCredentials,
     InvalidToken,
     RateLimited,
@@ -55,6 +56,8 @@ class LogIn:
     """Log in with a username or an email and a password; opens a new session.
 
     Unknown user, wrong password and inactive user fail alike, and cost the same time.
+    With ``require_verified_email``, a right password of an account whose address is
+    not confirmed opens no session.
     """
 
     def __init__(
@@ -65,6 +68,7 @@ class LogIn:
         clock: Clock,
         failed_logins: FailedLoginCounter,
         policy: TokenPolicy,
+        require_verified_email: bool = False,
     ) -> None:
         self._uow = uow
         self._hasher = hasher
@@ -72,6 +76,7 @@ class LogIn:
         self._clock = clock
         self._failed_logins = failed_logins
         self._policy = policy
+        self._require_verified = require_verified_email
 
     async def __call__(
         self, login: str, password: str, user_agent: str | None = None
@@ -97,6 +102,9 @@ class LogIn:
             raise InvalidCredentials()
         user = found
         assert user.id is not None
+        # Only after a right password: a wrong one says nothing about the address.
+        if self._require_verified and not user.is_verified:
+            raise EmailNotVerified()
 
         new_hash = None
         if self._hasher.needs_rehash(user.password_hash):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from application.auth import UowFactory, account_of, counted_check
+from application.email import email_changed, password_changed, queue_verification
 from domain.errors import (
     EmailTaken,
     InvalidToken,
@@ -32,7 +33,8 @@ class NewUser:
 
 
 class RegisterUser:
-    """Create a user account. Email and username must be free, case-insensitively."""
+    """Create a user account. Email and username must be free, case-insensitively. A
+    mail asks the new user to confirm the address."""
 
     def __init__(self, uow: UowFactory, hasher: PasswordHasher, clock: Clock) -> None:
         self._uow = uow
@@ -49,6 +51,7 @@ class RegisterUser:
         # Hash outside the transaction; the unique indexes still settle a race.
         password_hash = await self._hasher.hash(password)
         async with self._uow() as uow:
+            now = self._clock.now()
             user = await uow.users.add(
                 User(
                     email=email,
@@ -56,9 +59,10 @@ class RegisterUser:
                     password_hash=password_hash,
                     full_name=full_name,
                     is_superuser=new.is_superuser,
-                    created_at=self._clock.now(),
+                    created_at=now,
                 )
             )
+            await queue_verification(uow, user, now)
             await uow.commit()
         return user
 
@@ -85,7 +89,8 @@ class ProfileChanges:
 
 class UpdateProfile:
     """Change one's own profile. Changing the email or the password needs the current
-    password; a new password ends every session of the user.
+    password; a new password ends every session of the user. A new address is
+    unconfirmed until the link mailed to it is followed, and the old address is told.
 
     Wrong current passwords count against the account like failed logins, so a stolen
     access token does not allow guessing the password online."""
@@ -141,11 +146,16 @@ class UpdateProfile:
                 principal.user_id, update, if_current=Credentials.of(user)
             ):
                 raise InvalidToken()
+            now = self._clock.now()
             if new_hash is not None:
-                await uow.end_all_sessions(principal.user_id, self._clock.now())
+                await uow.end_all_sessions(principal.user_id, now)
             updated = await uow.users.get(principal.user_id)
+            assert updated is not None
+            if update.email is not None:
+                await email_changed(uow, updated, user.email, now)
+            if new_hash is not None:
+                await password_changed(uow, updated, now)
             await uow.commit()
-        assert updated is not None
         return updated
 
     async def _check_password(self, principal: Principal, password: str) -> None:

@@ -91,3 +91,23 @@ class InvalidValue(DomainError):
     def __init__(self, field: str, message: str) -> None:
         super().__init__(message)
         self.field = field
+
+
+class InvalidVerificationToken(DomainError):
+    code = "invalid_verification_token"
+    message = "The verification link is invalid, expired or already used. Ask for a new one."
+
+
+class InvalidResetToken(DomainError):
+    code = "invalid_reset_token"
+    message = "The password reset link is invalid, expired or already used. Ask for a new one."
+
+
+class AlreadyVerified(DomainError):
+    code = "already_verified"
+    message = "The email address is already verified."
+
+
+class EmailNotVerified(DomainError):
+    code = "email_not_verified"
+    message = "Confirm your email address before logging in: follow the link we sent you."

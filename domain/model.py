@@ -37,6 +37,8 @@ class User:
     full_name: str | None = None
     is_active: bool = True
     is_superuser: bool = False
+    # The current email address has been confirmed (by a mailed link).
+    is_verified: bool = False
     # Bumped whenever every access token issued so far must stop working.
     token_version: int = 0
     id: int | None = None  # assigned by the repository on add
@@ -58,7 +60,8 @@ class Credentials:
 @dataclass(frozen=True)
 class ProfileUpdate:
     """Fields of a user to write; ``None`` leaves a field as it is, except
-    ``full_name``, which is written whenever ``set_full_name`` is true."""
+    ``full_name``, which is written whenever ``set_full_name`` is true. A new email
+    address is unconfirmed until its link is followed."""
 
     email: str | None = None
     username: str | None = None
@@ -79,6 +82,11 @@ class ProfileUpdate:
         if self.set_full_name:
             values["full_name"] = self.full_name
         return values
+
+    @property
+    def unverifies(self) -> bool:
+        """Whether the write makes the email address unconfirmed."""
+        return self.email is not None
 
 
 @dataclass(eq=False)

@@ -42,6 +42,10 @@ class UserRepository(abc.ABC):
         """The user whose email or username equals ``login`` (already lower-cased)."""
 
     @abc.abstractmethod
+    async def get_by_email(self, email: str) -> User | None:
+        """The user whose email equals ``email`` (already lower-cased)."""
+
+    @abc.abstractmethod
     async def get_with_session(
         self, user_id: int, session_id: str
     ) -> tuple[User, Session | None] | None:
@@ -78,6 +82,12 @@ class UserRepository(abc.ABC):
     ) -> bool:
         """Store a new password hash; with ``if_hash`` only while that is still the
         stored one. Whether it was written. Ending the sessions is the caller's call."""
+
+    @abc.abstractmethod
+    async def mark_verified(self, user_id: int, *, if_email: str) -> bool:
+        """Mark the user's email address confirmed, only while the user is active and
+        still has the address ``if_email``; whether it was written (also when it was
+        confirmed already)."""
 
     @abc.abstractmethod
     async def set_active(self, user_id: int, active: bool) -> bool:

@@ -7,6 +7,7 @@ business rule is wired twice. Tests swap an adapter with ``provider.override(...
 from __future__ import annotations
 
 import inspect
+from datetime import timedelta
 from typing import Any, TypeVar
 
 from dependency_injector import containers, providers
@@ -17,9 +18,16 @@ from adapters.hasher import Argon2Hasher
 from adapters.jwt_codec import JwtCodec
 from adapters.key_file import load_or_create_key
 from adapters.locks import DatabaseJobLock
+from adapters.mail import ConsoleTransport, NullTransport, SmtpTransport
+from adapters.mail_templates import JinjaMailTemplates
 from adapters.rate_limit import LimitsFailedLoginCounter, NamedRateLimits, RateLimiter
 from adapters.unit_of_work import unit_of_work
+from application.email import EmailPolicy
+from application.outbox import RelayPolicy
+from application.retention import RetentionPolicy
 from application.tokens import TokenPolicy
+from domain.mail import MailTemplates, MailTransport
+from domain.outbox import RetryPolicy
 from domain.ports import (
     Clock,
     DatabaseProbe,
@@ -47,7 +55,55 @@ def ip_limits(settings: Settings) -> dict[str, str]:
         "refresh": settings.rate_limit_refresh,
         "logout": settings.rate_limit_logout,
         "register": settings.rate_limit_register,
+        "email_token": settings.rate_limit_email_token,
+        "verification_email": settings.rate_limit_verification_email,
+        "password_reset": settings.rate_limit_password_reset,
     }
+
+
+def mail_transport(settings: Settings) -> MailTransport:
+    """The transport ``MAIL_BACKEND`` names."""
+    backend = settings.effective_mail_backend
+    if backend == "smtp":
+        assert settings.smtp_host is not None  # the settings insist on it
+        return SmtpTransport(
+            settings.smtp_host,
+            settings.smtp_port,
+            sender=settings.mail_from,
+            username=settings.smtp_username,
+            password=settings.smtp_password,
+            security=settings.smtp_security,
+            timeout=settings.smtp_timeout_seconds,
+        )
+    if backend == "console":
+        return ConsoleTransport(settings.mail_from)
+    return NullTransport()
+
+
+def email_policy_of(settings: Settings) -> EmailPolicy:
+    return EmailPolicy(
+        frontend_url=settings.frontend_url,
+        verify_path=settings.email_verify_path,
+        reset_path=settings.password_reset_path,
+        verification_ttl=timedelta(hours=settings.email_verification_ttl_hours),
+        reset_ttl=timedelta(minutes=settings.password_reset_ttl_minutes),
+        require_verified=settings.require_verified_email,
+    )
+
+
+def relay_policy_of(settings: Settings) -> RelayPolicy:
+    # The lease outlasts a whole batch of sends that each take the full timeout.
+    batch_size = RelayPolicy.batch_size
+    lease = timedelta(seconds=max(300.0, 2 * batch_size * settings.smtp_timeout_seconds))
+    return RelayPolicy(
+        batch_size=batch_size,
+        lease=lease,
+        retry=RetryPolicy(max_attempts=settings.outbox_max_attempts),
+    )
+
+
+def retention_of(settings: Settings) -> RetentionPolicy:
+    return RetentionPolicy(sent_mail=timedelta(days=settings.outbox_retention_days))
 
 
 class Container(containers.DeclarativeContainer):
@@ -92,6 +148,16 @@ class Container(containers.DeclarativeContainer):
         access_ttl=settings.provided.access_token_ttl,
         refresh_ttl=settings.provided.refresh_token_ttl,
     )
+    email_policy = providers.Singleton(email_policy_of, settings)
+    require_verified_email = settings.provided.require_verified_email
+    transport = providers.Singleton(mail_transport, settings)
+    templates = providers.Singleton(
+        JinjaMailTemplates,
+        overrides_dir=settings.provided.mail_templates_dir,
+        defaults=providers.Dict(project_name=settings.provided.project_name),
+    )
+    relay_policy = providers.Singleton(relay_policy_of, settings)
+    retention = providers.Singleton(retention_of, settings)
     uow = providers.Factory(unit_of_work, database=database)
     # For use cases that only read: no transaction, one round trip per query.
     reader = providers.Factory(unit_of_work, database=database, read_only=True)
@@ -109,6 +175,9 @@ PORTS: dict[type, str] = {
     DatabaseProbe: "database",
     JobLock: "job_lock",
     TokenPolicy: "policy",
+    MailTransport: "transport",
+    MailTemplates: "templates",
+    EmailPolicy: "email_policy",
 }
 # Constructor parameters that take a factory of units of work rather than an instance.
 UNIT_OF_WORK_FACTORIES = ("uow", "reader")

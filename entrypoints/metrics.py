@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 HTTP_REQUESTS = Counter(
     "http_requests_total",
@@ -22,4 +22,19 @@ PURGE_DURATION = Histogram(
     "token_purge_duration_seconds",
     "Duration of a token purge run.",
     buckets=(0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0),
+)
+MAIL_DELIVERIES = Counter(
+    "mail_deliveries_total",
+    "Outbox messages settled by a relay, by template and outcome"
+    " (sent, dropped, retry, dead, lost).",
+    ["template", "outcome"],
+)
+OUTBOX_PENDING = Gauge("outbox_pending_messages", "Messages waiting in the mail outbox.")
+OUTBOX_DEAD = Gauge("outbox_dead_messages", "Messages in the mail outbox that gave up.")
+OUTBOX_OLDEST_AGE = Gauge(
+    "outbox_oldest_pending_age_seconds",
+    "Age of the oldest message waiting in the mail outbox (0 when none waits).",
+)
+JOB_RUNS = Counter(
+    "job_runs_total", "Runs of the scheduled jobs, by job and outcome.", ["job", "outcome"]
 )

@@ -43,6 +43,7 @@ class User(Body):
     full_name: str | None
     is_active: bool
     is_superuser: bool
+    is_verified: bool = Field(description="The current email address has been confirmed.")
     created_at: datetime
 
 

@@ -72,6 +72,32 @@ class Settings(BaseSettings):
     rate_limit_storage_uri: str = "memory://"
     trusted_proxies: Annotated[list[str], NoDecode] = []
 
+    # Mailed links and their tokens.
+    frontend_url: str = "http://localhost:3000"
+    email_verify_path: str = "/verify-email"
+    password_reset_path: str = "/reset-password"  # noqa: S105 - a path
+    email_verification_ttl_hours: int = Field(default=48, ge=1, le=30 * 24)
+    password_reset_ttl_minutes: int = Field(default=60, ge=5, le=24 * 60)
+    require_verified_email: bool = False
+    rate_limit_email_token: str = "10/minute"  # noqa: S105 - a rate
+    rate_limit_verification_email: str = "3/hour"
+    rate_limit_password_reset: str = "5/hour"  # noqa: S105 - a rate
+
+    # Mail: how it leaves, and the outbox that holds it until then.
+    mail_backend: Literal["console", "smtp", "none"] | None = None
+    mail_from: str = "Backend Template <no-reply@localhost>"
+    mail_templates_dir: Path | None = None
+    smtp_host: str | None = None
+    smtp_port: int = Field(default=587, ge=1, le=65535)
+    smtp_username: str | None = None
+    smtp_password: str | None = None
+    smtp_security: Literal["starttls", "tls", "none"] = "starttls"
+    smtp_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+    outbox_poll_seconds: float = Field(default=2.0, gt=0, le=3600)
+    outbox_max_attempts: int = Field(default=8, ge=1, le=100)
+    outbox_retention_days: int = Field(default=7, ge=1, le=3650)
+    outbox_relay_in_api: bool | None = None
+
     token_purge_interval_minutes: int = Field(default=60, ge=1, le=7 * 24 * 60)
     # The job runner's own Prometheus /metrics port; 0 serves none.
     jobs_metrics_port: int = Field(default=0, ge=0, le=65535)
@@ -92,6 +118,9 @@ class Settings(BaseSettings):
         "rate_limit_logout",
         "rate_limit_login_account",
         "rate_limit_register",
+        "rate_limit_email_token",
+        "rate_limit_verification_email",
+        "rate_limit_password_reset",
     )
     @classmethod
     def _rate_limit(cls, value: str) -> str:
@@ -154,6 +183,38 @@ class Settings(BaseSettings):
             raise ValueError("must start with sqlite+aiosqlite:// or postgresql+asyncpg://")
         return value
 
+    @field_validator("frontend_url")
+    @classmethod
+    def _frontend_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")) or len(value) < 10:
+            raise ValueError("must be an http:// or https:// URL, such as https://app.example.com")
+        return value.rstrip("/")
+
+    @field_validator("email_verify_path", "password_reset_path")
+    @classmethod
+    def _path(cls, value: str) -> str:
+        if not value.startswith("/") or "?" in value or "#" in value:
+            raise ValueError("must be a path starting with '/', without '?' or '#'")
+        return value
+
+    @field_validator("mail_templates_dir")
+    @classmethod
+    def _templates_dir(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_dir():
+            raise ValueError(f"{str(value)!r} is not a directory")
+        return value
+
+    @model_validator(mode="after")
+    def _mail(self) -> Settings:
+        if self.mail_backend == "smtp" and not self.smtp_host:
+            raise ValueError("SMTP_HOST is required with MAIL_BACKEND=smtp")
+        if self.is_production and self.mail_backend == "console":
+            raise ValueError(
+                "MAIL_BACKEND: console prints mail with its links, so production refuses it;"
+                " use smtp (or none)"
+            )
+        return self
+
     @model_validator(mode="after")
     def _secret_key(self) -> Settings:
         if self.environment == "production":
@@ -179,6 +240,21 @@ class Settings(BaseSettings):
     @property
     def refresh_token_ttl(self) -> timedelta:
         return timedelta(days=self.refresh_token_expire_days)
+
+    @property
+    def effective_mail_backend(self) -> Literal["console", "smtp", "none"]:
+        """The configured backend; by default the console in development (so that
+        ``make run`` shows its mail) and nothing elsewhere (tests)."""
+        if self.mail_backend is not None:
+            return self.mail_backend
+        return "console" if self.environment == "development" else "none"
+
+    @property
+    def relay_in_api(self) -> bool:
+        """Whether ``app serve`` delivers the outbox itself (by default in development)."""
+        if self.outbox_relay_in_api is not None:
+            return self.outbox_relay_in_api
+        return self.environment == "development"
 
     @property
     def is_production(self) -> bool:
@@ -210,6 +286,11 @@ class Settings(BaseSettings):
             )
         if self.is_production and self.rate_limits_per_process:
             found.append(MEMORY_LIMITS_WARNING)
+        if self.is_production and self.mail_backend is None:
+            found.append(
+                "MAIL_BACKEND is not set: mail (verification, password reset) is dropped."
+                " Set MAIL_BACKEND=smtp and SMTP_HOST to deliver it."
+            )
         return found
 
     @property

@@ -21,9 +21,12 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from adapters import migrations
+from adapters import migrations, registry
 from adapters.database import Database
 from adapters.orm import metadata
+
+# Every table, also those defined next to their repositories.
+registry.load_all()
 
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL", "")
 TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "")

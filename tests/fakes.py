@@ -10,13 +10,16 @@ import copy
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from hypothesis import HealthCheck, settings
 
 from application.tokens import TokenPolicy
+from domain.email_tokens import EmailToken, EmailTokenRepository, Purpose
 from domain.errors import EmailTaken, UsernameTaken
+from domain.mail import Mail, MailNotSent, MailTemplates, MailTransport, RenderedMail
 from domain.model import Credentials, PageRequest, ProfileUpdate, RefreshToken, Session, User
+from domain.outbox import OutboxMessage, OutboxRepository, OutboxStats, Status
 from domain.ports import (
     Clock,
     FailedLoginCounter,
@@ -35,6 +38,8 @@ class Store:
     users: dict[int, User] = field(default_factory=dict)
     sessions: dict[str, Session] = field(default_factory=dict)
     tokens: dict[str, RefreshToken] = field(default_factory=dict)
+    email_tokens: dict[str, EmailToken] = field(default_factory=dict)
+    outbox: dict[str, OutboxMessage] = field(default_factory=dict)
     next_user_id: int = 1
 
 
@@ -68,6 +73,12 @@ class FakeUserRepository(UserRepository):
                 return copy.copy(user)
         return None
 
+    async def get_by_email(self, email: str) -> User | None:
+        for user in self.store.users.values():
+            if user.email == email:
+                return copy.copy(user)
+        return None
+
     async def get_with_session(
         self, user_id: int, session_id: str
     ) -> tuple[User, Session | None] | None:
@@ -98,6 +109,8 @@ class FakeUserRepository(UserRepository):
         if user is None or not user.is_active or Credentials.of(user) != if_current:
             return False
         changed = replace(user, **changes.fields())  # type: ignore[arg-type]
+        if changes.unverifies:
+            changed.is_verified = False
         self._check_unique(changed)
         self.store.users[user_id] = changed
         return True
@@ -109,6 +122,13 @@ class FakeUserRepository(UserRepository):
         if user is None or (if_hash is not None and user.password_hash != if_hash):
             return False
         user.password_hash = new_hash
+        return True
+
+    async def mark_verified(self, user_id: int, *, if_email: str) -> bool:
+        user = self.store.users.get(user_id)
+        if user is None or not user.is_active or user.email != if_email:
+            return False
+        user.is_verified = True
         return True
 
     async def set_active(self, user_id: int, active: bool) -> bool:
@@ -130,6 +150,9 @@ class FakeUserRepository(UserRepository):
         gone = {s.id for s in self.store.sessions.values() if s.user_id == user_id}
         self.store.sessions = {k: v for k, v in self.store.sessions.items() if k not in gone}
         self.store.tokens = {k: v for k, v in self.store.tokens.items() if v.session_id not in gone}
+        self.store.email_tokens = {
+            k: v for k, v in self.store.email_tokens.items() if v.user_id != user_id
+        }
 
     async def list_page(self, page: PageRequest, *, active_only: bool) -> tuple[list[User], int]:
         users = sorted(
@@ -220,6 +243,136 @@ class FakeRefreshTokenRepository(RefreshTokenRepository):
         return len(expired[:limit])
 
 
+class FakeEmailTokenRepository(EmailTokenRepository):
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    async def add(self, token: EmailToken) -> None:
+        self.store.email_tokens[token.id] = copy.copy(token)
+
+    async def find_usable(
+        self, token_id: str, purpose: Purpose, now: datetime
+    ) -> EmailToken | None:
+        token = self.store.email_tokens.get(token_id)
+        if token is None or token.purpose is not purpose or not token.is_usable(now):
+            return None
+        return copy.copy(token)
+
+    async def redeem(self, token_id: str, purpose: Purpose, now: datetime) -> EmailToken | None:
+        found = await self.find_usable(token_id, purpose, now)
+        if found is not None:
+            self.store.email_tokens[token_id].used_at = now
+        return found
+
+    async def end_all(self, user_id: int, purpose: Purpose, at: datetime) -> int:
+        ended = 0
+        for token in self.store.email_tokens.values():
+            if token.user_id == user_id and token.purpose is purpose and token.used_at is None:
+                token.used_at = at
+                ended += 1
+        return ended
+
+    async def delete_spent(self, before: datetime, limit: int) -> int:
+        spent = [
+            t.id
+            for t in self.store.email_tokens.values()
+            if (t.used_at is not None and t.used_at < before) or t.expires_at < before
+        ][:limit]
+        for token_id in spent:
+            del self.store.email_tokens[token_id]
+        return len(spent)
+
+
+class FakeOutboxRepository(OutboxRepository):
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    async def add(self, message: OutboxMessage) -> None:
+        self.store.outbox[message.id] = copy.deepcopy(message)
+
+    async def claim(
+        self, now: datetime, *, lease_until: datetime, claim: str, limit: int
+    ) -> list[OutboxMessage]:
+        due = sorted(
+            (
+                m
+                for m in self.store.outbox.values()
+                if m.status is Status.PENDING and m.next_attempt_at <= now
+            ),
+            key=lambda m: (m.next_attempt_at, m.created_at, m.id),
+        )[:limit]
+        for message in due:
+            message.claim = claim
+            message.attempts += 1
+            message.next_attempt_at = lease_until
+        return [copy.deepcopy(m) for m in sorted(due, key=lambda m: (m.created_at, m.id))]
+
+    def _held(self, message_id: str, claim: str) -> OutboxMessage | None:
+        message = self.store.outbox.get(message_id)
+        if message is None or message.claim != claim or message.status is not Status.PENDING:
+            return None
+        return message
+
+    async def mark_sent(self, message_id: str, claim: str, at: datetime) -> bool:
+        message = self._held(message_id, claim)
+        if message is None:
+            return False
+        message.status, message.sent_at, message.claim, message.last_error = (
+            Status.SENT,
+            at,
+            None,
+            None,
+        )
+        return True
+
+    async def mark_failed(
+        self, message_id: str, claim: str, error: str, retry_at: datetime | None
+    ) -> bool:
+        message = self._held(message_id, claim)
+        if message is None:
+            return False
+        message.claim, message.last_error = None, error
+        if retry_at is None:
+            message.status = Status.DEAD
+        else:
+            message.next_attempt_at = retry_at
+        return True
+
+    async def get(self, message_id: str) -> OutboxMessage | None:
+        message = self.store.outbox.get(message_id)
+        return copy.deepcopy(message) if message else None
+
+    async def recent(self, status: Status | None, limit: int) -> list[OutboxMessage]:
+        found = [m for m in self.store.outbox.values() if status is None or m.status is status]
+        found.sort(key=lambda m: (m.created_at, m.id), reverse=True)
+        return [copy.deepcopy(m) for m in found[:limit]]
+
+    async def retry(self, message_ids: list[str] | None, now: datetime) -> int:
+        revived = 0
+        for message in self.store.outbox.values():
+            if message.status is Status.DEAD and (message_ids is None or message.id in message_ids):
+                message.status, message.attempts, message.next_attempt_at = (Status.PENDING, 0, now)
+                message.last_error = message.claim = None
+                revived += 1
+        return revived
+
+    async def delete_sent(self, before: datetime, limit: int) -> int:
+        sent = [
+            m.id
+            for m in self.store.outbox.values()
+            if m.status is Status.SENT and m.sent_at is not None and m.sent_at < before
+        ][:limit]
+        for message_id in sent:
+            del self.store.outbox[message_id]
+        return len(sent)
+
+    async def stats(self) -> OutboxStats:
+        pending = [m for m in self.store.outbox.values() if m.status is Status.PENDING]
+        dead = sum(1 for m in self.store.outbox.values() if m.status is Status.DEAD)
+        oldest = min((m.created_at for m in pending), default=None)
+        return OutboxStats(pending=len(pending), dead=dead, oldest_pending_at=oldest)
+
+
 class FakeUnitOfWork(UnitOfWork):
     """Works on a deep copy of ``store``; ``commit()`` publishes it.
 
@@ -239,6 +392,8 @@ class FakeUnitOfWork(UnitOfWork):
             UserRepository: self.users,
             SessionRepository: self.sessions,
             RefreshTokenRepository: self.refresh_tokens,
+            EmailTokenRepository: FakeEmailTokenRepository(self._work),
+            OutboxRepository: FakeOutboxRepository(self._work),
         }
         found = core.get(port) or self.fakes.get(port)
         if found is None:
@@ -326,3 +481,24 @@ def make_user(**fields: object) -> User:
         created_at=datetime(2029, 1, 1, tzinfo=UTC),
     )
     return replace(base, **fields)  # type: ignore[arg-type]
+
+
+class FakeMailTransport(MailTransport):
+    """Keeps every message it is given; ``fail_with`` makes each send fail so."""
+
+    def __init__(self) -> None:
+        self.sent: list[Mail] = []
+        self.fail_with: str | None = None
+
+    async def send(self, mail: Mail) -> None:
+        if self.fail_with is not None:
+            raise MailNotSent(self.fail_with)
+        self.sent.append(mail)
+
+
+class FakeMailTemplates(MailTemplates):
+    """Renders every value of the context into all three parts."""
+
+    def render(self, template: str, context: Mapping[str, Any]) -> RenderedMail:
+        values = " ".join(f"{k}={v}" for k, v in sorted(context.items()))
+        return RenderedMail(subject=template, text=values, html=f"<p>{values}</p>")

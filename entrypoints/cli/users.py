@@ -169,7 +169,16 @@ def _name(user: User) -> str:
 
 
 def _table(items: list[User]) -> str:
-    header = ("ID", "USERNAME", "EMAIL", "FULL NAME", "ACTIVE", "SUPERUSER", "CREATED (UTC)")
+    header = (
+        "ID",
+        "USERNAME",
+        "EMAIL",
+        "FULL NAME",
+        "ACTIVE",
+        "SUPERUSER",
+        "VERIFIED",
+        "CREATED (UTC)",
+    )
     rows = [
         (
             str(user.id),
@@ -178,6 +187,7 @@ def _table(items: list[User]) -> str:
             _printable(user.full_name or "-"),
             "yes" if user.is_active else "no",
             "yes" if user.is_superuser else "no",
+            "yes" if user.is_verified else "no",
             user.created_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M"),
         )
         for user in items

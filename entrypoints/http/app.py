@@ -29,6 +29,7 @@ from entrypoints.http.problems import (
     request_validation_handler,
 )
 from entrypoints.logging import get_logger
+from entrypoints.outbox_relay import RelayLoop
 from entrypoints.services import Services
 from entrypoints.settings import Settings
 
@@ -62,8 +63,14 @@ def create_app(settings: Settings, services: Services) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        logger.info("api started", environment=settings.environment)
+        relay = RelayLoop(services, settings.outbox_poll_seconds)
+        if settings.relay_in_api:
+            relay.start()
+        logger.info(
+            "api started", environment=settings.environment, mail_relay=settings.relay_in_api
+        )
         yield
+        await relay.stop()
         await services.close()
         logger.info("api stopped")
 

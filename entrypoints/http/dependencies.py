@@ -60,6 +60,10 @@ class IpLimit(StrEnum):
     REFRESH = "refresh"
     LOGOUT = "logout"
     REGISTER = "register"
+    EMAIL_TOKEN = "email_token"  # noqa: S105 - a limit's name
+    # Counted per user and per submitted address rather than per IP (see the routes).
+    VERIFICATION_EMAIL = "verification_email"
+    PASSWORD_RESET = "password_reset"  # noqa: S105 - a limit's name
 
 
 def check_ip_limits(limits: RateLimits) -> None:
@@ -70,8 +74,13 @@ def check_ip_limits(limits: RateLimits) -> None:
 
 async def hit_ip_limit(request: Request, limit: IpLimit) -> None:
     """Count one hit against the per-IP limit; 429 once it is reached."""
+    await hit_limit(request, limit, limit_key(request.state.client_ip))
+
+
+async def hit_limit(request: Request, limit: IpLimit, key: str) -> None:
+    """Count one hit of ``key`` (an address, a user) against ``limit``; 429 once it is
+    reached."""
     services: Services = request.app.state.services
-    key = limit_key(request.state.client_ip)
     retry_after = await services.get(RateLimits).hit(limit, key)
     if retry_after is not None:
         raise RateLimited(retry_after)

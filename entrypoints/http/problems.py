@@ -17,11 +17,15 @@ from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
 from domain.errors import (
+    AlreadyVerified,
     DomainError,
+    EmailNotVerified,
     EmailTaken,
     InvalidCredentials,
+    InvalidResetToken,
     InvalidToken,
     InvalidValue,
+    InvalidVerificationToken,
     NotFound,
     RateLimited,
     ServiceUnavailable,
@@ -36,7 +40,11 @@ BEARER_CHALLENGE = {"WWW-Authenticate": "Bearer"}
 ERRORS: dict[type[DomainError], int] = {
     InvalidCredentials: 401,
     InvalidToken: 401,
+    InvalidVerificationToken: 400,
+    InvalidResetToken: 400,
     WrongPassword: 403,
+    EmailNotVerified: 403,
+    AlreadyVerified: 409,
     NotFound: 404,
     EmailTaken: 409,
     UsernameTaken: 409,

@@ -105,6 +105,27 @@ class RefreshRequest(Strict):
     refresh_token: Token
 
 
+# A mailed token; one of another length is refused by the use case like a wrong one.
+EmailToken = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=1024, pattern=NoNul),
+    Field(description="The `token` parameter of the mailed link."),
+]
+
+
+class VerifyEmailRequest(Strict):
+    token: EmailToken
+
+
+class PasswordResetRequest(Strict):
+    email: Email
+
+
+class PasswordReset(Strict):
+    token: EmailToken
+    new_password: Password
+
+
 class Problem(BaseModel):
     """An RFC 9457 problem details object."""
 

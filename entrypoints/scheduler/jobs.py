@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from typing import Protocol
 
@@ -14,7 +15,7 @@ import structlog
 from application.admin import ProgressCallback, PurgeResult
 from domain.errors import ServiceUnavailable
 from entrypoints.logging import get_logger
-from entrypoints.metrics import PURGE_DURATION, PURGE_RUNS, PURGED_ROWS
+from entrypoints.metrics import JOB_RUNS, PURGE_DURATION, PURGE_RUNS, PURGED_ROWS
 
 log = get_logger("entrypoints.scheduler")
 
@@ -34,18 +35,16 @@ class _StopRequested(Exception):
     """Raised between two batches of a purge when the runner is shutting down."""
 
 
-class PurgeJob:
-    """Runs the token purge (the same use case as ``app tokens purge``) once per call.
+class Job:
+    """A job the runner calls on its schedule: one run per call, never raising.
 
-    ``request_stop()`` ends the run in flight after its current batch, which commits
-    or rolls back whole; ``wait_idle()`` waits for that.
+    ``request_stop()`` lets the run in flight finish (a batch commits or rolls back
+    whole) and starts no other; ``wait_idle()`` waits for that.
     """
 
-    name = "token_purge"
+    name = "job"
 
-    def __init__(self, purge: Purge, lock: JobLock) -> None:
-        self._purge = purge
-        self._lock = lock
+    def __init__(self) -> None:
         self._stopping = False
         self._running: asyncio.Task[None] | None = None
 
@@ -85,6 +84,72 @@ class PurgeJob:
                 await self._run_once()
             finally:
                 self._running = None
+
+    async def _run_once(self) -> None:
+        raise NotImplementedError
+
+
+class PeriodicJob(Job):
+    """A job around ``work``, which returns the counts its log line shows. With a
+    ``lock``, one replica of the runner at a time runs it; a run that counts nothing is
+    logged at debug level only, so a job that runs every few seconds stays quiet."""
+
+    def __init__(
+        self,
+        name: str,
+        work: Callable[[], Awaitable[Mapping[str, int]]],
+        lock: JobLock | None = None,
+    ) -> None:
+        super().__init__()
+        self.name = name
+        self._work = work
+        self._lock = lock
+
+    async def _run_once(self) -> None:
+        started = time.perf_counter()
+        try:
+            if self._lock is None:
+                counts = await self._work()
+            else:
+                async with self._lock.acquire(self.name) as acquired:
+                    if not acquired:
+                        JOB_RUNS.labels(self.name, "skipped").inc()
+                        log.debug("job skipped: another runner holds the lock")
+                        return
+                    counts = await self._work()
+        except asyncio.CancelledError:
+            JOB_RUNS.labels(self.name, "cancelled").inc()
+            log.warning("job cancelled at shutdown")
+            return
+        except ServiceUnavailable:
+            JOB_RUNS.labels(self.name, "failure").inc()
+            log.warning("job failed: the database is unavailable; retrying at the next run")
+            return
+        except Exception:
+            JOB_RUNS.labels(self.name, "failure").inc()
+            log.exception("job failed; retrying at the next run")
+            return
+        JOB_RUNS.labels(self.name, "success").inc()
+        duration = round(time.perf_counter() - started, 3)
+        if any(counts.values()):
+            log.info("job finished", duration_s=duration, **counts)
+        else:
+            log.debug("job finished", duration_s=duration, **counts)
+
+
+class PurgeJob(Job):
+    """Runs the token purge (the same use case as ``app tokens purge``) once per call.
+
+    ``request_stop()`` ends the run in flight after its current batch, which commits
+    or rolls back whole; ``wait_idle()`` waits for that.
+    """
+
+    name = "token_purge"
+
+    def __init__(self, purge: Purge, lock: JobLock) -> None:
+        super().__init__()
+        self._purge = purge
+        self._lock = lock
 
     async def _run_once(self) -> None:
         started = time.perf_counter()

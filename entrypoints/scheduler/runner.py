@@ -7,6 +7,7 @@ import asyncio
 import logging
 import signal
 import threading
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from wsgiref.simple_server import WSGIServer
 
@@ -16,9 +17,12 @@ from prometheus_client import start_http_server
 from sqlalchemy.engine import make_url
 
 from application.admin import PurgeTokens
+from application.outbox import Outcome
+from application.retention import ApplyRetention
 from entrypoints.logging import get_logger
 from entrypoints.metrics import PURGE_RUNS
-from entrypoints.scheduler.jobs import JobLock, PurgeJob
+from entrypoints.outbox_relay import relay_once
+from entrypoints.scheduler.jobs import Job, JobLock, PeriodicJob, PurgeJob
 from entrypoints.services import Services
 from entrypoints.settings import InvalidSettings, Settings
 
@@ -28,11 +32,13 @@ log = get_logger("entrypoints.scheduler")
 # it (which rolls the batch back): inside Docker's default 10 s before SIGKILL.
 STOP_GRACE_SECONDS = 8.0
 RUN_OUTCOMES = ("success", "failure", "skipped", "stopped", "cancelled")
+RETENTION_INTERVAL = timedelta(hours=1)
 
 
 class JobRunner:
-    """Runs ``purge`` every ``interval``, first at once; one run at a time, and runs
-    missed while one was going are coalesced into one."""
+    """Runs ``purge`` every ``interval``, and each of ``others`` on its own interval,
+    all first at once; one run of a job at a time, and runs missed while one was going
+    are coalesced into one."""
 
     def __init__(
         self,
@@ -40,10 +46,12 @@ class JobRunner:
         interval: timedelta,
         *,
         stop_grace: float = STOP_GRACE_SECONDS,
+        others: Sequence[tuple[Job, timedelta]] = (),
     ) -> None:
         self._purge = purge
         self._interval = interval
         self._stop_grace = stop_grace
+        self._others = list(others)
         self._stop = asyncio.Event()
 
     def stop(self, reason: str = "stop requested") -> None:
@@ -52,29 +60,34 @@ class JobRunner:
         if not self._stop.is_set():
             log.info("job runner stopping", reason=reason)
             self._stop.set()
-        elif self._purge.running:
+        elif any(job.running for job in self._jobs()):
             log.warning("stopping now: cancelling the run in flight", reason=reason)
-            self._purge.cancel()
+            for job in self._jobs():
+                job.cancel()
+
+    def _jobs(self) -> list[Job]:
+        return [self._purge, *(job for job, _ in self._others)]
 
     async def run(self, **details: object) -> None:
         """Schedule the jobs and run them until ``stop()``; ``details`` go into the
         "job runner started" line."""
         scheduler = AsyncIOScheduler(timezone=UTC)
-        scheduler.add_job(
-            self._purge.run,
-            IntervalTrigger(seconds=self._interval.total_seconds(), timezone=UTC),
-            id=PurgeJob.name,
-            name="token purge",
-            max_instances=1,
-            coalesce=True,
-            # A late run (a busy or suspended machine) still runs, once.
-            misfire_grace_time=None,
-            next_run_time=datetime.now(UTC),
-        )
+        for job, interval in [(self._purge, self._interval), *self._others]:
+            scheduler.add_job(
+                job.run,
+                IntervalTrigger(seconds=interval.total_seconds(), timezone=UTC),
+                id=job.name,
+                name=job.name,
+                max_instances=1,
+                coalesce=True,
+                # A late run (a busy or suspended machine) still runs, once.
+                misfire_grace_time=None,
+                next_run_time=datetime.now(UTC),
+            )
         scheduler.start()
         log.info(
             "job runner started",
-            jobs=[PurgeJob.name],
+            jobs=[job.name for job in self._jobs()],
             interval_minutes=round(self._interval.total_seconds() / 60, 2),
             **details,
         )
@@ -82,10 +95,11 @@ class JobRunner:
             await self._stop.wait()
         finally:
             scheduler.pause()
-            self._purge.request_stop()
-            if self._purge.running:
+            for job in self._jobs():
+                job.request_stop()
+            if any(job.running for job in self._jobs()):
                 log.info("waiting for the run in flight to finish its current batch")
-            await self._purge.wait_idle(self._stop_grace)
+            await asyncio.gather(*(job.wait_idle(self._stop_grace) for job in self._jobs()))
             scheduler.shutdown(wait=False)
             # The shutdown is scheduled on the loop: let it run before the loop ends.
             await asyncio.sleep(0)
@@ -101,9 +115,11 @@ async def run_job_runner(settings: Settings, services: Services) -> None:
     for outcome in RUN_OUTCOMES:
         PURGE_RUNS.labels(outcome=outcome)
 
+    lock = services.get(JobLock)
     runner = JobRunner(
-        PurgeJob(services.get(PurgeTokens), services.get(JobLock)),
+        PurgeJob(services.get(PurgeTokens), lock),
         timedelta(minutes=settings.token_purge_interval_minutes),
+        others=scheduled_jobs(settings, services, lock),
     )
     loop = asyncio.get_running_loop()
     signals = (signal.SIGTERM, signal.SIGINT)
@@ -124,6 +140,26 @@ async def run_job_runner(settings: Settings, services: Services) -> None:
             server.server_close()
             thread.join(timeout=5)
         await services.close()
+
+
+def scheduled_jobs(
+    settings: Settings, services: Services, lock: JobLock
+) -> list[tuple[Job, timedelta]]:
+    """The jobs besides the token purge, with their intervals."""
+
+    async def relay() -> Mapping[str, int]:
+        result = await relay_once(services)
+        return {outcome.value: result.count(outcome) for outcome in Outcome}
+
+    async def retention() -> Mapping[str, int]:
+        result = await services.get(ApplyRetention)()
+        return {"sent_mail_rows": result.sent_mail, "spent_link_rows": result.email_tokens}
+
+    return [
+        # No lock: relays split the queue between them (SKIP LOCKED).
+        (PeriodicJob("mail_relay", relay), timedelta(seconds=settings.outbox_poll_seconds)),
+        (PeriodicJob("retention", retention, lock), RETENTION_INTERVAL),
+    ]
 
 
 def _serve_metrics(host: str, port: int) -> tuple[WSGIServer, threading.Thread]:

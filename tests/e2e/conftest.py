@@ -48,7 +48,16 @@ REFRESH = "/api/v1/auth/refresh"
 LOGOUT = "/api/v1/auth/logout"
 LOGOUT_ALL = "/api/v1/auth/logout-all"
 SESSIONS = "/api/v1/auth/sessions"
-USER_FIELDS = {"id", "email", "username", "full_name", "is_active", "is_superuser", "created_at"}
+USER_FIELDS = {
+    "id",
+    "email",
+    "username",
+    "full_name",
+    "is_active",
+    "is_superuser",
+    "is_verified",
+    "created_at",
+}
 PUBLIC_USER_FIELDS = {"id", "username", "full_name", "created_at"}
 TOKEN_PAIR_FIELDS = {"access_token", "refresh_token", "token_type", "expires_in"}
 SESSION_FIELDS = {"id", "created_at", "last_used_at", "user_agent", "current"}

@@ -33,8 +33,8 @@ from tests.e2e.cli_fixtures import (
     one_error_line,
     seed_session,
 )
+from tests.e2e.conftest import USER_FIELDS
 
-USER_FIELDS = {"id", "email", "username", "full_name", "is_active", "is_superuser", "created_at"}
 NEW_PASSWORD = "another long passphrase"
 
 
@@ -191,7 +191,8 @@ def test_list_shows_a_table_with_inactive_users_and_no_hashes(cli: Cli) -> None:
     assert result.exit_code == 0, result.stderr
     lines = result.stdout.splitlines()
     assert lines[0].split() == [
-        "ID", "USERNAME", "EMAIL", "FULL", "NAME", "ACTIVE", "SUPERUSER", "CREATED", "(UTC)"
+        "ID", "USERNAME", "EMAIL", "FULL", "NAME", "ACTIVE", "SUPERUSER", "VERIFIED", "CREATED",
+        "(UTC)",
     ]  # fmt: skip
     assert lines[1].split()[:7] == [
         str(ada),

@@ -281,6 +281,7 @@ async def test_openapi_response_schemas_match_the_contracts_bodies(api: Api) -> 
         "full_name",
         "is_active",
         "is_superuser",
+        "is_verified",
         "created_at",
     }
     page = success_schema(USERS, "get")

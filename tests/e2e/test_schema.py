@@ -123,11 +123,14 @@ schema = schemathesis.openapi.from_dict(DOCUMENT)
 
 
 def refused_beyond_the_schema(case: Any) -> bool:
-    """Two rules no JSON Schema states, each said in the field's description: common
+    """Rules no JSON Schema states, each said in the field's description: common
     passwords are refused, and so are email addresses at special-use domains (``.test``,
-    ``localhost``…). Any other schema-valid request must be accepted."""
+    ``localhost``…); and a mailed token is one only the server can make (a made-up one is
+    a 400). Any other schema-valid request must be accepted."""
     body = case.body if isinstance(case.body, dict) else {}
-    password, email = body.get("password"), body.get("email")
+    if "token" in body:
+        return True
+    password, email = body.get("password", body.get("new_password")), body.get("email")
     if isinstance(password, str) and password.lower() in common_passwords():
         return True
     if isinstance(email, str):
@@ -227,6 +230,7 @@ def test_the_oauth2_password_flow_logs_in_at_the_login_endpoint(
         ("PATCH", "/api/v1/users/me"),
         ("DELETE", "/api/v1/users/me"),
         ("POST", "/api/v1/auth/logout-all"),
+        ("POST", "/api/v1/auth/verify-email/resend"),
         ("GET", "/api/v1/auth/sessions"),
         ("DELETE", "/api/v1/auth/sessions/{session_id}"),
     }
@@ -242,7 +246,8 @@ def test_the_oauth2_password_flow_logs_in_at_the_login_endpoint(
 def test_every_success_response_has_a_schema(document: dict[str, Any]) -> None:
     for method, path, operation in operations(document):
         for status, response in operation["responses"].items():
-            if 200 <= int(status) < 300 and status != "204":
+            # 204 and 202 ("queued") have no body.
+            if 200 <= int(status) < 300 and status not in ("202", "204"):
                 schema_ = response["content"]["application/json"]["schema"]
                 assert schema_, f"{method} {path} {status}"
 

@@ -324,6 +324,7 @@ def test_production_with_per_process_limits_warns_that_they_multiply(
 ) -> None:
     monkeypatch.setenv("ENVIRONMENT", "production")
     monkeypatch.setenv("SECRET_KEY", GOOD_KEY)
+    monkeypatch.setenv("MAIL_BACKEND", "none")
 
     assert any("multiply" in warning for warning in load_settings().warnings())
     monkeypatch.setenv("RATE_LIMIT_STORAGE_URI", "redis://redis:6379/0")

@@ -1,0 +1,253 @@
+"""The outbox relay and the operator's view of the outbox.
+
+The relay claims a batch of due messages, then settles each one on its own: it makes
+the message (a token and a link where one is needed), sends it, and marks it sent or
+failed. A relay that dies between claiming and settling leaves its messages to come
+due again when their lease ends: every message is sent at least once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+from enum import StrEnum
+
+from application.auth import UowFactory
+from application.email import EmailPolicy
+from domain.email_tokens import EmailToken, EmailTokenRepository, Purpose
+from domain.errors import NotFound
+from domain.mail import Mail, MailNotSent, MailTemplates, MailTransport, mask_address
+from domain.model import User, new_id
+from domain.outbox import (
+    OutboxMessage,
+    OutboxRepository,
+    OutboxStats,
+    RetryPolicy,
+    Status,
+    Template,
+)
+from domain.ports import Clock, UnitOfWork
+from domain.rules import validate_email
+
+TEST_TEMPLATE = "test_message"
+
+
+@dataclass(frozen=True)
+class RelayPolicy:
+    batch_size: int = 50
+    # How long a claimed message is left to its relay: far longer than a send may take
+    # (the SMTP timeout), so no message is claimed by a second relay while in flight.
+    lease: timedelta = timedelta(minutes=5)
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+
+
+class Outcome(StrEnum):
+    SENT = "sent"
+    # Nothing to send any more: the account is gone, inactive, has another address or
+    # is confirmed already; or no active account has the address a reset was asked for.
+    DROPPED = "dropped"
+    RETRY = "retry"
+    DEAD = "dead"
+    # The claim had lapsed and another relay took the message over.
+    LOST = "lost"
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """What became of one message, fit for a log line: no token, link or address."""
+
+    message_id: str
+    template: str
+    recipient: str  # masked
+    attempt: int
+    outcome: Outcome
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class RelayResult:
+    deliveries: list[Delivery]
+    # The batch was full: more messages may be due.
+    more: bool = False
+
+    def count(self, outcome: Outcome) -> int:
+        return sum(1 for d in self.deliveries if d.outcome is outcome)
+
+
+class RelayOutbox:
+    """Deliver the messages that are due, one batch; what became of each."""
+
+    def __init__(
+        self,
+        uow: UowFactory,
+        transport: MailTransport,
+        templates: MailTemplates,
+        clock: Clock,
+        email_policy: EmailPolicy,
+        relay_policy: RelayPolicy,
+    ) -> None:
+        self._uow = uow
+        self._transport = transport
+        self._templates = templates
+        self._clock = clock
+        self._email = email_policy
+        self._relay = relay_policy
+
+    async def __call__(self) -> RelayResult:
+        claim = new_id()
+        async with self._uow() as uow:
+            now = self._clock.now()
+            claimed = await uow.repository(OutboxRepository).claim(
+                now,
+                lease_until=now + self._relay.lease,
+                claim=claim,
+                limit=self._relay.batch_size,
+            )
+            await uow.commit()
+        deliveries = [await self._deliver(message, claim) for message in claimed]
+        return RelayResult(deliveries, more=len(claimed) == self._relay.batch_size)
+
+    async def _deliver(self, message: OutboxMessage, claim: str) -> Delivery:
+        error = None
+        try:
+            mail = await self._prepare(message)
+            if mail is not None:
+                await self._transport.send(mail)
+        except MailNotSent as exc:
+            error = exc.detail
+        async with self._uow() as uow:
+            outbox = uow.repository(OutboxRepository)
+            now = self._clock.now()
+            if error is None:
+                settled = await outbox.mark_sent(message.id, claim, now)
+                outcome = Outcome.SENT if mail is not None else Outcome.DROPPED
+            else:
+                retry_at = self._relay.retry.next_attempt(message.attempts, now)
+                settled = await outbox.mark_failed(message.id, claim, error, retry_at)
+                outcome = Outcome.RETRY if retry_at is not None else Outcome.DEAD
+            await uow.commit()
+        return Delivery(
+            message_id=message.id,
+            template=message.template.value,
+            recipient=mask_address(message.recipient),
+            attempt=message.attempts,
+            outcome=outcome if settled else Outcome.LOST,
+            error=error,
+        )
+
+    async def _prepare(self, message: OutboxMessage) -> Mail | None:
+        """The mail to send for ``message``, or None when there is nothing to send."""
+        if message.template is Template.VERIFY_EMAIL:
+            return await self._with_token(message, Purpose.VERIFY_EMAIL)
+        if message.template is Template.PASSWORD_RESET:
+            return await self._with_token(message, Purpose.PASSWORD_RESET)
+        return self._render(message.id, message.recipient, message.template, message.context)
+
+    async def _with_token(self, message: OutboxMessage, purpose: Purpose) -> Mail | None:
+        # The token is made now, in a transaction of its own, and exists in the mail
+        # alone. A retry makes a new one, which ends the one before.
+        async with self._uow() as uow:
+            user = await _recipient_account(uow, message, purpose)
+            if user is None:
+                return None
+            assert user.id is not None
+            now = self._clock.now()
+            verifying = purpose is Purpose.VERIFY_EMAIL
+            ttl = self._email.verification_ttl if verifying else self._email.reset_ttl
+            value, stored = EmailToken.issue(purpose, user.id, user.email, now, ttl)
+            tokens = uow.repository(EmailTokenRepository)
+            await tokens.end_all(user.id, purpose, now)
+            await tokens.add(stored)
+            await uow.commit()
+        context = {"username": user.username, "link": self._email.link(purpose, value)}
+        if purpose is Purpose.VERIFY_EMAIL:
+            context["expires_hours"] = str(int(ttl.total_seconds() // 3600))
+        else:
+            context["expires_minutes"] = str(int(ttl.total_seconds() // 60))
+        return self._render(message.id, user.email, message.template, context)
+
+    def _render(self, message_id: str, to: str, template: str, context: dict[str, str]) -> Mail:
+        try:
+            rendered = self._templates.render(template, context)
+        except Exception as exc:
+            # An operator's template override may be broken: retried, then dead, and
+            # said so in the outbox, rather than stopping the relay.
+            raise MailNotSent(f"template {template!r}: {type(exc).__name__}: {exc}") from exc
+        return Mail.of(message_id, to, rendered)
+
+
+async def _recipient_account(
+    uow: UnitOfWork, message: OutboxMessage, purpose: Purpose
+) -> User | None:
+    """The account a token mail is for, if it should still get one."""
+    if message.user_id is not None:
+        user = await uow.users.get(message.user_id)
+    else:  # a reset asked for by address
+        user = await uow.users.get_by_email(message.recipient)
+    if user is None or not user.is_active:
+        return None
+    if purpose is Purpose.VERIFY_EMAIL and (user.is_verified or user.email != message.recipient):
+        return None
+    return user
+
+
+class ListOutbox:
+    """The newest messages of the outbox, of one status if given, newest first."""
+
+    def __init__(self, reader: UowFactory) -> None:
+        self._reader = reader
+
+    async def __call__(self, status: Status | None = None, limit: int = 50) -> list[OutboxMessage]:
+        async with self._reader() as uow:
+            return await uow.repository(OutboxRepository).recent(status, limit)
+
+
+class RetryOutbox:
+    """Put dead messages back in the queue, due now with a fresh set of attempts: the
+    ones named (each must be dead), or every dead one."""
+
+    def __init__(self, uow: UowFactory, clock: Clock) -> None:
+        self._uow = uow
+        self._clock = clock
+
+    async def __call__(self, message_ids: list[str] | None = None) -> int:
+        async with self._uow() as uow:
+            outbox = uow.repository(OutboxRepository)
+            if message_ids is not None:
+                for message_id in message_ids:
+                    found = await outbox.get(message_id)
+                    if found is None or found.status is not Status.DEAD:
+                        raise NotFound(f"No dead message with id {message_id!r}.")
+            revived = await outbox.retry(message_ids, self._clock.now())
+            await uow.commit()
+        return revived
+
+
+class OutboxState:
+    """How many messages wait, how many are dead, and the age of the oldest waiting."""
+
+    def __init__(self, reader: UowFactory) -> None:
+        self._reader = reader
+
+    async def __call__(self) -> OutboxStats:
+        async with self._reader() as uow:
+            return await uow.repository(OutboxRepository).stats()
+
+
+class SendTestMail:
+    """Send one test message through the configured transport at once, outside the
+    outbox, so an operator sees whether mail works: ``MailNotSent`` says why not."""
+
+    def __init__(self, transport: MailTransport, templates: MailTemplates) -> None:
+        self._transport = transport
+        self._templates = templates
+
+    async def __call__(self, to: str) -> str:
+        address = validate_email(to)
+        message_id = new_id()
+        try:
+            rendered = self._templates.render(TEST_TEMPLATE, {})
+        except Exception as exc:
+            raise MailNotSent(f"template {TEST_TEMPLATE!r}: {type(exc).__name__}: {exc}") from exc
+        await self._transport.send(Mail.of(message_id, address, rendered))
+        return message_id

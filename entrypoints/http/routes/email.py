@@ -1,0 +1,103 @@
+"""``/api/v1/auth``: confirming an email address and resetting a forgotten password."""
+
+import hashlib
+from typing import Annotated
+
+from fastapi import APIRouter, Request
+from starlette.responses import Response
+
+from application.email import RequestPasswordReset, ResendVerification, ResetPassword, VerifyEmail
+from domain.rules import normalize_email
+from entrypoints.http import schemas
+from entrypoints.http.dependencies import (
+    CurrentPrincipal,
+    IpLimit,
+    hit_ip_limit,
+    hit_limit,
+    ip_rate_limit,
+    json_response,
+    use,
+)
+from entrypoints.http.openapi import described, problems
+from entrypoints.presenters import User
+
+router = APIRouter(prefix="/api/v1/auth", tags=["email"])
+
+
+@router.post(
+    "/verify-email",
+    summary="Confirm my email address",
+    description=described(VerifyEmail),
+    response_model=User,
+    responses=problems(400, 413, 422, 429, 503),
+    dependencies=[ip_rate_limit(IpLimit.EMAIL_TOKEN)],
+)
+async def verify_email(
+    body: schemas.VerifyEmailRequest,
+    verify: Annotated[VerifyEmail, use(VerifyEmail)],
+) -> Response:
+    user = await verify(body.token)
+    return json_response(User.of(user))
+
+
+@router.post(
+    "/verify-email/resend",
+    summary="Send me a new verification link",
+    description=described(ResendVerification),
+    status_code=202,
+    response_class=Response,
+    responses={
+        202: {"description": "Queued: the mail goes out shortly."},
+        **problems(401, 409, 429, 503),
+    },
+)
+async def resend_verification(
+    request: Request,
+    principal: CurrentPrincipal,
+    resend: Annotated[ResendVerification, use(ResendVerification)],
+) -> Response:
+    await hit_limit(request, IpLimit.VERIFICATION_EMAIL, f"user:{principal.user_id}")
+    await resend(principal)
+    return Response(status_code=202)
+
+
+@router.post(
+    "/password-reset/request",
+    summary="Mail me a password reset link",
+    description=described(RequestPasswordReset),
+    status_code=202,
+    response_class=Response,
+    responses={
+        202: {"description": "Recorded: an active account with this address gets a mail."},
+        **problems(413, 422, 429, 503),
+    },
+)
+async def request_password_reset(
+    request: Request,
+    body: schemas.PasswordResetRequest,
+    request_reset: Annotated[RequestPasswordReset, use(RequestPasswordReset)],
+) -> Response:
+    # Both limits count every request, whether or not an account has the address, so a
+    # 429 says nothing about one. The address is counted by its hash: the limiter's
+    # storage never holds it.
+    await hit_ip_limit(request, IpLimit.PASSWORD_RESET)
+    address = hashlib.sha256(normalize_email(body.email).encode()).hexdigest()[:32]
+    await hit_limit(request, IpLimit.PASSWORD_RESET, f"email:{address}")
+    await request_reset(body.email)
+    return Response(status_code=202)
+
+
+@router.post(
+    "/password-reset",
+    summary="Set a new password with a reset link",
+    description=described(ResetPassword),
+    status_code=204,
+    responses=problems(400, 413, 422, 429, 503),
+    dependencies=[ip_rate_limit(IpLimit.EMAIL_TOKEN)],
+)
+async def reset_password(
+    body: schemas.PasswordReset,
+    reset: Annotated[ResetPassword, use(ResetPassword)],
+) -> Response:
+    await reset(body.token, body.new_password)
+    return Response(status_code=204)
