@@ -4,9 +4,10 @@ work's executor (``adapters.executors``), never committing on its own."""
 from __future__ import annotations
 
 import itertools
+from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import and_, bindparam, delete, exists, func, insert, select, update
+from sqlalchemy import and_, bindparam, delete, exists, func, insert, or_, select, update
 
 from adapters.executors import ConstraintViolation
 from adapters.orm import refresh_tokens, sessions, users
@@ -20,7 +21,7 @@ from adapters.rows import (
     split,
 )
 from domain.errors import DomainError, EmailTaken, UsernameTaken
-from domain.model import Credentials, PageRequest, ProfileUpdate, Session, User
+from domain.model import Credentials, PageRequest, ProfileUpdate, Session, User, UserFilter
 from domain.ports import UserRepository
 
 # Users
@@ -67,6 +68,13 @@ _UPDATE_PROFILE = {
     for count in range(1, len(_PROFILE_FIELDS) + 1)
     for fields in itertools.combinations(_PROFILE_FIELDS, count)
 }
+_UPDATE_DETAILS = {
+    fields: update(users)
+    .where(users.c.id == bindparam("uid"))
+    .values({name: bindparam(f"new_{name}") for name in fields})
+    for count in range(1, len(_PROFILE_FIELDS) + 1)
+    for fields in itertools.combinations(_PROFILE_FIELDS, count)
+}
 _SET_PASSWORD_HASH = (
     update(users).where(users.c.id == bindparam("uid")).values(password_hash=bindparam("new"))
 )
@@ -78,10 +86,46 @@ _MARK_VERIFIED = (
     )
     .values(is_verified=True)
 )
-_SET_ACTIVE = (
+_SET_VERIFIED = (
+    update(users).where(users.c.id == bindparam("uid")).values(is_verified=bindparam("flag"))
+)
+# The last active superuser: every active superuser's row is held (in id order, so two
+# guards never deadlock) while a guarded write checks that another one remains.
+_LOCK_SUPERUSERS = (
+    select(users.c.id)
+    .where(users.c.is_superuser, users.c.is_active)
+    .order_by(users.c.id)
+    .with_for_update()
+)
+_others = users.alias("others")
+_ANOTHER_SUPERUSER = exists().where(
+    _others.c.id != bindparam("uid"), _others.c.is_superuser, _others.c.is_active
+)
+_ACTIVATE = (
+    update(users).where(users.c.id == bindparam("uid"), ~users.c.is_active).values(is_active=True)
+)
+_DEACTIVATE = (
     update(users)
-    .where(users.c.id == bindparam("uid"), users.c.is_active != bindparam("active"))
-    .values(is_active=bindparam("active"))
+    .where(
+        users.c.id == bindparam("uid"),
+        users.c.is_active,
+        or_(~users.c.is_superuser, _ANOTHER_SUPERUSER),
+    )
+    .values(is_active=False)
+)
+_GRANT_SUPERUSER = (
+    update(users)
+    .where(users.c.id == bindparam("uid"), ~users.c.is_superuser)
+    .values(is_superuser=True)
+)
+_REVOKE_SUPERUSER = (
+    update(users)
+    .where(
+        users.c.id == bindparam("uid"),
+        users.c.is_superuser,
+        or_(~users.c.is_active, _ANOTHER_SUPERUSER),
+    )
+    .values(is_superuser=False)
 )
 _REVOKE_TOKENS = (
     update(users)
@@ -92,7 +136,10 @@ _DELETE_USER_TOKENS = delete(refresh_tokens).where(
     refresh_tokens.c.session_id.in_(USER_SESSION_IDS)
 )
 _DELETE_USER_SESSIONS = delete(sessions).where(sessions.c.user_id == bindparam("uid"))
-_DELETE_USER = delete(users).where(users.c.id == bindparam("uid"))
+_DELETE_USER = delete(users).where(
+    users.c.id == bindparam("uid"),
+    or_(~users.c.is_superuser, ~users.c.is_active, _ANOTHER_SUPERUSER),
+)
 _COUNT_USERS = select(func.count()).select_from(users)
 _COUNT_ACTIVE_USERS = _COUNT_USERS.where(users.c.is_active)
 _PAGE_OF_USERS = (
@@ -104,6 +151,40 @@ _PAGE_OF_ACTIVE_USERS = (
     .limit(bindparam("limit"))
     .offset(bindparam("offset"))
 )
+
+
+@lru_cache(maxsize=16)  # one pair of statements per set of filters: bounded
+def _search(q: bool, active: bool, superuser: bool, verified: bool) -> tuple[Any, Any]:
+    conditions = []
+    if q:
+        pattern: Any = bindparam("q_pattern")
+        conditions.append(
+            or_(
+                func.lower(users.c.email).like(pattern, escape="\\"),
+                func.lower(users.c.username).like(pattern, escape="\\"),
+            )
+        )
+    for wanted, column in (
+        (active, users.c.is_active),
+        (superuser, users.c.is_superuser),
+        (verified, users.c.is_verified),
+    ):
+        if wanted:
+            conditions.append(column == bindparam(f"want_{column.name}"))
+    count = select(func.count()).select_from(users).where(*conditions)
+    page = (
+        _SELECT_USERS.where(*conditions)
+        .order_by(users.c.id)
+        .limit(bindparam("limit"))
+        .offset(bindparam("offset"))
+    )
+    return count, page
+
+
+def _like_pattern(text: str) -> str:
+    """A LIKE pattern matching ``text`` as a substring, its wildcards taken literally."""
+    escaped = text.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
 
 
 def _user_values(user: User) -> dict[str, Any]:
@@ -193,18 +274,48 @@ class SqlUserRepository(SqlRepository, UserRepository):
         params = {"uid": user_id, "if_email": if_email}
         return await self._db.execute(_MARK_VERIFIED, params) == 1
 
+    async def update_details(self, user_id: int, changes: ProfileUpdate) -> bool:
+        values: dict[str, object] = dict(changes.fields())
+        if changes.unverifies:
+            values["is_verified"] = False
+        if not values:
+            return await self.get(user_id) is not None
+        statement = _UPDATE_DETAILS[tuple(name for name in _PROFILE_FIELDS if name in values)]
+        params = {"uid": user_id, **{f"new_{name}": value for name, value in values.items()}}
+        try:
+            return await self._db.execute(statement, params) == 1
+        except ConstraintViolation as exc:
+            raise (_conflict(exc) or exc) from None
+
+    async def set_verified(self, user_id: int, verified: bool) -> bool:
+        return await self._db.execute(_SET_VERIFIED, {"uid": user_id, "flag": verified}) == 1
+
     async def set_active(self, user_id: int, active: bool) -> bool:
-        return await self._db.execute(_SET_ACTIVE, {"uid": user_id, "active": active}) == 1
+        if active:
+            return await self._db.execute(_ACTIVATE, {"uid": user_id}) == 1
+        return await self._guarded(_DEACTIVATE, user_id)
+
+    async def set_superuser(self, user_id: int, superuser: bool) -> bool:
+        if superuser:
+            return await self._db.execute(_GRANT_SUPERUSER, {"uid": user_id}) == 1
+        return await self._guarded(_REVOKE_SUPERUSER, user_id)
+
+    async def _guarded(self, statement: Any, user_id: int) -> bool:
+        # Held until the transaction ends; a concurrent guard waits here, then sees
+        # this one's outcome (each statement reads what is committed when it starts).
+        await self._db.all(_LOCK_SUPERUSERS, {})
+        return await self._db.execute(statement, {"uid": user_id}) == 1
 
     async def revoke_tokens(self, user_id: int) -> bool:
         return await self._db.execute(_REVOKE_TOKENS, {"uid": user_id}) == 1
 
-    async def delete(self, user_id: int) -> None:
-        # Explicit rather than trusting every database's cascade configuration.
+    async def delete(self, user_id: int) -> bool:
+        # Explicit rather than trusting every database's cascade configuration; all of
+        # it rolls back with the transaction if the guard refuses.
         params = {"uid": user_id}
         await self._db.execute(_DELETE_USER_TOKENS, params)
         await self._db.execute(_DELETE_USER_SESSIONS, params)
-        await self._db.execute(_DELETE_USER, params)
+        return await self._guarded(_DELETE_USER, user_id)
 
     async def list_page(self, page: PageRequest, *, active_only: bool) -> tuple[list[User], int]:
         count = _COUNT_ACTIVE_USERS if active_only else _COUNT_USERS
@@ -213,4 +324,24 @@ class SqlUserRepository(SqlRepository, UserRepository):
             return [], total
         query = _PAGE_OF_ACTIVE_USERS if active_only else _PAGE_OF_USERS
         rows = await self._db.all(query, {"limit": page.size, "offset": page.offset})
+        return [User(**row) for row in rows], total
+
+    async def search_page(self, where: UserFilter, page: PageRequest) -> tuple[list[User], int]:
+        count, query = _search(
+            where.q is not None,
+            where.is_active is not None,
+            where.is_superuser is not None,
+            where.is_verified is not None,
+        )
+        params: dict[str, Any] = {
+            "want_is_active": where.is_active,
+            "want_is_superuser": where.is_superuser,
+            "want_is_verified": where.is_verified,
+        }
+        if where.q is not None:
+            params["q_pattern"] = _like_pattern(where.q)
+        total = int(await self._db.scalar(count, params) or 0)
+        if page.offset >= total:
+            return [], total
+        rows = await self._db.all(query, {**params, "limit": page.size, "offset": page.offset})
         return [User(**row) for row in rows], total

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
+from application.audit import record
 from application.tokens import TokenPolicy, issue_pair
+from domain.audit import Action
 from domain.errors import (
     EmailNotVerified,
     InvalidCredentials,
@@ -14,10 +15,9 @@ from domain.errors import (
     SessionNotFound,
 )
 from domain.model import Principal, Session, TokenPair, User, is_id
-from domain.ports import Clock, FailedLoginCounter, PasswordHasher, TokenCodec, UnitOfWork
+from domain.ports import Clock, FailedLoginCounter, PasswordHasher, TokenCodec, UowFactory
 from domain.rules import normalize_login
 
-UowFactory = Callable[[], UnitOfWork]
 USER_AGENT_MAX_LENGTH = 255
 
 
@@ -191,6 +191,9 @@ class RefreshTokens:
                 raise InvalidToken()
             if stored.rotated_at is not None:
                 await uow.sessions.revoke(stored.session_id, now)
+                await record(
+                    uow, Action.REUSE_DETECTED, stored.user_id, now, session_id=stored.session_id
+                )
                 await uow.commit()
                 raise InvalidToken()
             if not session.admits(user, now):
@@ -235,8 +238,10 @@ class LogOutEverywhere:
 
     async def __call__(self, principal: Principal) -> None:
         async with self._uow() as uow:
-            if not await uow.end_all_sessions(principal.user_id, self._clock.now()):
+            now = self._clock.now()
+            if not await uow.end_all_sessions(principal.user_id, now):
                 raise InvalidToken()
+            await record(uow, Action.SESSIONS_REVOKED, principal.user_id, now)
             await uow.commit()
 
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from application.auth import UowFactory
+from application.audit import record
+from domain.audit import Action
 from domain.email_tokens import TOKEN_MAX_LENGTH, EmailTokenRepository, Purpose, token_hash
 from domain.errors import (
     AlreadyVerified,
@@ -21,7 +22,7 @@ from domain.errors import (
 from domain.mail import mask_address
 from domain.model import Principal, User
 from domain.outbox import OutboxMessage, OutboxRepository, Template
-from domain.ports import Clock, PasswordHasher, UnitOfWork
+from domain.ports import Clock, PasswordHasher, UnitOfWork, UowFactory
 from domain.rules import validate_email, validate_password
 
 
@@ -65,10 +66,14 @@ async def queue_verification(uow: UnitOfWork, user: User, now: datetime) -> None
     await queue_message(uow, Template.VERIFY_EMAIL, user.email, now, user=user)
 
 
-async def email_changed(uow: UnitOfWork, user: User, old_email: str, now: datetime) -> None:
-    """What follows a change of address: a verification mail to the new one, and a
-    notice to the old one (so a hijacked account does not change hands silently)."""
-    await queue_verification(uow, user, now)
+async def email_changed(
+    uow: UnitOfWork, user: User, old_email: str, now: datetime, *, verify: bool = True
+) -> None:
+    """What follows a change of address: a verification mail to the new one (unless it
+    counts as confirmed), and a notice to the old one (so a hijacked account does not
+    change hands silently)."""
+    if verify:
+        await queue_verification(uow, user, now)
     await queue_message(
         uow,
         Template.EMAIL_CHANGED,
@@ -118,6 +123,7 @@ class VerifyEmail:
             ):
                 raise InvalidVerificationToken()
             user = await uow.users.get(redeemed.user_id)
+            await record(uow, Action.EMAIL_VERIFIED, redeemed.user_id, now)
             await uow.commit()
         assert user is not None
         return user
@@ -194,4 +200,5 @@ class ResetPassword:
             await uow.end_all_sessions(user.id, now)
             await uow.users.mark_verified(user.id, if_email=redeemed.email)
             await password_changed(uow, user, now)
+            await record(uow, Action.PASSWORD_RESET, user.id, now)
             await uow.commit()

@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from enum import StrEnum
 
-from application.auth import UowFactory
 from application.email import EmailPolicy
 from domain.email_tokens import EmailToken, EmailTokenRepository, Purpose
 from domain.errors import NotFound
@@ -26,7 +25,7 @@ from domain.outbox import (
     Status,
     Template,
 )
-from domain.ports import Clock, UnitOfWork
+from domain.ports import Clock, UnitOfWork, UowFactory
 from domain.rules import validate_email
 
 TEST_TEMPLATE = "test_message"

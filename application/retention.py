@@ -7,10 +7,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
-from application.auth import UowFactory
+from domain.audit import AuditLog
 from domain.email_tokens import EmailTokenRepository
 from domain.outbox import OutboxRepository
-from domain.ports import Clock, UnitOfWork
+from domain.ports import Clock, UnitOfWork, UowFactory
 
 RETENTION_BATCH_SIZE = 5_000
 
@@ -18,17 +18,19 @@ RETENTION_BATCH_SIZE = 5_000
 @dataclass(frozen=True)
 class RetentionPolicy:
     sent_mail: timedelta = timedelta(days=7)
+    audit_events: timedelta = timedelta(days=365)
 
 
 @dataclass(frozen=True)
 class RetentionResult:
     sent_mail: int
     email_tokens: int
+    audit_events: int = 0
 
 
 class ApplyRetention:
-    """Delete mail sent longer ago than the policy keeps it, and email tokens that are
-    used or expired (they can never work again)."""
+    """Delete mail sent and audit events recorded longer ago than the policy keeps them,
+    and email tokens that are used or expired (they can never work again)."""
 
     def __init__(
         self,
@@ -53,7 +55,12 @@ class ApplyRetention:
         tokens = await self._drain(
             lambda uow: uow.repository(EmailTokenRepository).delete_spent(now, size)
         )
-        return RetentionResult(sent_mail=mail, email_tokens=tokens)
+        events = await self._drain(
+            lambda uow: uow.repository(AuditLog).delete_before(
+                now - self._retention.audit_events, size
+            )
+        )
+        return RetentionResult(sent_mail=mail, email_tokens=tokens, audit_events=events)
 
     async def _drain(self, delete_batch: Callable[[UnitOfWork], Awaitable[int]]) -> int:
         total = 0

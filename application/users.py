@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
-from application.auth import UowFactory, account_of, counted_check
+from application.audit import record
+from application.auth import account_of, counted_check
 from application.email import email_changed, password_changed, queue_verification
+from domain.audit import Action
 from domain.errors import (
     EmailTaken,
     InvalidToken,
     InvalidValue,
+    LastSuperuser,
     UsernameTaken,
+    UserNotFound,
     WrongPassword,
 )
 from domain.model import Credentials, Page, PageRequest, Principal, ProfileUpdate, User
-from domain.ports import Clock, FailedLoginCounter, PasswordHasher, UnitOfWork
+from domain.ports import Clock, FailedLoginCounter, PasswordHasher, UnitOfWork, UowFactory
 from domain.rules import (
     validate_email,
     validate_full_name,
@@ -63,16 +68,19 @@ class RegisterUser:
                 )
             )
             await queue_verification(uow, user, now)
+            await record(uow, Action.REGISTERED, user.id, now)
             await uow.commit()
         return user
 
 
-class _Unset:
+class Unset:
+    """The value of a field a change leaves alone (where None is a value to write)."""
+
     def __repr__(self) -> str:
         return "UNSET"
 
 
-UNSET = _Unset()
+UNSET = Unset()
 
 
 @dataclass(frozen=True)
@@ -82,7 +90,7 @@ class ProfileChanges:
 
     email: str | None = None
     username: str | None = None
-    full_name: str | _Unset | None = UNSET
+    full_name: str | Unset | None = UNSET
     password: str | None = None
     current_password: str | None = None
 
@@ -111,7 +119,7 @@ class UpdateProfile:
         email = validate_email(changes.email) if changes.email is not None else None
         username = validate_username(changes.username) if changes.username is not None else None
         full_name = changes.full_name
-        if not isinstance(full_name, _Unset):
+        if not isinstance(full_name, Unset):
             full_name = validate_full_name(full_name)
         password = validate_password(changes.password) if changes.password is not None else None
 
@@ -127,8 +135,8 @@ class UpdateProfile:
         update = ProfileUpdate(
             email=email if email != user.email else None,
             username=username if username != user.username else None,
-            full_name=None if isinstance(full_name, _Unset) else full_name,
-            set_full_name=not isinstance(full_name, _Unset),
+            full_name=None if isinstance(full_name, Unset) else full_name,
+            set_full_name=not isinstance(full_name, Unset),
             password_hash=new_hash,
         )
         async with self._uow() as uow:
@@ -153,8 +161,13 @@ class UpdateProfile:
             assert updated is not None
             if update.email is not None:
                 await email_changed(uow, updated, user.email, now)
+                await record(uow, Action.EMAIL_CHANGED, updated.id, now)
             if new_hash is not None:
                 await password_changed(uow, updated, now)
+                await record(uow, Action.PASSWORD_CHANGED, updated.id, now)
+            fields = [name.removesuffix("_hash") for name in update.fields()]
+            if fields:
+                await record(uow, Action.UPDATED, updated.id, now, fields=sorted(fields))
             await uow.commit()
         return updated
 
@@ -169,15 +182,26 @@ class UpdateProfile:
 
 class DeleteAccount:
     """Delete one's own account with its sessions and tokens; email and username
-    become free again."""
+    become free again. The last active superuser cannot leave."""
 
-    def __init__(self, uow: UowFactory) -> None:
+    def __init__(self, uow: UowFactory, clock: Clock) -> None:
         self._uow = uow
+        self._clock = clock
 
     async def __call__(self, principal: Principal) -> None:
         async with self._uow() as uow:
-            await uow.users.delete(principal.user_id)
+            await delete_user(uow, principal.user, self._clock.now())
             await uow.commit()
+
+
+async def delete_user(uow: UnitOfWork, user: User, now: datetime) -> None:
+    """Delete the account (never the last active superuser) and record it."""
+    assert user.id is not None
+    if not await uow.users.delete(user.id):
+        if await uow.users.get(user.id) is None:
+            raise UserNotFound()
+        raise LastSuperuser()
+    await record(uow, Action.DELETED, user.id, now)
 
 
 class ListUsers:

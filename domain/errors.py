@@ -111,3 +111,18 @@ class AlreadyVerified(DomainError):
 class EmailNotVerified(DomainError):
     code = "email_not_verified"
     message = "Confirm your email address before logging in: follow the link we sent you."
+
+
+class Forbidden(DomainError):
+    code = "forbidden"
+    message = "Only superusers may do this."
+
+
+class CannotChangeOwnAccess(DomainError):
+    code = "cannot_change_own_access"
+    message = "You cannot deactivate, demote or delete yourself; ask another superuser."
+
+
+class LastSuperuser(DomainError):
+    code = "last_superuser"
+    message = "This is the last active superuser: make another one first."

@@ -169,6 +169,17 @@ class Principal:
 
 
 @dataclass(frozen=True)
+class UserFilter:
+    """Which users an admin's search shows: ``q`` is a case-insensitive substring of the
+    email or the username; the flags match when given."""
+
+    q: str | None = None
+    is_active: bool | None = None
+    is_superuser: bool | None = None
+    is_verified: bool | None = None
+
+
+@dataclass(frozen=True)
 class PageRequest:
     page: int = 1
     size: int = 20

@@ -6,9 +6,10 @@ Adapters implement these ABCs; tests implement them with in-memory fakes.
 from __future__ import annotations
 
 import abc
+from collections.abc import Callable
 from datetime import datetime
 from types import TracebackType
-from typing import TypeVar
+from typing import TypeAlias, TypeVar
 
 from domain.model import (
     AccessClaims,
@@ -19,6 +20,7 @@ from domain.model import (
     RefreshToken,
     Session,
     User,
+    UserFilter,
 )
 
 R = TypeVar("R")
@@ -90,8 +92,28 @@ class UserRepository(abc.ABC):
         confirmed already)."""
 
     @abc.abstractmethod
+    async def update_details(self, user_id: int, changes: ProfileUpdate) -> bool:
+        """Write the fields set in ``changes`` whatever the user's state (an admin's
+        edit); whether the user exists. Same uniqueness errors as ``add``."""
+
+    @abc.abstractmethod
+    async def set_verified(self, user_id: int, verified: bool) -> bool:
+        """Mark the email address confirmed or not; whether the user exists."""
+
+    # The last active superuser is never deactivated, demoted or deleted. Each of the
+    # three writes below decides that with the database: it holds every active
+    # superuser's row while it checks, so two admins demoting each other at once cannot
+    # both succeed. When one returns False, a read of the user tells why.
+
+    @abc.abstractmethod
     async def set_active(self, user_id: int, active: bool) -> bool:
-        """Activate or deactivate the user; whether that changed anything."""
+        """Activate or deactivate the user; whether that changed anything (never the
+        deactivation of the last active superuser)."""
+
+    @abc.abstractmethod
+    async def set_superuser(self, user_id: int, superuser: bool) -> bool:
+        """Grant or revoke superuser access; whether that changed anything (never the
+        demotion of the last active superuser)."""
 
     @abc.abstractmethod
     async def revoke_tokens(self, user_id: int) -> bool:
@@ -99,12 +121,17 @@ class UserRepository(abc.ABC):
         Whether the user exists."""
 
     @abc.abstractmethod
-    async def delete(self, user_id: int) -> None:
-        """Remove the user, its sessions and its refresh tokens."""
+    async def delete(self, user_id: int) -> bool:
+        """Remove the user, its sessions and its refresh tokens; whether it was removed
+        (never the last active superuser)."""
 
     @abc.abstractmethod
     async def list_page(self, page: PageRequest, *, active_only: bool) -> tuple[list[User], int]:
         """One page of users ordered by id, and the total number of matching users."""
+
+    @abc.abstractmethod
+    async def search_page(self, where: UserFilter, page: PageRequest) -> tuple[list[User], int]:
+        """One page of the users ``where`` matches, ordered by id, and how many match."""
 
 
 class SessionRepository(abc.ABC):
@@ -205,6 +232,10 @@ class UnitOfWork(abc.ABC):
     @abc.abstractmethod
     async def rollback(self) -> None:
         """Discard whatever has not been committed. Safe to call after ``commit()``."""
+
+
+# What a use case is given to open units of work: one per transaction.
+UowFactory: TypeAlias = Callable[[], UnitOfWork]
 
 
 class PasswordHasher(abc.ABC):

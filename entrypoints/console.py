@@ -15,6 +15,7 @@ import uvicorn
 
 from adapters import migrations
 from adapters.database import is_unavailable
+from entrypoints.cli.audit import audit
 from entrypoints.cli.db import db
 from entrypoints.cli.mail import mail, outbox
 from entrypoints.cli.runtime import Runtime, load_cli_settings, reported_errors, runtime_of
@@ -40,6 +41,7 @@ app.add_typer(tokens)
 app.add_typer(db)
 app.add_typer(scaffold)
 app.add_typer(outbox)
+app.add_typer(audit)
 app.add_typer(mail)
 jobs = typer.Typer(
     name="jobs", help="The scheduled jobs.", no_args_is_help=True, rich_markup_mode="markdown"

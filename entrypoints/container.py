@@ -103,7 +103,10 @@ def relay_policy_of(settings: Settings) -> RelayPolicy:
 
 
 def retention_of(settings: Settings) -> RetentionPolicy:
-    return RetentionPolicy(sent_mail=timedelta(days=settings.outbox_retention_days))
+    return RetentionPolicy(
+        sent_mail=timedelta(days=settings.outbox_retention_days),
+        audit_events=timedelta(days=settings.audit_retention_days),
+    )
 
 
 class Container(containers.DeclarativeContainer):

@@ -91,3 +91,46 @@ class TokenPair(Body):
 
 class Status(Body):
     status: Literal["ok"] = "ok"
+
+
+class AdminUserPage(Body):
+    items: list[User]
+    total: int
+    page: int
+    size: int
+    pages: int
+
+    @classmethod
+    def of_page(cls, page: Page[Any]) -> dict[str, Any]:
+        return cls.of(page, items=[User.of(user) for user in page.items])
+
+
+class AuditEvent(Body):
+    id: int
+    occurred_at: datetime
+    action: str
+    actor_type: Literal["user", "operator", "system"]
+    actor_id: int | None
+    target_user_id: int | None
+    request_id: str | None
+    ip: str | None
+    details: dict[str, Any] = Field(
+        description="What the action needs said: names of changed fields, flags; never a"
+        " password, hash, token or mail body."
+    )
+
+    @classmethod
+    def of_event(cls, event: Any) -> dict[str, Any]:
+        return cls.of(event, action=str(event.action), actor_type=event.actor_type.value)
+
+
+class AuditPage(Body):
+    items: list[AuditEvent]
+    total: int
+    page: int
+    size: int
+    pages: int
+
+    @classmethod
+    def of_page(cls, page: Page[Any]) -> dict[str, Any]:
+        return cls.of(page, items=[AuditEvent.of_event(event) for event in page.items])

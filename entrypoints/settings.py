@@ -97,6 +97,7 @@ class Settings(BaseSettings):
     outbox_max_attempts: int = Field(default=8, ge=1, le=100)
     outbox_retention_days: int = Field(default=7, ge=1, le=3650)
     outbox_relay_in_api: bool | None = None
+    audit_retention_days: int = Field(default=365, ge=1, le=36500)
 
     token_purge_interval_minutes: int = Field(default=60, ge=1, le=7 * 24 * 60)
     # The job runner's own Prometheus /metrics port; 0 serves none.

@@ -15,10 +15,19 @@ from typing import Any, TypeVar
 from hypothesis import HealthCheck, settings
 
 from application.tokens import TokenPolicy
+from domain.audit import AuditEvent, AuditFilter, AuditLog
 from domain.email_tokens import EmailToken, EmailTokenRepository, Purpose
 from domain.errors import EmailTaken, UsernameTaken
 from domain.mail import Mail, MailNotSent, MailTemplates, MailTransport, RenderedMail
-from domain.model import Credentials, PageRequest, ProfileUpdate, RefreshToken, Session, User
+from domain.model import (
+    Credentials,
+    PageRequest,
+    ProfileUpdate,
+    RefreshToken,
+    Session,
+    User,
+    UserFilter,
+)
 from domain.outbox import OutboxMessage, OutboxRepository, OutboxStats, Status
 from domain.ports import (
     Clock,
@@ -40,6 +49,7 @@ class Store:
     tokens: dict[str, RefreshToken] = field(default_factory=dict)
     email_tokens: dict[str, EmailToken] = field(default_factory=dict)
     outbox: dict[str, OutboxMessage] = field(default_factory=dict)
+    audit: list[AuditEvent] = field(default_factory=list)
     next_user_id: int = 1
 
 
@@ -131,11 +141,48 @@ class FakeUserRepository(UserRepository):
         user.is_verified = True
         return True
 
+    async def update_details(self, user_id: int, changes: ProfileUpdate) -> bool:
+        user = self.store.users.get(user_id)
+        if user is None:
+            return False
+        changed = replace(user, **changes.fields())  # type: ignore[arg-type]
+        if changes.unverifies:
+            changed.is_verified = False
+        self._check_unique(changed)
+        self.store.users[user_id] = changed
+        return True
+
+    async def set_verified(self, user_id: int, verified: bool) -> bool:
+        user = self.store.users.get(user_id)
+        if user is None:
+            return False
+        user.is_verified = verified
+        return True
+
+    def _last_superuser(self, user: User) -> bool:
+        others = [
+            u
+            for u in self.store.users.values()
+            if u.id != user.id and u.is_superuser and u.is_active
+        ]
+        return user.is_superuser and user.is_active and not others
+
     async def set_active(self, user_id: int, active: bool) -> bool:
         user = self.store.users.get(user_id)
         if user is None or user.is_active == active:
             return False
+        if not active and self._last_superuser(user):
+            return False
         user.is_active = active
+        return True
+
+    async def set_superuser(self, user_id: int, superuser: bool) -> bool:
+        user = self.store.users.get(user_id)
+        if user is None or user.is_superuser == superuser:
+            return False
+        if not superuser and self._last_superuser(user):
+            return False
+        user.is_superuser = superuser
         return True
 
     async def revoke_tokens(self, user_id: int) -> bool:
@@ -145,7 +192,10 @@ class FakeUserRepository(UserRepository):
         user.token_version += 1
         return True
 
-    async def delete(self, user_id: int) -> None:
+    async def delete(self, user_id: int) -> bool:
+        user = self.store.users.get(user_id)
+        if user is None or self._last_superuser(user):
+            return False
         self.store.users.pop(user_id, None)
         gone = {s.id for s in self.store.sessions.values() if s.user_id == user_id}
         self.store.sessions = {k: v for k, v in self.store.sessions.items() if k not in gone}
@@ -153,6 +203,7 @@ class FakeUserRepository(UserRepository):
         self.store.email_tokens = {
             k: v for k, v in self.store.email_tokens.items() if v.user_id != user_id
         }
+        return True
 
     async def list_page(self, page: PageRequest, *, active_only: bool) -> tuple[list[User], int]:
         users = sorted(
@@ -160,6 +211,21 @@ class FakeUserRepository(UserRepository):
             key=lambda u: u.id or 0,
         )
         return [copy.copy(u) for u in users[page.offset : page.offset + page.size]], len(users)
+
+    async def search_page(self, where: UserFilter, page: PageRequest) -> tuple[list[User], int]:
+        def matches(user: User) -> bool:
+            q = where.q.lower() if where.q is not None else None
+            return (
+                (q is None or q in user.email.lower() or q in user.username.lower())
+                and where.is_active in (None, user.is_active)
+                and where.is_superuser in (None, user.is_superuser)
+                and where.is_verified in (None, user.is_verified)
+            )
+
+        found = sorted(
+            (u for u in self.store.users.values() if matches(u)), key=lambda u: u.id or 0
+        )
+        return [copy.copy(u) for u in found[page.offset : page.offset + page.size]], len(found)
 
 
 class FakeSessionRepository(SessionRepository):
@@ -373,6 +439,30 @@ class FakeOutboxRepository(OutboxRepository):
         return OutboxStats(pending=len(pending), dead=dead, oldest_pending_at=oldest)
 
 
+class FakeAuditLog(AuditLog):
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    async def add(self, event: AuditEvent) -> None:
+        event.id = len(self.store.audit) + 1
+        self.store.audit.append(copy.deepcopy(event))
+
+    async def page(self, where: AuditFilter, page: PageRequest) -> tuple[list[AuditEvent], int]:
+        found = [
+            e
+            for e in reversed(self.store.audit)
+            if where.action in (None, e.action)
+            and where.actor_id in (None, e.actor_id)
+            and where.target_user_id in (None, e.target_user_id)
+        ]
+        return found[page.offset : page.offset + page.size], len(found)
+
+    async def delete_before(self, before: datetime, limit: int) -> int:
+        old = [e for e in self.store.audit if e.occurred_at < before][:limit]
+        self.store.audit = [e for e in self.store.audit if e not in old]
+        return len(old)
+
+
 class FakeUnitOfWork(UnitOfWork):
     """Works on a deep copy of ``store``; ``commit()`` publishes it.
 
@@ -394,6 +484,7 @@ class FakeUnitOfWork(UnitOfWork):
             RefreshTokenRepository: self.refresh_tokens,
             EmailTokenRepository: FakeEmailTokenRepository(self._work),
             OutboxRepository: FakeOutboxRepository(self._work),
+            AuditLog: FakeAuditLog(self._work),
         }
         found = core.get(port) or self.fakes.get(port)
         if found is None:

@@ -5,7 +5,9 @@ stderr and exit status 1."""
 from __future__ import annotations
 
 import asyncio
+import getpass
 import logging
+import os
 import re
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
@@ -18,6 +20,7 @@ from alembic.util.exc import CommandError
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
+from domain.audit import Actor, ActorType, acting_as
 from domain.errors import DomainError, InvalidValue, ServiceUnavailable
 from entrypoints.logging import configure_logging, get_logger
 from entrypoints.services import Services
@@ -83,11 +86,20 @@ def load_cli_settings(*, one_shot: bool = True) -> Settings:
 
 
 def run(ctx: typer.Context, work: Callable[[Services], Awaitable[T]]) -> T:
-    """Run ``work`` on fresh services from the current settings; close them after."""
+    """Run ``work`` on fresh services from the current settings; close them after.
+    What it changes is recorded as done by the operator (the OS user)."""
     runtime = runtime_of(ctx)
     settings = load_cli_settings()
-    with reported_errors(settings.database_url, runtime.is_unavailable):
+    with reported_errors(settings.database_url, runtime.is_unavailable), acting_as(operator()):
         return asyncio.run(_with(runtime.make_services(settings), work))
+
+
+def operator() -> Actor:
+    try:
+        name = getpass.getuser()
+    except Exception:  # no login name: no USER variable and no password database entry
+        name = f"uid {os.getuid()}"
+    return Actor(ActorType.OPERATOR, name=name)
 
 
 async def _with(services: Services, work: Callable[[Services], Awaitable[T]]) -> T:

@@ -9,7 +9,14 @@ from typing import Annotated
 
 import typer
 
-from application.admin import GetUser, SetActive, SetPassword
+from application.admin import (
+    GetUser,
+    QueuePasswordReset,
+    SetActive,
+    SetPassword,
+    UpdateUser,
+    UserChanges,
+)
 from application.users import ListUsers, NewUser, RegisterUser
 from domain.model import MAX_PAGE_SIZE, Page, PageRequest, User
 from entrypoints.cli.runtime import fail, run
@@ -18,7 +25,8 @@ from entrypoints.services import Services
 
 users = typer.Typer(
     name="users",
-    help="Create, list, activate and deactivate users, and set their passwords.",
+    help="Create, list, activate and deactivate users, set their passwords and make them"
+    " superusers.",
     no_args_is_help=True,
     rich_markup_mode="markdown",
 )
@@ -143,6 +151,42 @@ def activate(ctx: typer.Context, user: UserRef) -> None:
         return found
 
     typer.echo(f"User {_name(run(ctx, work))} is active.")
+
+
+@users.command("grant-superuser")
+def grant_superuser(ctx: typer.Context, user: UserRef) -> None:
+    """Make a user a superuser: they may use the admin API."""
+
+    async def work(services: Services) -> User:
+        changed: User = await services.get(UpdateUser)(user, UserChanges(is_superuser=True))
+        return changed
+
+    typer.echo(f"User {_name(run(ctx, work))} is a superuser.")
+
+
+@users.command("revoke-superuser")
+def revoke_superuser(ctx: typer.Context, user: UserRef) -> None:
+    """Take a user's superuser access away and end all their sessions. The last active
+    superuser keeps it: make another one first."""
+
+    async def work(services: Services) -> User:
+        changed: User = await services.get(UpdateUser)(user, UserChanges(is_superuser=False))
+        return changed
+
+    typer.echo(
+        f"User {_name(run(ctx, work))} is no longer a superuser; all their sessions are ended."
+    )
+
+
+@users.command("send-password-reset")
+def send_password_reset(ctx: typer.Context, user: UserRef) -> None:
+    """Mail a user a password reset link (through the outbox, as the admin API does)."""
+
+    async def work(services: Services) -> User:
+        found: User = await services.get(QueuePasswordReset)(user)
+        return found
+
+    typer.echo(f"A password reset link for user {_name(run(ctx, work))} is queued.")
 
 
 @users.command("set-password")

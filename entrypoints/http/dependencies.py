@@ -12,7 +12,8 @@ from fastapi.security import OAuth2PasswordBearer
 from starlette.responses import Response
 
 from application.auth import Authenticate
-from domain.errors import RateLimited
+from domain.audit import act_as, current_actor
+from domain.errors import Forbidden, RateLimited
 from domain.model import Principal
 from domain.ports import RateLimits
 from entrypoints.http.client_ip import limit_key
@@ -46,10 +47,22 @@ async def current_principal(
     """The caller, from a valid access token; 401 otherwise."""
     if not token:
         raise NotAuthenticated()
-    return await authenticate(token)
+    principal = await authenticate(token)
+    act_as(current_actor().as_user(principal.user_id))
+    return principal
 
 
 CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
+
+
+async def current_superuser(principal: CurrentPrincipal) -> Principal:
+    """The caller, who must be an active superuser; 403 for anyone else."""
+    if not principal.user.is_superuser:
+        raise Forbidden()
+    return principal
+
+
+CurrentSuperuser = Annotated[Principal, Depends(current_superuser)]
 
 
 class IpLimit(StrEnum):

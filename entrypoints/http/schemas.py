@@ -96,6 +96,22 @@ class UserUpdate(Strict):
         return self
 
 
+class AdminUserUpdate(Strict):
+    email: Email | None = optional_not_null()
+    username: Username | None = optional_not_null()
+    full_name: FullName | None = None
+    is_active: bool | None = optional_not_null()
+    is_superuser: bool | None = optional_not_null()
+    is_verified: bool | None = optional_not_null()
+
+    @model_validator(mode="after")
+    def _no_null_for_required_fields(self) -> AdminUserUpdate:
+        for name in ("email", "username", "is_active", "is_superuser", "is_verified"):
+            if name in self.model_fields_set and getattr(self, name) is None:
+                raise ValueError(f"{name} cannot be null")
+        return self
+
+
 class LoginRequest(Strict):
     username: Credential = Field(description="The username or the email address.")
     password: Credential

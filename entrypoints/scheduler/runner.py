@@ -153,7 +153,11 @@ def scheduled_jobs(
 
     async def retention() -> Mapping[str, int]:
         result = await services.get(ApplyRetention)()
-        return {"sent_mail_rows": result.sent_mail, "spent_link_rows": result.email_tokens}
+        return {
+            "sent_mail_rows": result.sent_mail,
+            "spent_link_rows": result.email_tokens,
+            "audit_rows": result.audit_events,
+        }
 
     return [
         # No lock: relays split the queue between them (SKIP LOCKED).

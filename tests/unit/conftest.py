@@ -22,9 +22,9 @@ from application.auth import (
     LogOut,
     LogOutEverywhere,
     RefreshTokens,
-    UowFactory,
 )
 from domain.model import Principal, RefreshToken, Session, User
+from domain.ports import UowFactory
 from tests.fakes import (
     POLICY,
     SECRET_KEY,

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from application.admin import GetUser, SetActive, SetPassword
-from application.auth import UowFactory
 from domain.errors import InvalidValue, NotFound, UserNotFound
 from domain.model import User
+from domain.ports import UowFactory
 from tests.fakes import FakeClock, FakeHasher, FakeUnitOfWork, Store
 from tests.unit.conftest import seed_session, seed_token, seed_user, snapshot
 

@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from application.auth import LogIn, UowFactory
+from application.auth import LogIn
 from application.email import (
     EmailPolicy,
     RequestPasswordReset,
@@ -29,6 +29,7 @@ from domain.errors import (
 from domain.mail import Mail
 from domain.model import User
 from domain.outbox import Status, Template
+from domain.ports import UowFactory
 from tests.fakes import (
     POLICY,
     FakeClock,

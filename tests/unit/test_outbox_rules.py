@@ -9,13 +9,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from application.auth import UowFactory
 from application.outbox import RetryOutbox
 from application.retention import ApplyRetention, RetentionPolicy
 from domain.email_tokens import EmailToken, Purpose
 from domain.errors import NotFound
 from domain.mail import mask_address
 from domain.outbox import OutboxMessage, RetryPolicy, Status, Template
+from domain.ports import UowFactory
 from tests.fakes import RELAXED, FakeClock, Store
 from tests.unit.conftest import seed_user
 

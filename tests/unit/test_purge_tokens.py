@@ -7,8 +7,8 @@ from datetime import timedelta
 import pytest
 
 from application.admin import PurgeResult, PurgeTokens
-from application.auth import UowFactory
 from domain.model import User
+from domain.ports import UowFactory
 from tests.fakes import FakeClock, FakeUnitOfWork, Store
 from tests.unit.conftest import seed_session, seed_token, snapshot
 

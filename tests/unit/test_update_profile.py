@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from application.auth import UowFactory
 from application.users import ProfileChanges, UpdateProfile
 from domain.errors import EmailTaken, InvalidToken, InvalidValue, UsernameTaken, WrongPassword
 from domain.model import User
+from domain.ports import UowFactory
 from tests.fakes import FakeClock, FakeFailedLoginCounter, FakeHasher, FakeUnitOfWork, Store
 from tests.unit.conftest import (
     PASSWORD,

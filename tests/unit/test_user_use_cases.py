@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from application.auth import UowFactory
 from application.users import (
     DeleteAccount,
     ListUsers,
@@ -13,6 +12,7 @@ from application.users import (
 )
 from domain.errors import EmailTaken, InvalidValue, UsernameTaken
 from domain.model import PageRequest, User
+from domain.ports import UowFactory
 from tests.fakes import FakeClock, FakeHasher, FakeUnitOfWork, Store
 from tests.unit.conftest import (
     principal_for,
@@ -169,7 +169,7 @@ async def test_deleting_an_account_removes_its_sessions_and_tokens_and_frees_its
     seed_token(store, seed_session(store, ada.id, clock.now()), clock.now())  # type: ignore[arg-type]
     bobs = seed_token(store, seed_session(store, bob.id, clock.now()), clock.now())  # type: ignore[arg-type]
 
-    await DeleteAccount(uow_factory)(principal_for(store, ada))
+    await DeleteAccount(uow_factory, clock)(principal_for(store, ada))
 
     assert list(store.users) == [bob.id]
     assert [s.user_id for s in store.sessions.values()] == [bob.id]

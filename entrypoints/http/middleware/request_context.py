@@ -12,6 +12,7 @@ from typing import Any
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from domain.audit import Actor, ActorType, acting_as
 from entrypoints.http.middleware.headers import header
 from entrypoints.logging import get_logger
 from entrypoints.metrics import HTTP_LATENCY, HTTP_REQUESTS
@@ -65,8 +66,12 @@ class RequestContextMiddleware:
                 message["headers"] = headers
             await send(message)
 
+        # Whatever the request changes is recorded as done by its client (by its user,
+        # once a token says who: ``current_principal``).
+        actor = Actor(ActorType.USER, request_id=request_id, ip=state["client_ip"])
         try:
-            await self.app(scope, receive, send_with_id)
+            with acting_as(actor):
+                await self.app(scope, receive, send_with_id)
         finally:
             elapsed = time.perf_counter() - start
             route = _route(scope)

@@ -1,0 +1,139 @@
+"""The audit trail: who changed what about an account, written in the transaction of
+the change itself, so there is never a change without its event nor an event without
+its change.
+
+Who acts is the entrypoint's to say (``acting_as``): the API names the user, the
+request and the client's address; the CLI the operator; anything else is the system.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from enum import StrEnum
+
+from domain.model import PageRequest
+
+
+class ActorType(StrEnum):
+    USER = "user"
+    OPERATOR = "operator"
+    SYSTEM = "system"
+
+
+class Action(StrEnum):
+    REGISTERED = "user.registered"
+    UPDATED = "user.updated"
+    EMAIL_CHANGED = "user.email_changed"
+    PASSWORD_CHANGED = "user.password_changed"  # noqa: S105 - an action's name
+    PASSWORD_RESET = "user.password_reset"  # noqa: S105 - an action's name
+    PASSWORD_RESET_QUEUED = "user.password_reset_queued"  # noqa: S105 - an action's name
+    EMAIL_VERIFIED = "user.email_verified"
+    ACTIVATED = "user.activated"
+    DEACTIVATED = "user.deactivated"
+    SUPERUSER_GRANTED = "user.superuser_granted"
+    SUPERUSER_REVOKED = "user.superuser_revoked"
+    DELETED = "user.deleted"
+    SESSIONS_REVOKED = "user.sessions_revoked"
+    REUSE_DETECTED = "session.reuse_detected"
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who a change is made by: a user (``id`` None before anyone has logged in, as
+    for a registration), an operator at the CLI (``name``: the OS user) or the system."""
+
+    type: ActorType
+    id: int | None = None
+    name: str | None = None
+    request_id: str | None = None
+    ip: str | None = None
+
+    def as_user(self, user_id: int) -> Actor:
+        return replace(self, type=ActorType.USER, id=user_id)
+
+
+SYSTEM = Actor(ActorType.SYSTEM)
+_acting: ContextVar[Actor] = ContextVar("acting", default=SYSTEM)
+
+
+def current_actor() -> Actor:
+    """Who the use case running now acts for (the system unless an entrypoint said)."""
+    return _acting.get()
+
+
+def act_as(actor: Actor) -> None:
+    """Name who acts for the rest of the current task (an HTTP request, a command)."""
+    _acting.set(actor)
+
+
+@contextmanager
+def acting_as(actor: Actor) -> Iterator[Actor]:
+    token = _acting.set(actor)
+    try:
+        yield actor
+    finally:
+        _acting.reset(token)
+
+
+@dataclass(eq=False)
+class AuditEvent:
+    action: Action
+    occurred_at: datetime
+    actor_type: ActorType
+    actor_id: int | None = None
+    target_user_id: int | None = None
+    request_id: str | None = None
+    ip: str | None = None
+    # Names and flags only: never a password, hash, token or mail body.
+    details: dict[str, object] = field(default_factory=dict)
+    id: int | None = None  # assigned by the repository
+
+    @classmethod
+    def of(
+        cls,
+        action: Action,
+        actor: Actor,
+        at: datetime,
+        target_user_id: int | None,
+        details: dict[str, object] | None = None,
+    ) -> AuditEvent:
+        found = dict(details or {})
+        if actor.name is not None:
+            found["os_user"] = actor.name
+        return cls(
+            action=action,
+            occurred_at=at,
+            actor_type=actor.type,
+            actor_id=actor.id,
+            target_user_id=target_user_id,
+            request_id=actor.request_id,
+            ip=actor.ip,
+            details=found,
+        )
+
+
+@dataclass(frozen=True)
+class AuditFilter:
+    action: str | None = None
+    actor_id: int | None = None
+    target_user_id: int | None = None
+
+
+class AuditLog(abc.ABC):
+    @abc.abstractmethod
+    async def add(self, event: AuditEvent) -> None:
+        """Record an event in the caller's transaction: it is kept if and only if the
+        change it records commits."""
+
+    @abc.abstractmethod
+    async def page(self, where: AuditFilter, page: PageRequest) -> tuple[list[AuditEvent], int]:
+        """One page of the matching events, newest first, and how many match."""
+
+    @abc.abstractmethod
+    async def delete_before(self, before: datetime, limit: int) -> int:
+        """Delete up to ``limit`` events older than ``before``; how many."""

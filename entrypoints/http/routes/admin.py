@@ -1,0 +1,195 @@
+"""``/api/v1/admin``: accounts and the audit trail, for superusers only.
+
+The same use cases as the CLI's: an admin's change ends sessions, keeps the last
+superuser and is recorded exactly as an operator's is.
+"""
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Query
+from starlette.responses import Response
+
+from application.admin import (
+    DeleteUser,
+    EndUserSessions,
+    GetUser,
+    ListUserSessions,
+    QueuePasswordReset,
+    SearchUsers,
+    UpdateUser,
+    UserChanges,
+)
+from application.audit import ListAuditEvents
+from application.users import UNSET
+from domain.audit import Action, AuditFilter
+from domain.model import MAX_PAGE_SIZE, PageRequest, UserFilter
+from entrypoints.http import schemas
+from entrypoints.http.dependencies import CurrentSuperuser, json_response, use
+from entrypoints.http.openapi import described, problems
+from entrypoints.presenters import AdminUserPage, AuditPage, Session, User
+
+router = APIRouter(prefix="/api/v1/admin", tags=["admin"])
+# Far past any real page, yet small enough that no offset overflows a database integer.
+MAX_PAGE = 10_000_000
+# Ids are positive and fit the database's BIGINT.
+UserId = Annotated[int, Path(ge=1, le=2**63 - 1, description="The user's id.")]
+Page = Annotated[int, Query(ge=1, le=MAX_PAGE)]
+Size = Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)]
+ADMIN_ERRORS = (401, 403)
+
+
+@router.get(
+    "/users",
+    summary="Search users",
+    description=described(SearchUsers),
+    response_model=AdminUserPage,
+    responses=problems(*ADMIN_ERRORS, 422, 503),
+)
+async def search_users(
+    _admin: CurrentSuperuser,
+    search: Annotated[SearchUsers, use(SearchUsers)],
+    page: Page = 1,
+    size: Size = 20,
+    q: Annotated[
+        str | None,
+        Query(
+            min_length=1,
+            max_length=320,
+            pattern=r"^[^\x00]*$",
+            description="A part of the email or the username, in any case.",
+        ),
+    ] = None,
+    is_active: bool | None = None,
+    is_superuser: bool | None = None,
+    is_verified: bool | None = None,
+) -> Response:
+    where = UserFilter(q=q, is_active=is_active, is_superuser=is_superuser, is_verified=is_verified)
+    found = await search(where, PageRequest(page=page, size=size))
+    return json_response(AdminUserPage.of_page(found))
+
+
+@router.get(
+    "/users/{user_id}",
+    summary="Get a user",
+    response_model=User,
+    responses=problems(*ADMIN_ERRORS, 404, 422, 503),
+)
+async def get_user(
+    user_id: UserId, _admin: CurrentSuperuser, get: Annotated[GetUser, use(GetUser)]
+) -> Response:
+    return json_response(User.of(await get(user_id)))
+
+
+@router.patch(
+    "/users/{user_id}",
+    summary="Change a user",
+    description=described(UpdateUser),
+    response_model=User,
+    responses=problems(*ADMIN_ERRORS, 404, 409, 413, 422, 503),
+)
+async def update_user(
+    user_id: UserId,
+    body: schemas.AdminUserUpdate,
+    admin: CurrentSuperuser,
+    update: Annotated[UpdateUser, use(UpdateUser)],
+) -> Response:
+    changes = UserChanges(
+        email=body.email,
+        username=body.username,
+        full_name=body.full_name if "full_name" in body.model_fields_set else UNSET,
+        is_active=body.is_active,
+        is_superuser=body.is_superuser,
+        is_verified=body.is_verified,
+    )
+    user = await update(user_id, changes, acting_user=admin.user_id)
+    return json_response(User.of(user))
+
+
+@router.delete(
+    "/users/{user_id}",
+    summary="Delete a user",
+    description=described(DeleteUser),
+    status_code=204,
+    responses=problems(*ADMIN_ERRORS, 404, 409, 422, 503),
+)
+async def delete_user(
+    user_id: UserId, admin: CurrentSuperuser, delete: Annotated[DeleteUser, use(DeleteUser)]
+) -> Response:
+    await delete(user_id, acting_user=admin.user_id)
+    return Response(status_code=204)
+
+
+@router.post(
+    "/users/{user_id}/password-reset",
+    summary="Mail a user a password reset link",
+    description=described(QueuePasswordReset),
+    status_code=202,
+    response_class=Response,
+    responses={
+        202: {"description": "Queued: the mail goes out shortly."},
+        **problems(*ADMIN_ERRORS, 404, 422, 503),
+    },
+)
+async def queue_password_reset(
+    user_id: UserId,
+    _admin: CurrentSuperuser,
+    queue: Annotated[QueuePasswordReset, use(QueuePasswordReset)],
+) -> Response:
+    await queue(user_id)
+    return Response(status_code=202)
+
+
+@router.get(
+    "/users/{user_id}/sessions",
+    summary="List a user's sessions",
+    description=described(ListUserSessions),
+    response_model=list[Session],
+    responses=problems(*ADMIN_ERRORS, 404, 422, 503),
+)
+async def list_user_sessions(
+    user_id: UserId,
+    admin: CurrentSuperuser,
+    list_sessions: Annotated[ListUserSessions, use(ListUserSessions)],
+) -> Response:
+    found = await list_sessions(user_id)
+    body: list[dict[str, Any]] = [Session.of_session(s, admin.session_id) for s in found]
+    return json_response(body)
+
+
+@router.delete(
+    "/users/{user_id}/sessions",
+    summary="End all of a user's sessions",
+    description=described(EndUserSessions),
+    status_code=204,
+    responses=problems(*ADMIN_ERRORS, 404, 422, 503),
+)
+async def end_user_sessions(
+    user_id: UserId,
+    _admin: CurrentSuperuser,
+    end: Annotated[EndUserSessions, use(EndUserSessions)],
+) -> Response:
+    await end(user_id)
+    return Response(status_code=204)
+
+
+@router.get(
+    "/audit-events",
+    summary="List audit events",
+    description=described(ListAuditEvents),
+    response_model=AuditPage,
+    responses=problems(*ADMIN_ERRORS, 422, 503),
+)
+async def list_audit_events(
+    _admin: CurrentSuperuser,
+    list_events: Annotated[ListAuditEvents, use(ListAuditEvents)],
+    page: Page = 1,
+    size: Size = 20,
+    action: Annotated[Action | None, Query(description="Only this action.")] = None,
+    actor_id: Annotated[int | None, Query(ge=1, le=2**63 - 1)] = None,
+    target_user_id: Annotated[int | None, Query(ge=1, le=2**63 - 1)] = None,
+) -> Response:
+    where = AuditFilter(
+        action=action.value if action else None, actor_id=actor_id, target_user_id=target_user_id
+    )
+    found = await list_events(where, PageRequest(page=page, size=size))
+    return json_response(AuditPage.of_page(found))
