@@ -8,6 +8,7 @@ due again when their lease ends: every message is sent at least once.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from enum import StrEnum
@@ -158,21 +159,37 @@ class RelayOutbox:
             await tokens.end_all(user.id, purpose, now)
             await tokens.add(stored)
             await uow.commit()
-        context = {"username": user.username, "link": self._email.link(purpose, value)}
-        if purpose is Purpose.VERIFY_EMAIL:
-            context["expires_hours"] = str(int(ttl.total_seconds() // 3600))
+        context: dict[str, object] = {
+            "username": user.username,
+            "link": self._email.link(purpose, value),
+        }
+        if verifying:
+            context["expires_hours"] = int(ttl.total_seconds() // 3600)
         else:
-            context["expires_minutes"] = str(int(ttl.total_seconds() // 60))
+            context["expires_minutes"] = int(ttl.total_seconds() // 60)
         return self._render(message.id, user.email, message.template, context)
 
-    def _render(self, message_id: str, to: str, template: str, context: dict[str, str]) -> Mail:
-        try:
-            rendered = self._templates.render(template, context)
-        except Exception as exc:
-            # An operator's template override may be broken: retried, then dead, and
-            # said so in the outbox, rather than stopping the relay.
-            raise MailNotSent(f"template {template!r}: {type(exc).__name__}: {exc}") from exc
-        return Mail.of(message_id, to, rendered)
+    def _render(
+        self, message_id: str, to: str, template: str, context: Mapping[str, object]
+    ) -> Mail:
+        return render(self._templates, message_id, to, template, context)
+
+
+def render(
+    templates: MailTemplates,
+    message_id: str,
+    to: str,
+    template: str,
+    context: Mapping[str, object],
+) -> Mail:
+    """The mail ``template`` makes; ``MailNotSent`` when the template cannot render."""
+    try:
+        rendered = templates.render(template, context)
+    except Exception as exc:
+        # An operator's template override may be broken: retried, then dead, and said
+        # so in the outbox, rather than stopping the relay.
+        raise MailNotSent(f"template {template!r}: {type(exc).__name__}: {exc}") from exc
+    return Mail.of(message_id, to, rendered)
 
 
 async def _recipient_account(
@@ -244,9 +261,6 @@ class SendTestMail:
     async def __call__(self, to: str) -> str:
         address = validate_email(to)
         message_id = new_id()
-        try:
-            rendered = self._templates.render(TEST_TEMPLATE, {})
-        except Exception as exc:
-            raise MailNotSent(f"template {TEST_TEMPLATE!r}: {type(exc).__name__}: {exc}") from exc
-        await self._transport.send(Mail.of(message_id, address, rendered))
+        mail = render(self._templates, message_id, address, TEST_TEMPLATE, {})
+        await self._transport.send(mail)
         return message_id
