@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 import ssl
 import sys
 from email.message import EmailMessage
@@ -79,6 +80,7 @@ class SmtpTransport(MailTransport):
         self._security = security
         self._timeout = timeout
         self._tls_context = tls_context
+        self._hostname: str | None = None
 
     async def send(self, mail: Mail) -> None:
         try:
@@ -103,9 +105,17 @@ class SmtpTransport(MailTransport):
                     start_tls=self._security == "starttls",
                     timeout=self._timeout,
                     tls_context=self._tls_context,
+                    local_hostname=await self._local_hostname(),
                 )
         except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
             raise MailNotSent(self._reason(exc, mail)) from exc
+
+    async def _local_hostname(self) -> str:
+        # What EHLO names: looked up once (aiosmtplib would ask the resolver, in a
+        # thread, on every send).
+        if self._hostname is None:
+            self._hostname = await asyncio.to_thread(socket.getfqdn)
+        return self._hostname
 
     @property
     def _where(self) -> str:

@@ -8,6 +8,7 @@ due again when their lease ends: every message is sent at least once.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -39,6 +40,9 @@ class RelayPolicy:
     # (the SMTP timeout), so no message is claimed by a second relay while in flight.
     lease: timedelta = timedelta(minutes=5)
     retry: RetryPolicy = field(default_factory=RetryPolicy)
+    # Messages of a batch in flight at once: a mail server's round trips overlap, and
+    # each one holds a database connection only while it settles.
+    concurrency: int = 8
 
 
 class Outcome(StrEnum):
@@ -104,8 +108,14 @@ class RelayOutbox:
                 limit=self._relay.batch_size,
             )
             await uow.commit()
-        deliveries = [await self._deliver(message, claim) for message in claimed]
-        return RelayResult(deliveries, more=len(claimed) == self._relay.batch_size)
+        slots = asyncio.Semaphore(self._relay.concurrency)
+
+        async def deliver(message: OutboxMessage) -> Delivery:
+            async with slots:
+                return await self._deliver(message, claim)
+
+        deliveries = await asyncio.gather(*(deliver(message) for message in claimed))
+        return RelayResult(list(deliveries), more=len(claimed) == self._relay.batch_size)
 
     async def _deliver(self, message: OutboxMessage, claim: str) -> Delivery:
         error = None

@@ -13,7 +13,7 @@ from typing import Any
 import asyncpg
 
 from application.admin import PurgeTokens
-from benchmarks import client, wrk
+from benchmarks import client, mail, wrk
 from benchmarks.database import PASSWORD, ROOT, BenchDatabase, venv_script
 from benchmarks.report import Measurement
 from benchmarks.servers import Server
@@ -27,6 +27,7 @@ CASES = (
     "list_first",
     "list_page_2500",
     "purge",
+    "mail",
 )
 LIST_PAGES = {"list_first": 1, "list_page_2500": 2500}
 PAGE_SIZE = 20
@@ -75,6 +76,7 @@ class Bench:
     refresh_used: dict[str, int] = field(default_factory=dict)
     measurements: list[Measurement] = field(default_factory=list)
     purge: dict[str, Any] | None = None
+    mail: dict[str, Any] | None = None
 
     @property
     def targets(self) -> list[str]:
@@ -303,6 +305,20 @@ class Bench:
             f" ({self.purge['rows_per_s']:,.0f} rows/s) via {timing.method}, timed from"
             f" {timing.timed_from} ({timing.wall_seconds:.1f} s in all);"
             f" {self.purge['logins_note']}"
+        )
+
+    def run_mail(self) -> None:
+        """The relay's throughput to a local SMTP sink, and what queueing the
+        verification mail adds to a registration."""
+        relay = mail.relay_throughput(self.cli_env)
+        cost = mail.registration_cost(self.cli_env)
+        self.mail = {"relay": relay, "registration": cost}
+        print(
+            f"  [mail] relay: {relay['messages']:,} messages in {relay['seconds']:.1f} s"
+            f" ({relay['messages_per_s']:,.0f}/s), {relay['received']:,} received;"
+            f" registration: {cost['median_ms_without_mail']:.2f} ms without the mail,"
+            f" {cost['median_ms_with_mail']:.2f} ms with it (+{cost['added_ms']:.2f} ms;"
+            f" {cost['note']})"
         )
 
 

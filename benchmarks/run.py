@@ -226,6 +226,8 @@ def run(args: argparse.Namespace) -> int:
                 bench.health_under_login()
             elif case == "purge":
                 bench.run_purge(args.purge_rows)
+            elif case == "mail":
+                bench.run_mail()
 
         memory = {target: server.memory() for target, server in running.items()}
         finish(
@@ -389,6 +391,7 @@ def finish(
         "setup": {"migrated_with": migrated_with, "seed_seconds": seed_seconds},
         "measurements": [m.as_dict() for m in bench.measurements],
         "purge": bench.purge,
+        "mail": bench.mail,
         "memory": memory,
         "targets": [t.as_dict() for t in found],
     }
