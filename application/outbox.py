@@ -114,8 +114,16 @@ class RelayOutbox:
             async with slots:
                 return await self._deliver(message, claim)
 
-        deliveries = await asyncio.gather(*(deliver(message) for message in claimed))
-        return RelayResult(list(deliveries), more=len(claimed) == self._relay.batch_size)
+        # Every delivery runs to its end before a failure (the database gone) is raised:
+        # none is left running unseen.
+        outcomes = await asyncio.gather(
+            *(deliver(message) for message in claimed), return_exceptions=True
+        )
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
+        deliveries = [outcome for outcome in outcomes if isinstance(outcome, Delivery)]
+        return RelayResult(deliveries, more=len(claimed) == self._relay.batch_size)
 
     async def _deliver(self, message: OutboxMessage, claim: str) -> Delivery:
         error = None

@@ -99,6 +99,8 @@ def relay_policy_of(settings: Settings) -> RelayPolicy:
         batch_size=batch_size,
         lease=lease,
         retry=RetryPolicy(max_attempts=settings.outbox_max_attempts),
+        # SQLite takes one writer at a time: concurrent settlements would only queue.
+        concurrency=1 if settings.database_url.startswith("sqlite") else RelayPolicy.concurrency,
     )
 
 
