@@ -113,8 +113,11 @@ class JwksCodec(BaseJwtCodec, KeySetCache):
 
     async def keep_fresh(self) -> None:
         while True:
+            # Not asyncio.wait_for: on Python 3.11 it swallows a cancellation that comes
+            # as the event is set, and the task would never stop.
             with suppress(TimeoutError):
-                await asyncio.wait_for(self._reload_wanted.wait(), self._refresh_seconds)
+                async with asyncio.timeout(self._refresh_seconds):
+                    await self._reload_wanted.wait()
             self._reload_wanted.clear()
             try:
                 await self.reload()

@@ -522,3 +522,21 @@ async def _until(condition: Any, within: float = 5.0) -> None:
             return
         await asyncio.sleep(0.01)
     raise AssertionError(f"not so within {within} s")
+
+
+async def test_the_refresh_task_stops_when_cancelled_just_as_a_reload_is_asked_for(
+    keys: Keys, algorithm: str, clock: FakeClock
+) -> None:
+    codec = JwksCodec(keys, MAKER, algorithm=algorithm, clock=clock, refresh_seconds=3600)
+    stranger = _sign(new_key(algorithm, clock.now()), claims(clock))
+    refresher = asyncio.create_task(codec.keep_fresh())
+    await asyncio.sleep(0.01)
+
+    with pytest.raises(InvalidToken):
+        codec.decode_access(stranger)  # asks for a reload...
+    await asyncio.sleep(0)
+    refresher.cancel()  # ...and the app stops at that very moment
+
+    done, _ = await asyncio.wait({refresher}, timeout=5)
+    assert refresher in done
+    assert refresher.cancelled()
