@@ -7,6 +7,7 @@ business rule is wired twice. Tests swap an adapter with ``provider.override(...
 from __future__ import annotations
 
 import inspect
+from datetime import timedelta
 from typing import Any, TypeVar
 
 from dependency_injector import containers, providers
@@ -14,11 +15,14 @@ from dependency_injector import containers, providers
 from adapters.clock import SystemClock
 from adapters.database import Database
 from adapters.hasher import Argon2Hasher
+from adapters.jwks_codec import JwksCodec, NoKeySet
 from adapters.jwt_codec import JwtCodec
+from adapters.key_crypto import AesGcmKeyMaker
 from adapters.key_file import load_or_create_key
 from adapters.locks import DatabaseJobLock
 from adapters.rate_limit import LimitsFailedLoginCounter, NamedRateLimits, RateLimiter
 from adapters.unit_of_work import unit_of_work
+from application.signing_keys import PublishedSigningKeys
 from application.tokens import TokenPolicy
 from domain.ports import (
     Clock,
@@ -28,6 +32,7 @@ from domain.ports import (
     RateLimits,
     TokenCodec,
 )
+from domain.signing_keys import KeyMaker, KeyPolicy, KeySetCache
 from entrypoints.scheduler.jobs import JobLock
 from entrypoints.settings import Settings
 
@@ -38,6 +43,20 @@ def signing_key(settings: Settings) -> str:
     """``SECRET_KEY``, or outside production (where it may be unset) a random key made
     on first use and kept beside the database."""
     return settings.secret_key or load_or_create_key(settings.key_file)
+
+
+def key_policy_of(settings: Settings) -> KeyPolicy:
+    return KeyPolicy(
+        algorithm=settings.algorithm,
+        # Refresh tokens are JWTs too, and the longest-lived.
+        token_lifetime=max(settings.access_token_ttl, settings.refresh_token_ttl),
+        activation_delay=timedelta(seconds=settings.jwt_key_activation_delay_seconds),
+    )
+
+
+def codec_kind(settings: Settings) -> str:
+    """Which codec signs: the stored key pairs, or SECRET_KEY itself (HMAC)."""
+    return "keys" if key_policy_of(settings).asymmetric else "hmac"
 
 
 def ip_limits(settings: Settings) -> dict[str, str]:
@@ -65,14 +84,41 @@ class Container(containers.DeclarativeContainer):
     )
     clock = providers.Singleton(SystemClock)
     hasher = providers.Singleton(Argon2Hasher)
-    codec = providers.Singleton(
-        JwtCodec,
-        secret_key=providers.Callable(signing_key, settings),
-        algorithm=settings.provided.algorithm,
-        issuer=settings.provided.jwt_issuer,
-        audience=settings.provided.jwt_audience,
-        enforce_key_length=settings.provided.is_production,
-        clock=clock,
+    key_policy = providers.Singleton(key_policy_of, settings)
+    # Seals the private parts of the signing keys with SECRET_KEY (ES256, EdDSA).
+    key_maker = providers.Singleton(
+        AesGcmKeyMaker, secret_key=providers.Callable(signing_key, settings)
+    )
+    codec = providers.Selector(
+        providers.Callable(codec_kind, settings),
+        hmac=providers.Singleton(
+            JwtCodec,
+            secret_key=providers.Callable(signing_key, settings),
+            algorithm=settings.provided.algorithm,
+            issuer=settings.provided.jwt_issuer,
+            audience=settings.provided.jwt_audience,
+            enforce_key_length=settings.provided.is_production,
+            clock=clock,
+        ),
+        keys=providers.Singleton(
+            JwksCodec,
+            load_keys=providers.Factory(
+                PublishedSigningKeys,
+                # A factory of read-only units of work, as ``reader`` below.
+                reader=providers.Factory(unit_of_work, database=database, read_only=True).provider,
+                clock=clock,
+                key_policy=key_policy,
+            ),
+            key_maker=key_maker,
+            algorithm=settings.provided.algorithm,
+            issuer=settings.provided.jwt_issuer,
+            audience=settings.provided.jwt_audience,
+            clock=clock,
+        ),
+    )
+    # With an asymmetric ALGORITHM the codec holds the cached key set.
+    key_set = providers.Selector(
+        providers.Callable(codec_kind, settings), hmac=providers.Singleton(NoKeySet), keys=codec
     )
     rate_limiter = providers.Singleton(
         RateLimiter,
@@ -109,6 +155,9 @@ PORTS: dict[type, str] = {
     DatabaseProbe: "database",
     JobLock: "job_lock",
     TokenPolicy: "policy",
+    KeyPolicy: "key_policy",
+    KeyMaker: "key_maker",
+    KeySetCache: "key_set",
 }
 # Constructor parameters that take a factory of units of work rather than an instance.
 UNIT_OF_WORK_FACTORIES = ("uow", "reader")
