@@ -14,6 +14,7 @@ import pytest
 import uvicorn
 from typer.testing import CliRunner
 
+from adapters import migrations
 from entrypoints.console import app
 from tests.e2e.cli_fixtures import (
     APP,
@@ -196,19 +197,20 @@ def test_db_upgrade_current_and_downgrade_on_a_fresh_database(
     assert fresh.stdout == "base (no migration applied)\n"
     assert "run `app db upgrade`" in fresh.stderr
 
+    [head] = migrations.head_revisions(sqlite_url)
     assert db("upgrade").stdout == (
-        "Database upgraded from base (no migration applied) to 0001 (latest).\n"
+        f"Database upgraded from base (no migration applied) to {head} (latest).\n"
     )
-    assert db("upgrade").stdout == "Database already at 0001 (latest).\n"
+    assert db("upgrade").stdout == f"Database already at {head} (latest).\n"
     current = db("current")
-    assert current.stdout == "0001 (latest)\n"
+    assert current.stdout == f"{head} (latest)\n"
     assert current.stderr == ""
 
     assert db("downgrade", "base").stdout == (
-        "Database downgraded from 0001 (latest) to base (no migration applied).\n"
+        f"Database downgraded from {head} (latest) to base (no migration applied).\n"
     )
     assert db("current").stdout == "base (no migration applied)\n"
-    assert db("upgrade", "0001").stdout.endswith("to 0001 (latest).\n")
+    assert db("upgrade", head).stdout.endswith(f"to {head} (latest).\n")
 
 
 def test_db_upgrade_logs_nothing(runner: CliRunner, sqlite_url: str) -> None:
