@@ -145,6 +145,8 @@ def published(keys: Iterable[SigningKey], algorithm: str, now: datetime) -> list
 def state_of(
     key: SigningKey, keys: Sequence[SigningKey], algorithm: str, now: datetime
 ) -> KeyState:
+    """What ``key`` is doing at ``now``, among ``keys``: a key that no longer signs is
+    retired even before the lifecycle job has marked it so."""
     if key.algorithm == algorithm and key.activates_at > now and not key.is_retired(now):
         return KeyState.PENDING
     signer = signing_key(keys, algorithm, now)
@@ -172,10 +174,12 @@ def retirements(
     keys: Sequence[SigningKey], algorithm: str, now: datetime, token_lifetime: timedelta
 ) -> list[Retirement]:
     """The keys that no longer sign but are not marked retired yet: every key that
-    started signing before the current signer (and every key of another algorithm),
-    each retired when the next key of ``algorithm`` took over. A pending key is never
-    retired. Each stays published until the longest token it could have signed has
-    expired, plus the reload margin."""
+    started signing before the current signer, each retired when the next key of
+    ``algorithm`` took over (a key of another algorithm: now). A pending key is never
+    retired, nor a key newer than the signer: a process configured for another
+    algorithm (a deploy in progress) must not retire the keys of the one coming. Each
+    stays published until the longest token it could have signed has expired, plus the
+    reload margin."""
     signer = signing_key(keys, algorithm, now)
     if signer is None:
         return []
@@ -184,15 +188,13 @@ def retirements(
     successors = in_order(k for k in keys if k.algorithm == algorithm and k.activates_at <= now)
     found = []
     for key in keys:
-        if key.retired_at is not None or key.kid == signer.kid:
+        if key.retired_at is not None or _order(key) >= _order(signer):
             continue
         if key.algorithm == algorithm:
-            if _order(key) > _order(signer):
-                continue  # pending: it has not signed yet
             at = next(s.activates_at for s in successors if _order(s) > _order(key))
         else:
-            # A process still configured for the other algorithm (a deploy in progress)
-            # may have signed with it until now.
+            # Processes still configured for that algorithm may have signed with it
+            # until now.
             at = now
         found.append(Retirement(key.kid, at, at + token_lifetime + RELOAD_MARGIN))
     return found

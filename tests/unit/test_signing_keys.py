@@ -128,12 +128,27 @@ def test_nothing_retires_before_the_successor_signs() -> None:
     assert retirements([], "ES256", NOW, LIFETIME) == []
 
 
-def test_a_key_of_another_algorithm_retires_as_of_now() -> None:
-    keys = [make_key("es", activates_at=NOW - HOUR), make_key("ed", algorithm="EdDSA")]
+def test_an_older_key_of_another_algorithm_retires_as_of_now() -> None:
+    keys = [
+        make_key("es", activates_at=NOW - HOUR),
+        make_key("ed", activates_at=NOW - 2 * HOUR, algorithm="EdDSA"),
+    ]
 
     [due] = retirements(keys, "ES256", NOW, LIFETIME)
 
     assert (due.kid, due.at) == ("ed", NOW)
+
+
+def test_a_newer_key_of_another_algorithm_is_left_alone() -> None:
+    # A job runner still on ES256 while the API moves to EdDSA: the EdDSA key stays.
+    keys = [
+        make_key("es", activates_at=NOW - HOUR),
+        make_key("ed", activates_at=NOW - MINUTE, algorithm="EdDSA"),
+    ]
+
+    assert retirements(keys, "ES256", NOW, LIFETIME) == []
+    [due] = retirements(keys, "EdDSA", NOW, LIFETIME)
+    assert (due.kid, due.at) == ("es", NOW)
 
 
 def test_the_public_jwk_names_its_kid_algorithm_and_use_and_no_private_part() -> None:
