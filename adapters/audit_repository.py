@@ -48,6 +48,8 @@ Index("ix_audit_events_actor_id_id", audit_events.c.actor_id, audit_events.c.id)
 Index("ix_audit_events_action_id", audit_events.c.action, audit_events.c.id)
 
 _INSERT = insert(audit_events)
+# `str in Action` raises TypeError before Python 3.12: look values up in a set.
+ACTIONS = frozenset(action.value for action in Action)
 _FIELDS = ("action", "actor_id", "target_user_id")
 _DELETE_BEFORE = delete(audit_events).where(
     audit_events.c.id.in_(
@@ -74,7 +76,7 @@ def _queries(filters: tuple[str, ...]) -> tuple[Any, Any]:
 
 def _event(row: Mapping[str, Any]) -> AuditEvent:
     values = dict(row)
-    values["action"] = Action(values["action"]) if values["action"] in Action else values["action"]
+    values["action"] = Action(values["action"]) if values["action"] in ACTIONS else values["action"]
     values["actor_type"] = ActorType(values["actor_type"])
     values["details"] = json.loads(values["details"])
     return AuditEvent(**values)

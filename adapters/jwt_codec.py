@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import abc
 import warnings
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -23,39 +24,38 @@ ACCESS_CACHE_SIZE = 4096
 CLOCK_SKEW_SECONDS = 2
 
 
-class JwtCodec(TokenCodec):
-    """HMAC-signed JWTs. Only the configured algorithm is accepted, so ``alg: none``
-    and algorithm-confusion tokens fail the signature check."""
+class BaseJwtCodec(TokenCodec):
+    """The claims and checks of every JWT, whatever signs it; subclasses say which key
+    signs a token and which one verifies it, pinning its algorithm."""
 
     def __init__(
         self,
-        secret_key: str,
         *,
-        algorithm: str = "HS256",
         issuer: str | None = None,
         audience: str | None = None,
-        enforce_key_length: bool = True,
         clock: Clock | None = None,
     ) -> None:
-        if algorithm not in MIN_KEY_BYTES:
-            raise ValueError(f"unsupported JWT algorithm {algorithm!r}")
-        if len(secret_key.encode()) < MIN_KEY_BYTES[algorithm]:
-            if enforce_key_length:
-                raise ValueError(
-                    f"the signing key must be at least {MIN_KEY_BYTES[algorithm]} bytes"
-                    f" for {algorithm}"
-                )
-            # Allowed outside production; the settings already said so once.
-            warnings.filterwarnings("ignore", category=jwt.InsecureKeyLengthWarning)
         self._clock = clock or SystemClock()
-        self._key = secret_key.encode()
-        self._algorithm = algorithm
         self._issuer = issuer
         self._audience = audience
         self._jwt = jwt.PyJWT()
         # Only successes are cached (an exception is never cached), keyed by the exact
-        # token, so nothing is ever accepted that would not verify now, but for expiry.
+        # token, so nothing is ever accepted that would not verify now, but for expiry
+        # and for a key leaving the key set (``_trusts``, checked on every hit).
         self._verified_access = lru_cache(maxsize=ACCESS_CACHE_SIZE)(self._decode_access)
+
+    @abc.abstractmethod
+    def _signing_key(self) -> tuple[Any, str, dict[str, Any] | None]:
+        """The key that signs now, its algorithm and the headers to add."""
+
+    @abc.abstractmethod
+    def _verification_key(self, token: str) -> tuple[Any, str, str | None]:
+        """The key that verifies ``token``, the one algorithm it may use, and its kid
+        (None without key ids); raises ``InvalidToken`` when no key may verify it."""
+
+    def _trusts(self, kid: str | None) -> bool:
+        """Whether a token verified earlier by key ``kid`` may still be accepted."""
+        return True
 
     def encode_access(self, claims: AccessClaims) -> str:
         return self._encode(
@@ -85,17 +85,17 @@ class JwtCodec(TokenCodec):
     def decode_access(self, token: str) -> AccessClaims:
         # A client sends the same access token with every request for its lifetime:
         # once its signature and claims have been verified, only the expiry can change.
-        claims = self._verified_access(token)
-        if claims.expires_at <= self._clock.now():
+        kid, claims = self._verified_access(token)
+        if claims.expires_at <= self._clock.now() or not self._trusts(kid):
             raise InvalidToken()
         return claims
 
-    def _decode_access(self, token: str) -> AccessClaims:
-        payload = self._decode(token, "access", _ACCESS_CLAIMS, verify_expiry=True)
+    def _decode_access(self, token: str) -> tuple[str | None, AccessClaims]:
+        payload, kid = self._decode(token, "access", _ACCESS_CLAIMS, verify_expiry=True)
         version = payload["ver"]
         if not isinstance(version, int) or isinstance(version, bool):
             raise InvalidToken()
-        return AccessClaims(
+        return kid, AccessClaims(
             user_id=_user_id(payload),
             session_id=_string(payload, "sid"),
             token_version=version,
@@ -105,7 +105,7 @@ class JwtCodec(TokenCodec):
         )
 
     def decode_refresh(self, token: str, *, verify_expiry: bool = True) -> RefreshClaims:
-        payload = self._decode(token, "refresh", _REFRESH_CLAIMS, verify_expiry=verify_expiry)
+        payload, _ = self._decode(token, "refresh", _REFRESH_CLAIMS, verify_expiry=verify_expiry)
         return RefreshClaims(
             user_id=_user_id(payload),
             session_id=_string(payload, "sid"),
@@ -119,21 +119,24 @@ class JwtCodec(TokenCodec):
             payload["iss"] = self._issuer
         if self._audience is not None:
             payload["aud"] = self._audience
-        return self._jwt.encode(payload, self._key, algorithm=self._algorithm)
+        key, algorithm, headers = self._signing_key()
+        return self._jwt.encode(payload, key, algorithm=algorithm, headers=headers)
 
     def _decode(
         self, token: str, expected_type: str, required: list[str], *, verify_expiry: bool
-    ) -> dict[str, Any]:
+    ) -> tuple[dict[str, Any], str | None]:
+        """The verified payload and the kid of the key that verified it."""
         required = list(required)
         if self._issuer is not None:
             required.append("iss")
         if self._audience is not None:
             required.append("aud")
+        key, algorithm, kid = self._verification_key(token)
         try:
             payload: dict[str, Any] = self._jwt.decode(
                 token,
-                self._key,
-                algorithms=[self._algorithm],
+                key,
+                algorithms=[algorithm],
                 issuer=self._issuer,
                 audience=self._audience,
                 options={
@@ -161,7 +164,42 @@ class JwtCodec(TokenCodec):
                 # ``not <=`` rather than ``>``: a NaN compares false either way.
                 if not _is_number(value) or not value <= now:
                     raise InvalidToken()
-        return payload
+        return payload, kid
+
+
+class JwtCodec(BaseJwtCodec):
+    """HMAC-signed JWTs. Only the configured algorithm is accepted, so ``alg: none``
+    and algorithm-confusion tokens fail the signature check."""
+
+    def __init__(
+        self,
+        secret_key: str,
+        *,
+        algorithm: str = "HS256",
+        issuer: str | None = None,
+        audience: str | None = None,
+        enforce_key_length: bool = True,
+        clock: Clock | None = None,
+    ) -> None:
+        if algorithm not in MIN_KEY_BYTES:
+            raise ValueError(f"unsupported JWT algorithm {algorithm!r}")
+        if len(secret_key.encode()) < MIN_KEY_BYTES[algorithm]:
+            if enforce_key_length:
+                raise ValueError(
+                    f"the signing key must be at least {MIN_KEY_BYTES[algorithm]} bytes"
+                    f" for {algorithm}"
+                )
+            # Allowed outside production; the settings already said so once.
+            warnings.filterwarnings("ignore", category=jwt.InsecureKeyLengthWarning)
+        super().__init__(issuer=issuer, audience=audience, clock=clock)
+        self._key = secret_key.encode()
+        self._algorithm = algorithm
+
+    def _signing_key(self) -> tuple[Any, str, dict[str, Any] | None]:
+        return self._key, self._algorithm, None
+
+    def _verification_key(self, token: str) -> tuple[Any, str, str | None]:
+        return self._key, self._algorithm, None
 
 
 def _timestamp(moment: datetime) -> int:

@@ -15,8 +15,11 @@ import uvicorn
 
 from adapters import migrations
 from adapters.database import is_unavailable
+from application.signing_keys import EnsureSigningKey
+from domain.signing_keys import ASYMMETRIC_ALGORITHMS
 from entrypoints.cli.audit import audit
 from entrypoints.cli.db import db
+from entrypoints.cli.keys import keys
 from entrypoints.cli.mail import mail, outbox
 from entrypoints.cli.runtime import Runtime, load_cli_settings, reported_errors, runtime_of
 from entrypoints.cli.scaffold import scaffold
@@ -25,7 +28,8 @@ from entrypoints.cli.users import users
 from entrypoints.container import build_services
 from entrypoints.logging import get_logger
 from entrypoints.scheduler import run_job_runner
-from entrypoints.settings import MEMORY_LIMITS_WARNING
+from entrypoints.services import Services
+from entrypoints.settings import MEMORY_LIMITS_WARNING, Settings
 
 DISTRIBUTION = "backend-template"
 
@@ -43,6 +47,7 @@ app.add_typer(scaffold)
 app.add_typer(outbox)
 app.add_typer(audit)
 app.add_typer(mail)
+app.add_typer(keys)
 jobs = typer.Typer(
     name="jobs", help="The scheduled jobs.", no_args_is_help=True, rich_markup_mode="markdown"
 )
@@ -81,6 +86,7 @@ def root(
 
 @app.command()
 def serve(
+    ctx: typer.Context,
     host: Annotated[str, typer.Option(help="The address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=1, max=65535, help="The port to listen on.")] = 8000,
     workers: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 1,
@@ -93,6 +99,7 @@ def serve(
     if workers > 1 and settings.rate_limits_per_process and not settings.is_production:
         # (In production every worker says so itself, at start-up.)
         get_logger("app").warning(MEMORY_LIMITS_WARNING)
+    check_signing_keys(runtime_of(ctx), settings)
     # uvicorn re-raises the signal it stopped on once it has shut down cleanly; for the
     # operator and the orchestrator, a clean stop is a success.
     for stop in (signal.SIGTERM, signal.SIGINT):
@@ -126,7 +133,35 @@ def run_jobs(ctx: typer.Context) -> None:
     runtime = runtime_of(ctx)
     settings = load_cli_settings(one_shot=False)
     with reported_errors(settings.database_url, runtime.is_unavailable):
-        asyncio.run(run_job_runner(settings, runtime.make_services(settings)))
+        asyncio.run(_run_jobs(settings, runtime.make_services(settings)))
+
+
+async def _run_jobs(settings: Settings, services: Services) -> None:
+    try:
+        # The lifecycle job and the API must agree on the keys: same first-start check.
+        await services.get(EnsureSigningKey)()
+    except BaseException:
+        await services.close()
+        raise
+    await run_job_runner(settings, services)
+
+
+def check_signing_keys(runtime: Runtime, settings: Settings) -> None:
+    """With ES256/EdDSA: create the first key if none signs, and fail now, in one line,
+    if SECRET_KEY cannot decrypt it (every worker's start would fail on it with a
+    traceback). With HMAC nothing is checked and nothing connects."""
+    if settings.algorithm not in ASYMMETRIC_ALGORITHMS:
+        return
+
+    async def ensure() -> None:
+        services = runtime.make_services(settings)
+        try:
+            await services.get(EnsureSigningKey)()
+        finally:
+            await services.close()
+
+    with reported_errors(settings.database_url, runtime.is_unavailable):
+        asyncio.run(ensure())
 
 
 def runtime() -> Runtime:

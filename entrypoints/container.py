@@ -15,7 +15,9 @@ from dependency_injector import containers, providers
 from adapters.clock import SystemClock
 from adapters.database import Database
 from adapters.hasher import Argon2Hasher
+from adapters.jwks_codec import JwksCodec, NoKeySet
 from adapters.jwt_codec import JwtCodec
+from adapters.key_crypto import AesGcmKeyMaker
 from adapters.key_file import load_or_create_key
 from adapters.locks import DatabaseJobLock
 from adapters.mail import ConsoleTransport, NullTransport, SmtpTransport
@@ -25,6 +27,7 @@ from adapters.unit_of_work import unit_of_work
 from application.email import EmailPolicy
 from application.outbox import RelayPolicy
 from application.retention import RetentionPolicy
+from application.signing_keys import PublishedSigningKeys
 from application.tokens import TokenPolicy
 from domain.mail import MailTemplates, MailTransport
 from domain.outbox import RetryPolicy
@@ -36,6 +39,7 @@ from domain.ports import (
     RateLimits,
     TokenCodec,
 )
+from domain.signing_keys import KeyMaker, KeyPolicy, KeySetCache
 from entrypoints.scheduler.jobs import JobLock
 from entrypoints.settings import Settings
 
@@ -46,6 +50,20 @@ def signing_key(settings: Settings) -> str:
     """``SECRET_KEY``, or outside production (where it may be unset) a random key made
     on first use and kept beside the database."""
     return settings.secret_key or load_or_create_key(settings.key_file)
+
+
+def key_policy_of(settings: Settings) -> KeyPolicy:
+    return KeyPolicy(
+        algorithm=settings.algorithm,
+        # Refresh tokens are JWTs too, and the longest-lived.
+        token_lifetime=max(settings.access_token_ttl, settings.refresh_token_ttl),
+        activation_delay=timedelta(seconds=settings.jwt_key_activation_delay_seconds),
+    )
+
+
+def codec_kind(settings: Settings) -> str:
+    """Which codec signs: the stored key pairs, or SECRET_KEY itself (HMAC)."""
+    return "keys" if key_policy_of(settings).asymmetric else "hmac"
 
 
 def ip_limits(settings: Settings) -> dict[str, str]:
@@ -126,14 +144,41 @@ class Container(containers.DeclarativeContainer):
     )
     clock = providers.Singleton(SystemClock)
     hasher = providers.Singleton(Argon2Hasher)
-    codec = providers.Singleton(
-        JwtCodec,
-        secret_key=providers.Callable(signing_key, settings),
-        algorithm=settings.provided.algorithm,
-        issuer=settings.provided.jwt_issuer,
-        audience=settings.provided.jwt_audience,
-        enforce_key_length=settings.provided.is_production,
-        clock=clock,
+    key_policy = providers.Singleton(key_policy_of, settings)
+    # Seals the private parts of the signing keys with SECRET_KEY (ES256, EdDSA).
+    key_maker = providers.Singleton(
+        AesGcmKeyMaker, secret_key=providers.Callable(signing_key, settings)
+    )
+    codec = providers.Selector(
+        providers.Callable(codec_kind, settings),
+        hmac=providers.Singleton(
+            JwtCodec,
+            secret_key=providers.Callable(signing_key, settings),
+            algorithm=settings.provided.algorithm,
+            issuer=settings.provided.jwt_issuer,
+            audience=settings.provided.jwt_audience,
+            enforce_key_length=settings.provided.is_production,
+            clock=clock,
+        ),
+        keys=providers.Singleton(
+            JwksCodec,
+            load_keys=providers.Factory(
+                PublishedSigningKeys,
+                # A factory of read-only units of work, as ``reader`` below.
+                reader=providers.Factory(unit_of_work, database=database, read_only=True).provider,
+                clock=clock,
+                key_policy=key_policy,
+            ),
+            key_maker=key_maker,
+            algorithm=settings.provided.algorithm,
+            issuer=settings.provided.jwt_issuer,
+            audience=settings.provided.jwt_audience,
+            clock=clock,
+        ),
+    )
+    # With an asymmetric ALGORITHM the codec holds the cached key set.
+    key_set = providers.Selector(
+        providers.Callable(codec_kind, settings), hmac=providers.Singleton(NoKeySet), keys=codec
     )
     rate_limiter = providers.Singleton(
         RateLimiter,
@@ -183,6 +228,9 @@ PORTS: dict[type, str] = {
     MailTransport: "transport",
     MailTemplates: "templates",
     EmailPolicy: "email_policy",
+    KeyPolicy: "key_policy",
+    KeyMaker: "key_maker",
+    KeySetCache: "key_set",
 }
 # Constructor parameters that take a factory of units of work rather than an instance.
 UNIT_OF_WORK_FACTORIES = ("uow", "reader")

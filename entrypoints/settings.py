@@ -55,11 +55,13 @@ class Settings(BaseSettings):
     database_max_overflow: int = Field(default=10, ge=0, le=200)
 
     secret_key: str = ""
-    algorithm: Literal["HS256", "HS384", "HS512"] = "HS256"
+    algorithm: Literal["HS256", "HS384", "HS512", "ES256", "EdDSA"] = "HS256"
     access_token_expire_minutes: int = Field(default=30, ge=1, le=24 * 60)
     refresh_token_expire_days: int = Field(default=7, ge=1, le=365)
     jwt_issuer: str | None = None
     jwt_audience: str | None = None
+    # How long a key made by `app keys rotate` is published before it signs (ES256, EdDSA).
+    jwt_key_activation_delay_seconds: int = Field(default=600, ge=0, le=30 * 24 * 3600)
 
     allowed_origins: Annotated[list[str], NoDecode] = []
 
@@ -219,7 +221,8 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _secret_key(self) -> Settings:
         if self.environment == "production":
-            needed = max(PRODUCTION_MIN_KEY_BYTES, MIN_KEY_BYTES[self.algorithm])
+            # With ES256 or EdDSA the key seals the private signing keys: as long.
+            needed = max(PRODUCTION_MIN_KEY_BYTES, MIN_KEY_BYTES.get(self.algorithm, 0))
             key = self.secret_key
             if not key:
                 raise ValueError("SECRET_KEY is required in production")
@@ -258,6 +261,11 @@ class Settings(BaseSettings):
         return self.environment == "development"
 
     @property
+    def min_key_bytes(self) -> int:
+        """The shortest SECRET_KEY for ALGORITHM (production wants at least 32)."""
+        return MIN_KEY_BYTES.get(self.algorithm, PRODUCTION_MIN_KEY_BYTES)
+
+    @property
     def is_production(self) -> bool:
         return self.environment == "production"
 
@@ -280,9 +288,9 @@ class Settings(BaseSettings):
                 f"SECRET_KEY is not set: tokens are signed with a random key kept in"
                 f" {self.key_file}. Set SECRET_KEY before exposing this service."
             )
-        elif len(self.secret_key.encode()) < MIN_KEY_BYTES[self.algorithm]:
+        elif len(self.secret_key.encode()) < self.min_key_bytes:
             found.append(
-                f"SECRET_KEY is shorter than {MIN_KEY_BYTES[self.algorithm]} bytes;"
+                f"SECRET_KEY is shorter than {self.min_key_bytes} bytes;"
                 " production refuses such a key."
             )
         if self.is_production and self.rate_limits_per_process:

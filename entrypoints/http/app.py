@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import importlib
 import pkgutil
 from collections.abc import AsyncIterator
@@ -12,8 +14,10 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 from starlette.middleware.cors import CORSMiddleware
 
+from application.signing_keys import EnsureSigningKey
 from domain.errors import DomainError
 from domain.ports import RateLimits
+from domain.signing_keys import KeySetCache
 from entrypoints.http import routes
 from entrypoints.http.client_ip import ClientIPResolver
 from entrypoints.http.dependencies import check_ip_limits, install_services
@@ -63,6 +67,14 @@ def create_app(settings: Settings, services: Services) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        try:
+            # ES256/EdDSA: the first key if there is none, and this process's key set; a
+            # SECRET_KEY that cannot decrypt the signing key stops the start here.
+            await services.get(EnsureSigningKey)()
+        except BaseException:
+            await services.close()
+            raise
+        key_refresh = asyncio.create_task(services.get(KeySetCache).keep_fresh())
         relay = RelayLoop(services, settings.outbox_poll_seconds)
         if settings.relay_in_api:
             relay.start()
@@ -71,6 +83,9 @@ def create_app(settings: Settings, services: Services) -> FastAPI:
         )
         yield
         await relay.stop()
+        key_refresh.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await key_refresh
         await services.close()
         logger.info("api stopped")
 

@@ -19,6 +19,8 @@ from sqlalchemy.engine import make_url
 from application.admin import PurgeTokens
 from application.outbox import Outcome
 from application.retention import ApplyRetention
+from application.signing_keys import RunKeyLifecycle
+from domain.signing_keys import ASYMMETRIC_ALGORITHMS
 from entrypoints.logging import get_logger
 from entrypoints.metrics import PURGE_RUNS
 from entrypoints.outbox_relay import relay_once
@@ -33,6 +35,7 @@ log = get_logger("entrypoints.scheduler")
 STOP_GRACE_SECONDS = 8.0
 RUN_OUTCOMES = ("success", "failure", "skipped", "stopped", "cancelled")
 RETENTION_INTERVAL = timedelta(hours=1)
+KEY_LIFECYCLE_INTERVAL = timedelta(minutes=1)
 
 
 class JobRunner:
@@ -159,11 +162,19 @@ def scheduled_jobs(
             "audit_rows": result.audit_events,
         }
 
-    return [
+    async def signing_keys() -> Mapping[str, int]:
+        result = await services.get(RunKeyLifecycle)()
+        return {"retired_keys": result.retired, "deleted_keys": result.deleted}
+
+    jobs: list[tuple[Job, timedelta]] = [
         # No lock: relays split the queue between them (SKIP LOCKED).
         (PeriodicJob("mail_relay", relay), timedelta(seconds=settings.outbox_poll_seconds)),
         (PeriodicJob("retention", retention, lock), RETENTION_INTERVAL),
     ]
+    if settings.algorithm in ASYMMETRIC_ALGORITHMS:
+        # Retire superseded keys and delete those no live token needs (HMAC has none).
+        jobs.append((PeriodicJob("signing_keys", signing_keys, lock), KEY_LIFECYCLE_INTERVAL))
+    return jobs
 
 
 def _serve_metrics(host: str, port: int) -> tuple[WSGIServer, threading.Thread]:

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from application.admin import GetUser
-from application.auth import Authenticate, ListSessions, UowFactory
+from application.auth import Authenticate, ListSessions
 from application.users import ListUsers
-from domain.ports import Clock
+from domain.ports import Clock, UowFactory
 from entrypoints.container import build_services
 from entrypoints.settings import Settings
 

@@ -18,10 +18,12 @@ from sqlalchemy import Column, MetaData, String, inspect, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from adapters import migrations
+from adapters import migrations, registry
 from adapters.orm import metadata
 from tests.conftest import Postgres
 
+# Every table, wherever its adapter defines it, as migrations/env.py sees them.
+registry.load_all()
 APP_TABLES = {table.name for table in metadata.sorted_tables}
 
 

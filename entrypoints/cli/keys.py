@@ -1,0 +1,102 @@
+"""``app keys …``: the signing keys of asymmetric tokens (ALGORITHM=ES256 or EdDSA)."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Annotated
+
+import typer
+
+from application.signing_keys import ListedKey, ListSigningKeys, RotateSigningKeys
+from domain.signing_keys import SigningKey
+from entrypoints.cli.runtime import run
+from entrypoints.services import Services
+
+keys = typer.Typer(
+    name="keys",
+    help="The signing keys of ES256 and EdDSA tokens: list them, start a rotation.",
+    no_args_is_help=True,
+    rich_markup_mode="markdown",
+)
+
+
+@keys.command("list")
+def list_keys(
+    ctx: typer.Context,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="One JSON object per line, for scripts.")
+    ] = False,
+) -> None:
+    """List the signing keys in the order they sign: kid, algorithm, state (pending,
+    active or retired) and their dates, in UTC. Private parts are never shown."""
+
+    async def work(services: Services) -> list[ListedKey]:
+        listed: list[ListedKey] = await services.get(ListSigningKeys)()
+        return listed
+
+    listed = run(ctx, work)
+    if as_json:
+        for item in listed:
+            typer.echo(json.dumps(_json(item)))
+        return
+    if listed:
+        typer.echo(_table(listed))
+    typer.echo(f"{len(listed)} key{'' if len(listed) == 1 else 's'}.")
+
+
+@keys.command()
+def rotate(ctx: typer.Context) -> None:
+    """Add a new signing key. It is published at once and starts signing after
+    JWT_KEY_ACTIVATION_DELAY_SECONDS; the key it replaces is retired then, stays
+    accepted until every token it signed has expired, and is deleted by the job runner
+    after that. No live token stops working."""
+
+    async def work(services: Services) -> SigningKey:
+        key: SigningKey = await services.get(RotateSigningKeys)()
+        return key
+
+    key = run(ctx, work)
+    typer.echo(f"New {key.algorithm} key {key.kid} starts signing at {_iso(key.activates_at)}.")
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.astimezone(UTC).isoformat() if moment is not None else None
+
+
+def _json(item: ListedKey) -> dict[str, str | None]:
+    key = item.key
+    return {
+        "kid": key.kid,
+        "algorithm": key.algorithm,
+        "state": item.state.value,
+        "created_at": _iso(key.created_at),
+        "activates_at": _iso(key.activates_at),
+        "retired_at": _iso(key.retired_at),
+        "delete_after": _iso(key.delete_after),
+    }
+
+
+def _when(moment: datetime | None) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S") if moment else "-"
+
+
+def _table(items: list[ListedKey]) -> str:
+    header = ("KID", "ALGORITHM", "STATE", "CREATED", "ACTIVATES", "RETIRED", "DELETABLE AFTER")
+    rows = [
+        (
+            item.key.kid,
+            item.key.algorithm,
+            item.state.value,
+            _when(item.key.created_at),
+            _when(item.key.activates_at),
+            _when(item.key.retired_at),
+            _when(item.key.delete_after),
+        )
+        for item in items
+    ]
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+    return "\n".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        for row in [header, *rows]
+    )

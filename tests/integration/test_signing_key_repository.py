@@ -1,0 +1,189 @@
+"""SqlSigningKeyRepository on SQLite and PostgreSQL, and the first key created exactly
+once by processes that start together."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import replace
+from datetime import timedelta
+from types import TracebackType
+from typing import TypeVar
+
+from adapters.database import Database
+from adapters.jwks_codec import JwksCodec
+from adapters.key_crypto import AesGcmKeyMaker
+from adapters.unit_of_work import unit_of_work
+from application.signing_keys import EnsureSigningKey, PublishedSigningKeys
+from domain.ports import UnitOfWork
+from domain.signing_keys import KeyPolicy, Retirement, SigningKey, SigningKeyRepository
+from tests.fakes import FakeClock
+from tests.integration.builders import NOW
+
+R = TypeVar("R")
+T = TypeVar("T")
+SECRET = "integration-secret-key-0123456789abcdef"
+MAKER = AesGcmKeyMaker(SECRET)
+HOUR = timedelta(hours=1)
+POLICY = KeyPolicy(algorithm="ES256", token_lifetime=timedelta(days=7))
+
+
+def new_key(algorithm: str = "ES256", **changes: object) -> SigningKey:
+    key = SigningKey.of(MAKER.make(algorithm), algorithm, now=NOW, activates_at=NOW)
+    return replace(key, **changes)  # type: ignore[arg-type]
+
+
+async def stored(database: Database) -> list[SigningKey]:
+    async with unit_of_work(database, read_only=True) as uow:
+        return await uow.repository(SigningKeyRepository).list_all()
+
+
+async def write(database: Database, step: Callable[[SigningKeyRepository], Awaitable[T]]) -> T:
+    async with unit_of_work(database) as uow:
+        result = await step(uow.repository(SigningKeyRepository))
+        await uow.commit()
+        return result
+
+
+async def test_a_key_is_stored_and_read_back_as_it_was(database: Database) -> None:
+    key = new_key(activates_at=NOW + HOUR)
+    retired = new_key("EdDSA", retired_at=NOW, delete_after=NOW + 2 * HOUR)
+
+    await write(database, lambda keys: keys.add(key))
+    await write(database, lambda keys: keys.add(retired))
+
+    assert await stored(database) == [retired, key]  # in the order they sign
+    assert MAKER.open((await stored(database))[1]) is not None
+
+
+async def test_only_one_first_key_per_algorithm_is_stored(database: Database) -> None:
+    first, second, other = new_key(), new_key(), new_key("EdDSA")
+
+    assert await write(database, lambda keys: keys.add_first(first)) is True
+    assert await write(database, lambda keys: keys.add_first(second)) is False
+    assert await write(database, lambda keys: keys.add_first(other)) is True
+
+    assert {key.kid for key in await stored(database)} == {first.kid, other.kid}
+
+
+async def test_retiring_is_done_once_and_frees_the_first_key_marker(database: Database) -> None:
+    first = new_key()
+    await write(database, lambda keys: keys.add_first(first))
+    retirement = Retirement(first.kid, NOW + HOUR, NOW + 9 * HOUR)
+
+    assert await write(database, lambda keys: keys.retire(retirement)) is True
+    again = Retirement(first.kid, NOW + 2 * HOUR, NOW + 10 * HOUR)
+    assert await write(database, lambda keys: keys.retire(again)) is False
+
+    [key] = await stored(database)
+    assert (key.retired_at, key.delete_after) == (NOW + HOUR, NOW + 9 * HOUR)
+    # After a switch of algorithm and back, a new first key may be stored.
+    assert await write(database, lambda keys: keys.add_first(new_key())) is True
+
+
+async def test_only_keys_past_their_delete_time_are_deleted(database: Database) -> None:
+    due = new_key(retired_at=NOW - HOUR, delete_after=NOW)
+    later = new_key(retired_at=NOW - HOUR, delete_after=NOW + timedelta(seconds=1))
+    active = new_key()
+    async with unit_of_work(database) as uow:
+        for key in (due, later, active):
+            await uow.repository(SigningKeyRepository).add(key)
+        await uow.commit()
+
+    assert await write(database, lambda keys: keys.delete_expired(NOW)) == 1
+    assert {key.kid for key in await stored(database)} == {later.kid, active.kid}
+
+
+async def test_two_first_keys_inserted_at_once_store_exactly_one(database: Database) -> None:
+    """The second insert waits on the first transaction's lock and then loses to it."""
+    first_inserted = asyncio.Event()
+    release = asyncio.Event()
+    one, two = new_key(), new_key()
+
+    async def first() -> bool:
+        async with unit_of_work(database) as uow:
+            stored_it = await uow.repository(SigningKeyRepository).add_first(one)
+            first_inserted.set()
+            await release.wait()
+            await uow.commit()
+            return stored_it
+
+    async def second() -> bool:
+        await first_inserted.wait()
+        async with unit_of_work(database) as uow:
+            stored_it = await uow.repository(SigningKeyRepository).add_first(two)
+            if stored_it:
+                await uow.commit()
+            return stored_it
+
+    racing = asyncio.gather(first(), second())
+    await first_inserted.wait()
+    await asyncio.sleep(0.3)  # the second insert is waiting behind the first by now
+    release.set()
+
+    assert list(await asyncio.wait_for(racing, timeout=30)) == [True, False]
+    assert [key.kid for key in await stored(database)] == [one.kid]
+
+
+class _ReadThenWait(UnitOfWork):
+    """A reader that, once done, waits for the other process to have read too: both
+    see no key before either writes."""
+
+    def __init__(self, inner: UnitOfWork, barrier: asyncio.Barrier) -> None:
+        self._inner = inner
+        self._barrier = barrier
+
+    def repository(self, port: type[R]) -> R:
+        return self._inner.repository(port)
+
+    async def __aenter__(self) -> _ReadThenWait:
+        await self._inner.__aenter__()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self._inner.__aexit__(exc_type, exc, tb)
+        await self._barrier.wait()
+
+    async def commit(self) -> None:
+        await self._inner.commit()
+
+    async def rollback(self) -> None:
+        await self._inner.rollback()
+
+
+async def test_two_processes_starting_at_once_create_one_first_key(
+    database: Database, database_url: str
+) -> None:
+    other_process = Database(database_url)
+    barrier = asyncio.Barrier(2)
+    clock = FakeClock(NOW)
+
+    def start(db: Database) -> tuple[EnsureSigningKey, JwksCodec]:
+        def reader() -> UnitOfWork:
+            return unit_of_work(db, read_only=True)
+
+        published = PublishedSigningKeys(reader, clock, POLICY)
+        codec = JwksCodec(published, MAKER, algorithm="ES256", clock=clock)
+        ensure = EnsureSigningKey(
+            lambda: unit_of_work(db),
+            lambda: _ReadThenWait(reader(), barrier),
+            MAKER,
+            clock,
+            POLICY,
+            codec,
+        )
+        return ensure, codec
+
+    try:
+        (ensure_a, codec_a), (ensure_b, codec_b) = start(database), start(other_process)
+        await asyncio.wait_for(asyncio.gather(ensure_a(), ensure_b()), timeout=30)
+    finally:
+        await other_process.dispose()
+
+    [key] = await stored(database)
+    assert codec_a.kids == codec_b.kids == {key.kid}

@@ -1,0 +1,318 @@
+"""Signing keys: the rules of rotation, and the use cases over in-memory fakes."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from application.signing_keys import (
+    EnsureSigningKey,
+    KeyLifecycleResult,
+    ListSigningKeys,
+    PublishedSigningKeys,
+    RotateSigningKeys,
+    RunKeyLifecycle,
+)
+from domain.signing_keys import (
+    RELOAD_MARGIN,
+    KeyPolicy,
+    KeyState,
+    SigningKeyRepository,
+    SigningKeysUnavailable,
+    activation_time,
+    published,
+    retirements,
+    signing_key,
+    state_of,
+)
+from tests.fakes import FakeClock, FakeUnitOfWork
+from tests.fakes_keys import (
+    DELAY,
+    ES256,
+    HS256,
+    LIFETIME,
+    NOW,
+    FakeKeyMaker,
+    FakeKeySet,
+    FakeSigningKeyRepository,
+    make_key,
+)
+
+MINUTE = timedelta(minutes=1)
+HOUR = timedelta(hours=1)
+
+
+# --- the rules -------------------------------------------------------------------------
+
+
+def test_the_newest_activated_unretired_key_of_the_algorithm_signs() -> None:
+    old = make_key("old", activates_at=NOW - 2 * HOUR)
+    current = make_key("current", activates_at=NOW - HOUR)
+    pending = make_key("pending", activates_at=NOW + HOUR)
+    other = make_key("other", activates_at=NOW - MINUTE, algorithm="EdDSA")
+    keys = [pending, old, other, current]
+
+    assert signing_key(keys, "ES256", NOW) == current
+    assert signing_key(keys, "ES256", NOW + HOUR) == pending
+    assert signing_key(keys, "EdDSA", NOW) == other
+    assert signing_key(keys, "ES256", NOW - 3 * HOUR) is None
+
+
+def test_a_retired_key_never_signs_again() -> None:
+    retired = make_key("retired", activates_at=NOW - HOUR, retired_at=NOW - MINUTE)
+
+    assert signing_key([retired], "ES256", NOW) is None
+    assert signing_key([retired], "ES256", NOW - 2 * MINUTE) == retired
+
+
+def test_keys_are_published_until_their_last_token_has_expired() -> None:
+    live = make_key("live", activates_at=NOW - HOUR, retired_at=NOW, delete_after=NOW + MINUTE)
+    gone = make_key("gone", activates_at=NOW - 2 * HOUR, retired_at=NOW, delete_after=NOW)
+    pending = make_key("pending", activates_at=NOW + HOUR)
+    other = make_key("other", algorithm="EdDSA")
+
+    assert published([pending, gone, live, other], "ES256", NOW) == [live, pending]
+
+
+def test_states_of_pending_active_and_superseded_keys() -> None:
+    keys = [
+        make_key("superseded", activates_at=NOW - 2 * HOUR),
+        make_key("active", activates_at=NOW - HOUR),
+        make_key("pending", activates_at=NOW + HOUR),
+        make_key("retired", activates_at=NOW - 3 * HOUR, retired_at=NOW - 2 * HOUR),
+        make_key("other", algorithm="EdDSA"),
+    ]
+
+    states = {key.kid: state_of(key, keys, "ES256", NOW) for key in keys}
+
+    assert states == {
+        "superseded": KeyState.RETIRED,
+        "active": KeyState.ACTIVE,
+        "pending": KeyState.PENDING,
+        "retired": KeyState.RETIRED,
+        "other": KeyState.RETIRED,
+    }
+
+
+def test_a_new_key_waits_for_the_delay_unless_no_key_signs() -> None:
+    signing = make_key("signing", activates_at=NOW - HOUR)
+
+    assert activation_time([signing], "ES256", NOW, DELAY) == NOW + DELAY
+    assert activation_time([], "ES256", NOW, DELAY) == NOW
+    assert activation_time([signing], "EdDSA", NOW, DELAY) == NOW
+
+
+def test_each_superseded_key_retires_when_its_successor_took_over() -> None:
+    first = make_key("first", activates_at=NOW - 3 * HOUR)
+    second = make_key("second", activates_at=NOW - 2 * HOUR)
+    third = make_key("third", activates_at=NOW - HOUR)
+    pending = make_key("pending", activates_at=NOW + HOUR)
+    done = make_key("done", activates_at=NOW - 9 * HOUR, retired_at=NOW - 3 * HOUR)
+
+    due = retirements([pending, third, first, done, second], "ES256", NOW, LIFETIME)
+
+    assert {(r.kid, r.at, r.delete_after) for r in due} == {
+        ("first", second.activates_at, second.activates_at + LIFETIME + RELOAD_MARGIN),
+        ("second", third.activates_at, third.activates_at + LIFETIME + RELOAD_MARGIN),
+    }
+
+
+def test_nothing_retires_before_the_successor_signs() -> None:
+    keys = [
+        make_key("current", activates_at=NOW - HOUR),
+        make_key("next", activates_at=NOW + timedelta(seconds=1)),
+    ]
+
+    assert retirements(keys, "ES256", NOW, LIFETIME) == []
+    assert retirements([], "ES256", NOW, LIFETIME) == []
+
+
+def test_an_older_key_of_another_algorithm_retires_as_of_now() -> None:
+    keys = [
+        make_key("es", activates_at=NOW - HOUR),
+        make_key("ed", activates_at=NOW - 2 * HOUR, algorithm="EdDSA"),
+    ]
+
+    [due] = retirements(keys, "ES256", NOW, LIFETIME)
+
+    assert (due.kid, due.at) == ("ed", NOW)
+
+
+def test_a_newer_key_of_another_algorithm_is_left_alone() -> None:
+    # A job runner still on ES256 while the API moves to EdDSA: the EdDSA key stays.
+    keys = [
+        make_key("es", activates_at=NOW - HOUR),
+        make_key("ed", activates_at=NOW - MINUTE, algorithm="EdDSA"),
+    ]
+
+    assert retirements(keys, "ES256", NOW, LIFETIME) == []
+    [due] = retirements(keys, "EdDSA", NOW, LIFETIME)
+    assert (due.kid, due.at) == ("es", NOW)
+
+
+def test_the_public_jwk_names_its_kid_algorithm_and_use_and_no_private_part() -> None:
+    jwk = make_key("k1").jwk()
+
+    assert jwk == {
+        "kty": "EC",
+        "crv": "P-256",
+        "x": "x",
+        "y": "y",
+        "kid": "k1",
+        "alg": "ES256",
+        "use": "sig",
+    }
+    assert "sealed" not in repr(make_key("k1"))
+
+
+# --- the use cases ---------------------------------------------------------------------
+
+
+class World:
+    """The fakes a signing-key use case runs on."""
+
+    def __init__(self, policy: KeyPolicy = ES256) -> None:
+        self.repo = FakeSigningKeyRepository()
+        self.uow = FakeUnitOfWork(repositories={SigningKeyRepository: self.repo})
+        self.clock = FakeClock(NOW)
+        self.maker = FakeKeyMaker()
+        self.key_set = FakeKeySet()
+        self.policy = policy
+
+    def ensure(self) -> EnsureSigningKey:
+        uow = self.uow
+        return EnsureSigningKey(
+            lambda: uow, lambda: uow, self.maker, self.clock, self.policy, self.key_set
+        )
+
+    def rotate(self) -> RotateSigningKeys:
+        return RotateSigningKeys(lambda: self.uow, self.maker, self.clock, self.policy)
+
+    def list(self) -> ListSigningKeys:
+        return ListSigningKeys(lambda: self.uow, self.clock, self.policy)
+
+    def published(self) -> PublishedSigningKeys:
+        return PublishedSigningKeys(lambda: self.uow, self.clock, self.policy)
+
+    def lifecycle(self) -> RunKeyLifecycle:
+        return RunKeyLifecycle(lambda: self.uow, self.clock, self.policy)
+
+
+@pytest.fixture
+def world() -> World:
+    return World()
+
+
+async def test_the_first_start_creates_one_active_key_and_loads_it(world: World) -> None:
+    await world.ensure()()
+
+    [key] = await world.repo.list_all()
+    assert (key.kid, key.algorithm, key.activates_at) == ("kid-1", "ES256", NOW)
+    assert world.repo.first_of == {"ES256": "kid-1"}
+    assert world.uow.committed
+    assert world.key_set.reloads == 1
+
+
+async def test_a_later_start_creates_nothing_and_reloads(world: World) -> None:
+    await world.ensure()()
+    world.clock.advance(days=30)
+
+    await world.ensure()()
+
+    assert [key.kid for key in await world.repo.list_all()] == ["kid-1"]
+    assert world.maker.made == ["kid-1"]
+    assert world.key_set.reloads == 2
+
+
+async def test_a_start_that_loses_the_first_key_race_stores_nothing_and_loads_the_winner(
+    world: World,
+) -> None:
+    # Another process stored its first key between this one's read and its write.
+    world.repo.first_of["ES256"] = "the-winner"
+
+    await world.ensure()()
+
+    assert await world.repo.list_all() == []
+    assert world.uow.commits == 0
+    assert world.key_set.reloads == 1
+
+
+async def test_a_start_after_a_switch_of_algorithm_creates_a_key_of_the_new_one() -> None:
+    world = World(KeyPolicy(algorithm="EdDSA", token_lifetime=LIFETIME))
+    await world.repo.add(make_key("es", activates_at=NOW - HOUR))
+
+    await world.ensure()()
+
+    assert [(k.kid, k.algorithm) for k in await world.repo.list_all()] == [
+        ("es", "ES256"),
+        ("kid-1", "EdDSA"),
+    ]
+
+
+async def test_with_hmac_the_start_touches_nothing() -> None:
+    world = World(HS256)
+
+    await world.ensure()()
+
+    assert world.uow.entered == 0
+    assert world.key_set.reloads == 0
+    assert await world.published()() == []
+    assert await world.lifecycle()() == KeyLifecycleResult(retired=0, deleted=0)
+
+
+@pytest.mark.parametrize("use_case", ["rotate", "list"])
+async def test_with_hmac_keys_cannot_be_rotated_or_listed(use_case: str) -> None:
+    world = World(HS256)
+
+    with pytest.raises(SigningKeysUnavailable, match="ES256 or EdDSA"):
+        await getattr(world, use_case)()()
+    assert world.uow.entered == 0
+
+
+async def test_a_rotation_publishes_at_once_and_signs_after_the_delay(world: World) -> None:
+    await world.ensure()()
+    world.clock.advance(hours=1)
+
+    new = await world.rotate()()
+
+    assert new.activates_at == world.clock.now() + DELAY
+    assert [k.kid for k in await world.published()()] == ["kid-1", new.kid]
+    states = [(item.key.kid, item.state) for item in await world.list()()]
+    assert states == [("kid-1", KeyState.ACTIVE), (new.kid, KeyState.PENDING)]
+    world.clock.advance(seconds=DELAY.total_seconds())
+    states = [(item.key.kid, item.state) for item in await world.list()()]
+    assert states == [("kid-1", KeyState.RETIRED), (new.kid, KeyState.ACTIVE)]
+
+
+async def test_a_rotation_with_no_signing_key_signs_at_once(world: World) -> None:
+    new = await world.rotate()()
+
+    assert new.activates_at == NOW
+
+
+async def test_the_lifecycle_retires_the_superseded_key_then_deletes_it_after_its_tokens(
+    world: World,
+) -> None:
+    await world.ensure()()
+    new = await world.rotate()()
+
+    assert await world.lifecycle()() == KeyLifecycleResult(retired=0, deleted=0)
+    world.clock.advance(seconds=DELAY.total_seconds())
+    first = await world.lifecycle()()
+
+    assert (first.retired, first.deleted) == (1, 0)
+    [old, _] = await world.repo.list_all()
+    assert old.retired_at == new.activates_at
+    assert old.delete_after == new.activates_at + LIFETIME + RELOAD_MARGIN
+    assert world.repo.first_of == {}  # a later switch back may create a first key again
+    assert [k.kid for k in await world.published()()] == ["kid-1", new.kid]
+
+    world.clock.current = old.delete_after - timedelta(seconds=1)
+    assert (await world.lifecycle()()).deleted == 0
+    world.clock.current = old.delete_after
+    last = await world.lifecycle()()
+
+    assert (last.retired, last.deleted) == (0, 1)
+    assert [k.kid for k in await world.repo.list_all()] == [new.kid]
+    assert [k.kid for k in await world.published()()] == [new.kid]
