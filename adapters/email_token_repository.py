@@ -20,7 +20,7 @@ from sqlalchemy import (
     update,
 )
 
-from adapters.orm import BigId, UTCDateTime, metadata
+from adapters.orm import BigId, UTCDateTime, metadata, users
 from adapters.registry import SqlRepository
 from domain.email_tokens import EmailToken, EmailTokenRepository, Purpose
 
@@ -47,6 +47,9 @@ _USABLE = (
     email_tokens.c.expires_at > bindparam("now"),
 )
 _INSERT = insert(email_tokens)
+# Held until the transaction ends: the next issue for this user waits, then sees this
+# one's token (each statement reads what is committed when it starts) and ends it.
+_LOCK_USER = select(users.c.id).where(users.c.id == bindparam("uid")).with_for_update()
 _FIND_USABLE = select(email_tokens).where(*_USABLE)
 # One statement: of concurrent redemptions, the database lets exactly one match.
 _REDEEM = (
@@ -84,7 +87,9 @@ def _token(row: Mapping[str, Any] | None) -> EmailToken | None:
 
 
 class SqlEmailTokenRepository(SqlRepository, EmailTokenRepository):
-    async def add(self, token: EmailToken) -> None:
+    async def issue(self, token: EmailToken) -> None:
+        await self._db.one(_LOCK_USER, {"uid": token.user_id})
+        await self.end_all(token.user_id, token.purpose, token.created_at)
         await self._db.execute(_INSERT, {**vars(token), "purpose": token.purpose.value})
 
     async def find_usable(

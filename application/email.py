@@ -131,7 +131,7 @@ class VerifyEmail:
 
 class ResendVerification:
     """Mail a fresh verification link to the caller's current address; the older links
-    stop working when it is sent."""
+    stop working once the new one is made (by the relay, as it sends)."""
 
     def __init__(self, uow: UowFactory, clock: Clock) -> None:
         self._uow = uow

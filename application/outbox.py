@@ -173,9 +173,7 @@ class RelayOutbox:
             verifying = purpose is Purpose.VERIFY_EMAIL
             ttl = self._email.verification_ttl if verifying else self._email.reset_ttl
             value, stored = EmailToken.issue(purpose, user.id, user.email, now, ttl)
-            tokens = uow.repository(EmailTokenRepository)
-            await tokens.end_all(user.id, purpose, now)
-            await tokens.add(stored)
+            await uow.repository(EmailTokenRepository).issue(stored)
             await uow.commit()
         context: dict[str, object] = {
             "username": user.username,

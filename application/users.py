@@ -136,7 +136,7 @@ class UpdateProfile:
             email=email if email != user.email else None,
             username=username if username != user.username else None,
             full_name=None if isinstance(full_name, Unset) else full_name,
-            set_full_name=not isinstance(full_name, Unset),
+            set_full_name=not isinstance(full_name, Unset) and full_name != user.full_name,
             password_hash=new_hash,
         )
         async with self._uow() as uow:

@@ -62,8 +62,10 @@ class EmailToken:
 
 class EmailTokenRepository(abc.ABC):
     @abc.abstractmethod
-    async def add(self, token: EmailToken) -> None:
-        """Store a newly issued token."""
+    async def issue(self, token: EmailToken) -> None:
+        """Store a newly issued token and end the user's older unused ones of its
+        purpose. Issues for one user take turns (the user's row is held until the
+        transaction ends), so however many run at once, only the last stays usable."""
 
     @abc.abstractmethod
     async def find_usable(

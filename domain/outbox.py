@@ -88,7 +88,9 @@ class RetryPolicy:
         once."""
         if attempts >= self.max_attempts:
             return None
-        backoff = min(self.base_delay * (1 << max(attempts - 1, 0)), self.max_delay)
+        # The doubling stops well before it could overflow a timedelta.
+        doublings = min(max(attempts - 1, 0), 30)
+        backoff = min(self.base_delay * (1 << doublings), self.max_delay)
         jitter = (rng or random).random()
         return now + backoff / 2 + backoff / 2 * jitter
 

@@ -313,7 +313,8 @@ class FakeEmailTokenRepository(EmailTokenRepository):
     def __init__(self, store: Store) -> None:
         self.store = store
 
-    async def add(self, token: EmailToken) -> None:
+    async def issue(self, token: EmailToken) -> None:
+        await self.end_all(token.user_id, token.purpose, token.created_at)
         self.store.email_tokens[token.id] = copy.copy(token)
 
     async def find_usable(

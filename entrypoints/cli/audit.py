@@ -9,7 +9,7 @@ import typer
 
 from application.admin import GetUser
 from application.audit import ListAuditEvents
-from domain.audit import AuditEvent, AuditFilter
+from domain.audit import Action, AuditEvent, AuditFilter
 from domain.model import MAX_PAGE_SIZE, Page, PageRequest, User
 from entrypoints.cli.runtime import run
 from entrypoints.presenters import AuditEvent as EventBody
@@ -31,13 +31,14 @@ def list_events(
         str | None,
         typer.Option(
             "--user",
-            help="Only events about this user (id, email or username).",
+            help="Only events about this user: an id (also of a deleted account), an email"
+            " or a username.",
             show_default=False,
         ),
     ] = None,
     action: Annotated[
-        str | None,
-        typer.Option(help="Only this action, e.g. user.deactivated.", show_default=False),
+        Action | None,
+        typer.Option(help="Only this action.", show_default=False),
     ] = None,
     page: Annotated[int, typer.Option(min=1, help="The page to show.")] = 1,
     size: Annotated[int, typer.Option(min=1, max=MAX_PAGE_SIZE, help="Events per page.")] = 20,
@@ -49,10 +50,12 @@ def list_events(
 
     async def work(services: Services) -> Page[AuditEvent]:
         target = None
-        if user is not None:
+        if user is not None and user.strip().isascii() and user.strip().isdigit():
+            target = int(user)  # the trail outlives the account: no lookup
+        elif user is not None:
             found: User = await services.get(GetUser)(user)
             target = found.id
-        where = AuditFilter(action=action, target_user_id=target)
+        where = AuditFilter(action=action.value if action else None, target_user_id=target)
         events: Page[AuditEvent] = await services.get(ListAuditEvents)(
             where, PageRequest(page=page, size=size)
         )

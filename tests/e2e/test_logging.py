@@ -3,7 +3,10 @@
 A real server (JSON logs at DEBUG) goes through every flow that handles a secret —
 registration, logins by form and JSON that succeed and fail, refresh and its reuse,
 logout, a password change — and then its whole output is searched for each secret it
-saw. Below that, the redaction itself, unit by unit.
+saw. A second server mails through SMTP (its relay running in the API process) while a
+user confirms the address and resets the password by the mailed links: no token, link
+or address in clear appears in its output either. Below that, the redaction itself,
+unit by unit.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import logging
 import re
 import secrets
 import sqlite3
+import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +31,7 @@ import structlog
 from adapters import migrations
 from entrypoints.logging import REDACTED, configure_logging, get_logger, redact
 from tests.e2e.servers import running
+from tests.smtp_server import SmtpSink
 
 SECRET_KEY = "k" * 16 + secrets.token_hex(24)  # 64 characters, known to the test
 REQUEST_FIELDS = ("request_id", "method", "route", "status", "duration_ms")
@@ -254,6 +259,149 @@ def test_the_server_started_and_stopped_cleanly(session: Session) -> None:
     assert "api started" in events
     assert "api stopped" in events
     assert not [e for e in session.events if e["level"] in {"error", "critical"}]
+
+
+# Mail: tokens, links and addresses -----------------------------------------------------
+
+FRONTEND = "https://app.example.com"
+MAIL_ADDRESS = "mailflow@example.com"
+UNKNOWN_ADDRESS = "ghost.account@example.com"
+LINK = re.compile(re.escape(FRONTEND) + r"/[\w/-]*\?token=([\w-]+)")
+# The relay polls often, but a loaded machine may take its time: a generous bound.
+MAIL_TIMEOUT = 60.0
+
+
+@dataclass
+class MailSession(Session):
+    """What a mailing server wrote, and the mail it sent."""
+
+    messages: list[str] = field(default_factory=list)  # each one's plain-text part
+
+
+async def next_mail(sink: SmtpSink, count: int, api: Recorder) -> str:
+    """Wait for the sink's ``count``-th message; its link, remembered as a secret."""
+    deadline = time.monotonic() + MAIL_TIMEOUT
+    while len(sink.messages) < count:
+        assert time.monotonic() < deadline, f"message {count} did not arrive"
+        await asyncio.sleep(0.05)
+    part = sink.messages[count - 1].get_body(("plain",))
+    assert part is not None
+    match = LINK.search(str(part.get_content()))
+    assert match is not None, part.get_content()
+    api.secret(f"link {count}", match.group(0))
+    api.secret(f"token {count}", match.group(1))
+    return match.group(1)
+
+
+async def mail_flow(api: Recorder, sink: SmtpSink) -> None:
+    """Register, confirm the address by the mailed link, ask for a reset (for the
+    account, and for an address nobody has), and reset the password by the link."""
+    users, verify = "/api/v1/users/", "/api/v1/auth/verify-email"
+    request_reset, reset = "/api/v1/auth/password-reset/request", "/api/v1/auth/password-reset"
+    password = api.secret("password", f"first-{secrets.token_urlsafe(12)}")
+    new_password = api.secret("new password", f"second-{secrets.token_urlsafe(12)}")
+    api.secret("reset address", MAIL_ADDRESS)
+    api.secret("unknown reset address", UNKNOWN_ADDRESS)
+    user = {"email": MAIL_ADDRESS, "username": "mailflow", "password": password}
+
+    await api.send("POST", users, users, 201, json=user)
+    verification = await next_mail(sink, 1, api)
+    await api.send("POST", verify, verify, 200, json={"token": verification})
+    await api.send("POST", verify, verify, 400, json={"token": verification})
+    garbage = api.secret("garbage token", secrets.token_urlsafe(32))
+    await api.send("POST", verify, verify, 400, json={"token": garbage})
+
+    await api.send("POST", request_reset, request_reset, 202, json={"email": UNKNOWN_ADDRESS})
+    await api.send("POST", request_reset, request_reset, 202, json={"email": MAIL_ADDRESS})
+    reset_token = await next_mail(sink, 2, api)
+    short = {"token": reset_token, "new_password": "short"}
+    await api.send("POST", reset, reset, 422, json=short)
+    await api.send(
+        "POST", reset, reset, 204, json={"token": reset_token, "new_password": new_password}
+    )
+    await api.send(
+        "POST", reset, reset, 400, json={"token": reset_token, "new_password": new_password}
+    )
+    login = "/api/v1/auth/login"
+    await api.send(
+        "POST", login, login, 200, data={"username": "mailflow", "password": new_password}
+    )
+    # The "your password was changed" notice.
+    deadline = time.monotonic() + MAIL_TIMEOUT
+    while len(sink.messages) < 3:
+        assert time.monotonic() < deadline, "the password change notice did not arrive"
+        await asyncio.sleep(0.05)
+
+
+@pytest.fixture(scope="module")
+async def mail_session(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[MailSession]:
+    directory = tmp_path_factory.mktemp("mail-logging")
+    url = f"sqlite+aiosqlite:///{directory / 'app.db'}"
+    await asyncio.to_thread(migrations.upgrade, url)
+    with SmtpSink() as sink:
+        env = {
+            "DATABASE_URL": url,
+            "SECRET_KEY": SECRET_KEY,
+            "LOG_FORMAT": "json",
+            "LOG_LEVEL": "DEBUG",
+            "FRONTEND_URL": FRONTEND,
+            "MAIL_BACKEND": "smtp",
+            "SMTP_HOST": sink.host,
+            "SMTP_PORT": str(sink.port),
+            "SMTP_SECURITY": "none",
+            "OUTBOX_RELAY_IN_API": "true",
+            "OUTBOX_POLL_SECONDS": "0.1",
+        }
+        async with running("mail-logging", env, directory) as server:
+            async with httpx.AsyncClient(base_url=server.url, timeout=60) as client:
+                api = Recorder(client)
+                await mail_flow(api, sink)
+            await server.stop()
+            texts = []
+            for message in sink.messages:
+                part = message.get_body(("plain",))
+                assert part is not None
+                texts.append(str(part.get_content()))
+            yield MailSession(server.stderr(), server.stdout(), api.secrets, api.request_ids, texts)
+
+
+def test_no_token_link_or_address_in_clear_appears_in_any_log_line(
+    mail_session: MailSession,
+) -> None:
+    output = mail_session.stderr + mail_session.stdout
+    assert len(mail_session.lines) > len(mail_session.request_ids)  # it did log
+    assert len(mail_session.messages) == 3  # verification, reset, notice
+    for name, value in mail_session.secrets.items():
+        assert value not in output, f"the {name} appears in the logs"
+        assert value[-16:] not in output, f"the end of the {name} appears in the logs"
+    assert "?token=" not in output
+    assert "token=" not in output
+    assert FRONTEND not in output
+    assert "mailflow@" not in output
+    assert "ghost.account" not in output
+
+
+def test_each_mail_is_logged_by_id_template_and_masked_recipient(
+    mail_session: MailSession,
+) -> None:
+    sent = [e for e in mail_session.events if e["event"] == "mail sent"]
+    dropped = [e for e in mail_session.events if e["event"] == "mail dropped"]
+
+    assert sorted(e["template"] for e in sent) == [
+        "password_changed",
+        "password_reset",
+        "verify_email",
+    ]
+    for event in sent:
+        assert event["recipient"] == "m***@example.com"
+        assert re.fullmatch(r"[0-9a-f]{32}", event["message_id"])
+    # The reset asked for an address nobody has: nothing sent, said without the address.
+    assert [(e["template"], e["recipient"]) for e in dropped] == [
+        ("password_reset", "g***@example.com")
+    ]
+    requests = {e["request_id"] for e in mail_session.events if e["event"] == "request"}
+    assert set(mail_session.request_ids) <= requests
+    assert not [e for e in mail_session.events if e["level"] in {"error", "critical"}]
 
 
 # Redaction, unit by unit ---------------------------------------------------------------

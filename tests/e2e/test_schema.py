@@ -233,6 +233,14 @@ def test_the_oauth2_password_flow_logs_in_at_the_login_endpoint(
         ("POST", "/api/v1/auth/verify-email/resend"),
         ("GET", "/api/v1/auth/sessions"),
         ("DELETE", "/api/v1/auth/sessions/{session_id}"),
+        ("GET", "/api/v1/admin/users"),
+        ("GET", "/api/v1/admin/users/{user_id}"),
+        ("PATCH", "/api/v1/admin/users/{user_id}"),
+        ("DELETE", "/api/v1/admin/users/{user_id}"),
+        ("POST", "/api/v1/admin/users/{user_id}/password-reset"),
+        ("GET", "/api/v1/admin/users/{user_id}/sessions"),
+        ("DELETE", "/api/v1/admin/users/{user_id}/sessions"),
+        ("GET", "/api/v1/admin/audit-events"),
     }
     login = document["paths"][LOGIN_PATH]["post"]
     content = login["requestBody"]["content"]
