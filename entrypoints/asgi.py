@@ -6,6 +6,7 @@ HTTP adapter runs on.
 
 from __future__ import annotations
 
+import gc
 import sys
 
 from fastapi import FastAPI
@@ -25,4 +26,22 @@ def create_app() -> FastAPI:
         print(exc, file=sys.stderr)
         raise SystemExit(1) from None
     configure_logging(settings.log_level, settings.effective_log_format)
-    return app.create_app(settings, build_services(settings))
+    api = app.create_app(settings, build_services(settings))
+    settle_garbage_collector()
+    return api
+
+
+# Objects allocated between two young-generation collections (CPython's default: 700).
+# A request allocates a few hundred, so by default a collection ran every other request
+# and, each time one reached the old generation, walked every object of the process:
+# the stalls behind the API's tail latency (benchmarks/README.md).
+GC_THRESHOLD = (50_000, 50, 100)
+
+
+def settle_garbage_collector() -> None:
+    """Once the app is built: move what exists (modules, routes, the container) out of
+    the collector's sight, and collect less often. Request objects are freed by
+    reference counting; the collector only looks for cycles."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLD)
