@@ -13,7 +13,7 @@ from typing import Any
 import asyncpg
 
 from application.admin import PurgeTokens
-from benchmarks import client, mail, wrk
+from benchmarks import client, mail, servers, wrk
 from benchmarks.database import PASSWORD, ROOT, BenchDatabase, venv_script
 from benchmarks.report import Measurement
 from benchmarks.servers import Server
@@ -28,7 +28,12 @@ CASES = (
     "list_page_2500",
     "purge",
     "mail",
+    "users_me_es256",
+    "users_me_eddsa",
 )
+# /users/me under an asymmetric ALGORITHM: an API of its own, on the same database.
+KEY_CASES = {"users_me_es256": "ES256", "users_me_eddsa": "EdDSA"}
+KEY_CASE_TOKENS = 200
 LIST_PAGES = {"list_first": 1, "list_page_2500": 2500}
 PAGE_SIZE = 20
 PURGE_TIMEOUT_SECONDS = 900
@@ -305,6 +310,47 @@ class Bench:
             f" ({self.purge['rows_per_s']:,.0f} rows/s) via {timing.method}, timed from"
             f" {timing.timed_from} ({timing.wall_seconds:.1f} s in all);"
             f" {self.purge['logins_note']}"
+        )
+
+    def run_users_me_with_keys(self, case: str, logins: list[str], start_timeout: float) -> None:
+        """/users/me against an API signing with ES256 or EdDSA keys (a server started
+        for the case), to set beside the HS256 API's ``users_me``."""
+        algorithm = KEY_CASES[case]
+        port = servers.free_port()
+        env = {**self.cli_env, "ALGORITHM": algorithm}
+        try:
+            server = servers.start(
+                case, servers.api_command(port), env, port, self.workdir, start_timeout
+            )
+        except servers.ServerFailed as exc:
+            print(f"  [{case}] api: skipped: {exc}")
+            self.measurements.append(Measurement(case, "api", skipped=str(exc)))
+            return
+        try:
+            pairs = asyncio.run(client.login_many(server.base_url, logins, PASSWORD))
+            tokens = self.workdir / f"access-{case}.txt"
+            tokens.write_text("".join(f"{p.access_token}\n" for p in pairs))
+            load = wrk.Load(
+                url=server.base_url,
+                script="get.lua",
+                args=(client.ME_PATH, str(tokens), str(self.shape.threads)),
+                threads=self.shape.threads,
+                connections=self.shape.connections,
+                duration=self.shape.duration,
+            )
+            results = []
+            for _ in range(self.shape.rounds):
+                if self.shape.warmup > 0:
+                    wrk.run(self.wrk_path, load.lasting(self.shape.warmup))
+                result = wrk.run(self.wrk_path, load)
+                _progress(case, "api", result, f"{algorithm} signing keys")
+                results.append(result)
+        finally:
+            server.stop()
+        results.sort(key=lambda r: r.requests_per_s)
+        notes = {"notes": [f"ALGORITHM={algorithm}; compare with users_me (HS256)"]}
+        self.measurements.append(
+            Measurement(case, "api", results[(len(results) - 1) // 2], extra=notes)
         )
 
     def run_mail(self) -> None:

@@ -25,7 +25,7 @@ from types import FrameType
 from typing import Any
 
 from benchmarks import client, report, servers, wrk
-from benchmarks.cases import CASES, LIST_PAGES, PAGE_SIZE, Bench, Shape
+from benchmarks.cases import CASES, KEY_CASE_TOKENS, KEY_CASES, LIST_PAGES, PAGE_SIZE, Bench, Shape
 from benchmarks.database import PASSWORD, BenchDatabase, hash_password, login_names
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -228,6 +228,10 @@ def run(args: argparse.Namespace) -> int:
                 bench.run_purge(args.purge_rows)
             elif case == "mail":
                 bench.run_mail()
+            elif case in KEY_CASES and "api" in args.targets:
+                names = login_names(args.users)
+                step = max(1, len(names) // KEY_CASE_TOKENS)
+                bench.run_users_me_with_keys(case, names[::step], args.start_timeout)
 
         memory = {target: server.memory() for target, server in running.items()}
         finish(
