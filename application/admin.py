@@ -9,13 +9,11 @@ from datetime import datetime
 
 from application.audit import record
 from application.email import email_changed, password_changed, queue_message
-from application.users import UNSET, Unset, delete_user
+from application.users import UNSET, Unset, delete_user, ensure_free
 from domain.audit import Action
 from domain.errors import (
     CannotChangeOwnAccess,
-    EmailTaken,
     LastSuperuser,
-    UsernameTaken,
     UserNotFound,
 )
 from domain.model import Page, PageRequest, ProfileUpdate, Session, User, UserFilter
@@ -200,14 +198,7 @@ class UpdateUser:
                 set_full_name=not isinstance(full_name, Unset) and full_name != user.full_name,
             )
             fields = [name for name in update.fields() if name != "password_hash"]
-            if update.email is not None and await uow.users.email_taken(
-                update.email, except_user=user.id
-            ):
-                raise EmailTaken()
-            if update.username is not None and await uow.users.username_taken(
-                update.username, except_user=user.id
-            ):
-                raise UsernameTaken()
+            await ensure_free(uow, update.email, update.username, except_user=user.id)
             if fields and not await uow.users.update_details(user.id, update):
                 raise UserNotFound()
             fields += await change_access(

@@ -52,7 +52,7 @@ class RegisterUser:
         full_name = validate_full_name(new.full_name)
         password = validate_password(new.password)
         async with self._uow() as uow:
-            await _ensure_free(uow, email, username)
+            await ensure_free(uow, email, username)
         # Hash outside the transaction; the unique indexes still settle a race.
         password_hash = await self._hasher.hash(password)
         async with self._uow() as uow:
@@ -140,14 +140,7 @@ class UpdateProfile:
             password_hash=new_hash,
         )
         async with self._uow() as uow:
-            if update.email is not None and await uow.users.email_taken(
-                update.email, except_user=principal.user_id
-            ):
-                raise EmailTaken()
-            if update.username is not None and await uow.users.username_taken(
-                update.username, except_user=principal.user_id
-            ):
-                raise UsernameTaken()
+            await ensure_free(uow, update.email, update.username, except_user=principal.user_id)
             # Written only if nothing revoked the caller's credentials meanwhile (the
             # password and token version it was authenticated with).
             if not await uow.users.update_profile(
@@ -216,8 +209,16 @@ class ListUsers:
         return Page(items=items, total=total, page=request.page, size=request.size)
 
 
-async def _ensure_free(uow: UnitOfWork, email: str, username: str) -> None:
-    if await uow.users.email_taken(email):
+async def ensure_free(
+    uow: UnitOfWork,
+    email: str | None,
+    username: str | None,
+    *,
+    except_user: int | None = None,
+) -> None:
+    """Refuse an email or username (those given) that another user already has. A clear
+    answer up front; the unique indexes still settle a race."""
+    if email is not None and await uow.users.email_taken(email, except_user=except_user):
         raise EmailTaken()
-    if await uow.users.username_taken(username):
+    if username is not None and await uow.users.username_taken(username, except_user=except_user):
         raise UsernameTaken()
