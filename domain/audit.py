@@ -11,7 +11,7 @@ from __future__ import annotations
 import abc
 from collections.abc import Iterator
 from contextlib import contextmanager
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
@@ -66,9 +66,14 @@ def current_actor() -> Actor:
     return _acting.get()
 
 
-def act_as(actor: Actor) -> None:
-    """Name who acts for the rest of the current task (an HTTP request, a command)."""
-    _acting.set(actor)
+def act_as(actor: Actor) -> Token[Actor]:
+    """Name who acts for the rest of the current task (an HTTP request, a command);
+    ``stop_acting(token)`` gives the previous actor back."""
+    return _acting.set(actor)
+
+
+def stop_acting(token: Token[Actor]) -> None:
+    _acting.reset(token)
 
 
 @contextmanager

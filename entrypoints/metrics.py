@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from functools import cache
+
 from prometheus_client import Counter, Gauge, Histogram
 
 HTTP_REQUESTS = Counter(
@@ -15,6 +18,34 @@ HTTP_LATENCY = Histogram(
     ["method", "route", "status"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
 )
+# The methods the API answers; any other is counted as OTHER, so a client cannot grow the
+# label set (and the process's memory) by inventing methods.
+HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+@dataclass(frozen=True, slots=True)
+class RequestMetrics:
+    """The two series of one (method, route, status): looked up once, not per request
+    (``labels()`` takes a lock and builds its key each time)."""
+
+    requests: Counter
+    latency: Histogram
+
+    def record(self, seconds: float) -> None:
+        self.requests.inc()
+        self.latency.observe(seconds)
+
+
+def http_request_metrics(method: str, route: str, status: int) -> RequestMetrics:
+    return _request_metrics(method if method in HTTP_METHODS else "OTHER", route, status)
+
+
+@cache  # bounded: the known methods, the route templates and the statuses the API sends
+def _request_metrics(method: str, route: str, status: int) -> RequestMetrics:
+    labels = (method, route, str(status))
+    return RequestMetrics(HTTP_REQUESTS.labels(*labels), HTTP_LATENCY.labels(*labels))
+
+
 LOGINS = Counter("auth_logins_total", "Login attempts, by outcome.", ["outcome"])
 PURGE_RUNS = Counter("token_purge_runs_total", "Token purge runs, by outcome.", ["outcome"])
 PURGED_ROWS = Counter("token_purged_rows_total", "Rows deleted by token purges, by kind.", ["kind"])

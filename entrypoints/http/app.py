@@ -32,6 +32,7 @@ from entrypoints.http.problems import (
     http_error_handler,
     request_validation_handler,
 )
+from entrypoints.http.route_index import install_route_index
 from entrypoints.logging import get_logger
 from entrypoints.outbox_relay import RelayLoop
 from entrypoints.services import Services
@@ -101,6 +102,7 @@ def create_app(settings: Settings, services: Services) -> FastAPI:
 
     for router in routers():
         app.include_router(router)
+    install_route_index(app.router)
     app.add_exception_handler(DomainError, domain_error_handler)
     app.add_exception_handler(RequestValidationError, request_validation_handler)
     app.add_exception_handler(HTTPException, http_error_handler)

@@ -95,6 +95,18 @@ async def test_metrics_count_requests_by_route_and_status(api: Api) -> None:
     assert all(route.endswith("{session_id}") for route in routes if "/sessions/" in route)
 
 
+async def test_invented_methods_share_one_metric_label(api: Api) -> None:
+    """A client cannot grow the metrics (and the process) by inventing methods."""
+    for method in ("BREW", "PROPFIND", "X-FOO"):
+        assert (await api.client.request(method, USERS)).status_code == 405
+    samples = await _metrics(api)
+    methods = {
+        dict(labels).get("method") for name, labels in samples if name == "http_requests_total"
+    }
+    assert "OTHER" in methods
+    assert not methods & {"BREW", "PROPFIND", "X-FOO"}
+
+
 async def test_metrics_have_latency_histograms_by_route(api: Api) -> None:
     await api.client.get(USERS)
     samples = await _metrics(api)

@@ -512,3 +512,18 @@ def test_both_renderers_redact_events_extras_messages_and_tracebacks(
         events = [json.loads(line) for line in output.splitlines() if line.startswith("{")]
         assert len(events) == 6
         assert events[3]["user_id"] == 7
+
+
+def test_a_logger_made_before_configuration_follows_it(captured: io.StringIO) -> None:
+    """Module loggers are made (and cached) at import: a later ``configure_logging`` still
+    decides their stream and level."""
+    log = get_logger(f"early-{secrets.token_hex(4)}")
+    log.info("before configuration")  # cached now, under whatever was configured
+    configure_logging("WARNING", "json", stream=captured)
+    log.info("below the level")
+    log.warning("at the level", detail=1)
+    lines = captured.getvalue().splitlines()
+    assert [json.loads(line)["event"] for line in lines] == ["at the level"]
+    configure_logging("DEBUG", "json", stream=captured)
+    log.debug("now shown")
+    assert json.loads(captured.getvalue().splitlines()[-1])["event"] == "now shown"

@@ -4,18 +4,17 @@ and the metrics."""
 from __future__ import annotations
 
 import re
+import secrets
 import time
-import uuid
 from collections.abc import Callable
 from typing import Any
 
-import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from domain.audit import Actor, ActorType, acting_as
+from domain.audit import Actor, ActorType, act_as, stop_acting
 from entrypoints.http.middleware.headers import header
-from entrypoints.logging import get_logger
-from entrypoints.metrics import HTTP_LATENCY, HTTP_REQUESTS
+from entrypoints.logging import REQUEST_ID, get_logger
+from entrypoints.metrics import http_request_metrics
 
 logger = get_logger("http")
 REQUEST_ID_HEADER = b"x-request-id"
@@ -46,11 +45,13 @@ class RequestContextMiddleware:
             await self.app(scope, receive, send)
             return
         sent = header(scope, REQUEST_ID_HEADER)
-        request_id = sent.decode() if sent and SANE_REQUEST_ID.fullmatch(sent) else uuid.uuid4().hex
+        request_id = (
+            sent.decode() if sent and SANE_REQUEST_ID.fullmatch(sent) else secrets.token_hex(16)
+        )
         state = scope.setdefault("state", {})
         state["request_id"] = request_id
         state["client_ip"] = self.client_ip(scope)
-        structlog.contextvars.bind_contextvars(request_id=request_id)
+        logged_as = REQUEST_ID.set(request_id)
         added = [*SECURITY_HEADERS, (REQUEST_ID_HEADER, request_id.encode())]
         api = scope["path"].startswith("/api/")
         status = 500  # unless a response starts: the server then ends the connection
@@ -68,15 +69,14 @@ class RequestContextMiddleware:
 
         # Whatever the request changes is recorded as done by its client (by its user,
         # once a token says who: ``current_principal``).
-        actor = Actor(ActorType.USER, request_id=request_id, ip=state["client_ip"])
+        acting = act_as(Actor(ActorType.USER, request_id=request_id, ip=state["client_ip"]))
         try:
-            with acting_as(actor):
-                await self.app(scope, receive, send_with_id)
+            await self.app(scope, receive, send_with_id)
         finally:
+            stop_acting(acting)
             elapsed = time.perf_counter() - start
             route = _route(scope)
-            HTTP_REQUESTS.labels(scope["method"], route, str(status)).inc()
-            HTTP_LATENCY.labels(scope["method"], route, str(status)).observe(elapsed)
+            http_request_metrics(scope["method"], route, status).record(elapsed)
             if self.access_log:
                 logger.info(
                     "request",
@@ -86,7 +86,7 @@ class RequestContextMiddleware:
                     duration_ms=round(elapsed * 1000, 2),
                     client=state["client_ip"],
                 )
-            structlog.contextvars.unbind_contextvars("request_id")
+            REQUEST_ID.reset(logged_as)
 
 
 def _route(scope: Scope) -> str:
