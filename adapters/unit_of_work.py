@@ -20,7 +20,7 @@ from adapters import (  # noqa: F401
     session_repository,
     user_repository,
 )
-from adapters.database import Database, is_unavailable
+from adapters.database import Database, FairPool, is_unavailable
 from adapters.executors import AsyncpgExecutor, Executor, SqlAlchemyExecutor
 from adapters.registry import adapter_for
 from domain.errors import ServiceUnavailable
@@ -138,7 +138,7 @@ class AsyncpgUnitOfWork(_Repositories):
     def __init__(self, database: Database, *, read_only: bool = False) -> None:
         self._database = database
         self._read_only = read_only
-        self._pool: asyncpg.Pool | None = None
+        self._pool: FairPool | None = None
         self._conn: asyncpg.Connection | None = None
         self._transaction: asyncpg.transaction.Transaction | None = None
 
