@@ -12,8 +12,7 @@ MAX_BODY_BYTES = 1024 * 1024
 
 class BodySizeLimitMiddleware:
     """Refuses bodies over ``max_bytes`` with 413, before they are read whole: at once
-    when ``Content-Length`` says so, otherwise (a chunked body) as soon as the stream
-    passes the limit. Only a chunked body is counted: the others cost nothing."""
+    when ``Content-Length`` says so, otherwise as soon as the stream passes the limit."""
 
     def __init__(self, app: ASGIApp, *, max_bytes: int = MAX_BODY_BYTES) -> None:
         self.app = app
@@ -24,15 +23,8 @@ class BodySizeLimitMiddleware:
             await self.app(scope, receive, send)
             return
         length = header(scope, b"content-length")
-        if length is not None and length.isdigit():
-            if int(length) > self.max_bytes:
-                await self._too_large(scope, receive, send)
-                return
-            # The server reads exactly Content-Length bytes: nothing to count.
-            await self.app(scope, receive, send)
-            return
-        if length is None and header(scope, b"transfer-encoding") is None:
-            await self.app(scope, receive, send)  # no body at all (most GETs)
+        if length is not None and length.isdigit() and int(length) > self.max_bytes:
+            await self._too_large(scope, receive, send)
             return
 
         received = 0
