@@ -9,6 +9,7 @@ from sqlalchemy import bindparam, delete, func, insert, select, update
 
 from adapters.orm import refresh_tokens, sessions, users
 from adapters.registry import SqlRepository
+from adapters.row_batches import address_of, in_batch
 from adapters.rows import SESSION_COLUMNS, SESSION_PREFIX, TOKEN_PREFIX, USER_COLUMNS, split
 from domain.model import RefreshToken, Session, User
 from domain.ports import RefreshTokenRepository
@@ -43,8 +44,9 @@ _ROTATE_TOKEN = (
 _EXPIRED_TOKEN = refresh_tokens.c.expires_at < bindparam("now")
 _COUNT_EXPIRED_TOKENS = select(func.count()).select_from(refresh_tokens).where(_EXPIRED_TOKEN)
 _DELETE_EXPIRED_TOKENS = delete(refresh_tokens).where(
-    refresh_tokens.c.id.in_(
-        select(refresh_tokens.c.id).where(_EXPIRED_TOKEN).limit(bindparam("limit"))
+    in_batch(
+        refresh_tokens,
+        select(address_of(refresh_tokens)).where(_EXPIRED_TOKEN).limit(bindparam("limit")),
     )
 )
 

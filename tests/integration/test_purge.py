@@ -9,7 +9,10 @@ from sqlalchemy import insert, select
 
 from adapters.clock import SystemClock
 from adapters.database import Database
+from adapters.executors import _compile
 from adapters.orm import refresh_tokens, sessions, users
+from adapters.refresh_token_repository import _DELETE_EXPIRED_TOKENS
+from adapters.session_repository import _DELETE_ORPHAN_SESSIONS
 from adapters.unit_of_work import unit_of_work
 from application.admin import PurgeResult, PurgeTokens
 from domain.model import new_id
@@ -215,3 +218,32 @@ async def test_purge_of_200_000_expired_tokens_takes_20_batches_of_10_000(
     assert progress == [10_000] * 20 + [200]
     assert result == PurgeResult(tokens=200_000, sessions=200, batches=21, dry_run=False)
     assert await count_rows(pg_database) == {"users": 1, "sessions": 0, "refresh_tokens": 0}
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("table", ["refresh_tokens", "sessions"])
+async def test_a_purge_batch_on_postgresql_reads_only_its_own_rows(
+    pg_database: Database, table: str
+) -> None:
+    """The cost of a batch must not grow with the table: its rows are found through the
+    batch's own select and deleted by address (a TID scan), never by joining the batch
+    back to a scan of the whole table (which made the purge slow as it went)."""
+    statement = {"refresh_tokens": _DELETE_EXPIRED_TOKENS, "sessions": _DELETE_ORPHAN_SESSIONS}
+    compiled = _compile(statement[table], {"now": NOW, "limit": 1_000})
+    pool = await pg_database.driver_pool()
+    conn = await pool.acquire()
+    try:
+        transaction = conn.transaction()
+        await transaction.start()
+        try:
+            # As if the table were large, so the planner cannot prefer a scan for size.
+            await conn.execute("SET LOCAL enable_seqscan = off")
+            plan = "\n".join(
+                row[0] for row in await conn.fetch(f"EXPLAIN {compiled.sql}", NOW, 1_000)
+            )
+        finally:
+            await transaction.rollback()
+    finally:
+        await pool.release(conn)
+    assert f"Tid Scan on {table}" in plan, plan
+    assert "Hash Semi Join" not in plan, plan
