@@ -1,1 +1,1 @@
-"""`make bench`: the API measured side by side with a lean reference app (issue 6)."""
+"""`make bench`: the API measured side by side with a lean reference app."""

@@ -26,6 +26,8 @@ CASES = (
     "health_under_login",
     "list_first",
     "list_page_2500",
+    "list_first_1m",
+    "list_page_2500_1m",
     "purge",
     "mail",
     "users_me_es256",
@@ -34,7 +36,14 @@ CASES = (
 # /users/me under an asymmetric ALGORITHM: an API of its own, on the same database.
 KEY_CASES = {"users_me_es256": "ES256", "users_me_eddsa": "EdDSA"}
 KEY_CASE_TOKENS = 200
-LIST_PAGES = {"list_first": 1, "list_page_2500": 2500}
+LIST_PAGES = {
+    "list_first": 1,
+    "list_page_2500": 2500,
+    "list_first_1m": 1,
+    "list_page_2500_1m": 2500,
+}
+# The same pages over --large-list-users (1,000,000): the list's cost must not grow.
+LARGE_LIST_CASES = {"list_first_1m": "list_first", "list_page_2500_1m": "list_page_2500"}
 PAGE_SIZE = 20
 PURGE_TIMEOUT_SECONDS = 900
 # A backend of the bench database deleting refresh tokens (its last query, if idle).
