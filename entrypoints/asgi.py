@@ -6,7 +6,6 @@ HTTP adapter runs on.
 
 from __future__ import annotations
 
-import ctypes
 import gc
 import sys
 
@@ -29,7 +28,6 @@ def create_app() -> FastAPI:
     configure_logging(settings.log_level, settings.effective_log_format)
     api = app.create_app(settings, build_services(settings))
     settle_garbage_collector()
-    return_large_blocks()
     return api
 
 
@@ -47,20 +45,3 @@ def settle_garbage_collector() -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(*GC_THRESHOLD)
-
-
-# glibc gives a block above its mmap threshold back to the system when it is freed, but
-# raises the threshold to the size of each such block freed (up to 32 MiB): after the
-# first logins every argon2 thread kept its 19 MiB in its arena, ~40 MB of resident
-# memory for good (benchmarks/README.md). A fixed threshold turns that rise off.
-M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter
-MMAP_THRESHOLD_BYTES = 1024 * 1024
-
-
-def return_large_blocks() -> None:
-    """Blocks of 1 MiB and more go back to the system when freed (glibc only)."""
-    try:
-        mallopt = ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError):  # not glibc (macOS, say): nothing to tune
-        return
-    mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES)
