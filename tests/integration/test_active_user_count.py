@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import random
+from datetime import UTC, datetime
 
 import pytest
-from sqlalchemy import func, select, text
+from sqlalchemy import delete, func, insert, select, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from adapters import migrations
@@ -118,3 +119,30 @@ async def test_the_migration_counts_the_users_already_there(fresh_url: str) -> N
     finally:
         await database.dispose()
     assert migrations.head_revisions(fresh_url)
+
+
+async def test_one_statement_of_many_rows_counts_each_of_them(
+    database: Database, new_uow: UowFactory
+) -> None:
+    """A bulk insert or delete (one statement, many users) is counted row for row: on
+    PostgreSQL the triggers run once per statement, over all of its rows."""
+    now = datetime(2030, 1, 1, tzinfo=UTC)
+    rows = [
+        {
+            "email": f"bulk{n}@example.com",
+            "username": f"bulk{n}",
+            "password_hash": "x",
+            "is_active": n % 3 != 0,
+            "created_at": now,
+        }
+        for n in range(300)
+    ]
+    async with database.engine.begin() as conn:
+        await conn.execute(insert(users).values(rows))
+    assert await listed_total(new_uow) == 200 == await counted(database)
+    async with database.engine.begin() as conn:
+        await conn.execute(delete(users).where(users.c.username.like("bulk1%")))
+    assert await listed_total(new_uow) == await counted(database)
+    async with database.engine.begin() as conn:
+        await conn.execute(delete(users))
+    assert await listed_total(new_uow) == 0 == await counted(database)
