@@ -52,7 +52,7 @@ async def settle() -> None:
 
 
 async def test_a_released_connection_goes_to_the_longest_waiter() -> None:
-    pool = FairPool(DriverPool(), size=1, timeout=5)  # type: ignore[arg-type]
+    pool = FairPool(DriverPool(), size=1, timeout=5)
     first = await pool.acquire()
     order: list[str] = []
 
@@ -72,7 +72,7 @@ async def test_a_released_connection_goes_to_the_longest_waiter() -> None:
 
 async def test_at_most_size_connections_are_opened_and_they_are_reused() -> None:
     driver = DriverPool()
-    pool = FairPool(driver, size=3, timeout=5)  # type: ignore[arg-type]
+    pool = FairPool(driver, size=3, timeout=5)
 
     async def request() -> None:
         conn = await pool.acquire()
@@ -85,7 +85,7 @@ async def test_at_most_size_connections_are_opened_and_they_are_reused() -> None
 
 
 async def test_a_wait_ends_after_the_timeout_and_leaves_nothing_behind() -> None:
-    pool = FairPool(DriverPool(), size=1, timeout=0.05)  # type: ignore[arg-type]
+    pool = FairPool(DriverPool(), size=1, timeout=0.05)
     held = await pool.acquire()
     with pytest.raises(TimeoutError):
         await pool.acquire()
@@ -94,7 +94,7 @@ async def test_a_wait_ends_after_the_timeout_and_leaves_nothing_behind() -> None
 
 
 async def test_a_connection_handed_to_a_cancelled_waiter_is_passed_on() -> None:
-    pool = FairPool(DriverPool(), size=1, timeout=5)  # type: ignore[arg-type]
+    pool = FairPool(DriverPool(), size=1, timeout=5)
     held = await pool.acquire()
     doomed = asyncio.create_task(pool.acquire())
     patient = asyncio.create_task(pool.acquire())
@@ -108,7 +108,7 @@ async def test_a_connection_handed_to_a_cancelled_waiter_is_passed_on() -> None:
 
 async def test_broken_connections_go_back_and_a_waiter_gets_a_new_one() -> None:
     driver = DriverPool()
-    pool = FairPool(driver, size=1, timeout=5)  # type: ignore[arg-type]
+    pool = FairPool(driver, size=1, timeout=5)
     broken = await pool.acquire()
     waiter = asyncio.create_task(pool.acquire())
     await settle()
@@ -121,7 +121,7 @@ async def test_broken_connections_go_back_and_a_waiter_gets_a_new_one() -> None:
 
 async def test_a_connection_left_in_a_transaction_is_not_reused() -> None:
     driver = DriverPool()
-    pool = FairPool(driver, size=2, timeout=5)  # type: ignore[arg-type]
+    pool = FairPool(driver, size=2, timeout=5)
     dirty = await pool.acquire()
     dirty.in_transaction = True
     await pool.release(dirty)
@@ -131,7 +131,7 @@ async def test_a_connection_left_in_a_transaction_is_not_reused() -> None:
 
 async def test_an_idle_connection_closed_by_the_server_is_replaced() -> None:
     driver = DriverPool()
-    pool = FairPool(driver, size=1, timeout=5)  # type: ignore[arg-type]
+    pool = FairPool(driver, size=1, timeout=5)
     conn = await pool.acquire()
     await pool.release(conn)
     conn.closed = True  # the server went away meanwhile
@@ -141,7 +141,7 @@ async def test_an_idle_connection_closed_by_the_server_is_replaced() -> None:
 
 async def test_a_failed_open_frees_its_place_for_the_next_request() -> None:
     driver = DriverPool()
-    pool = FairPool(driver, size=1, timeout=5)  # type: ignore[arg-type]
+    pool = FairPool(driver, size=1, timeout=5)
     driver.fail_next = True
     with pytest.raises(OSError, match="refused"):
         await pool.acquire()
@@ -150,7 +150,7 @@ async def test_a_failed_open_frees_its_place_for_the_next_request() -> None:
 
 async def test_close_gives_the_idle_connections_back() -> None:
     driver = DriverPool()
-    pool = FairPool(driver, size=2, timeout=5)  # type: ignore[arg-type]
+    pool = FairPool(driver, size=2, timeout=5)
     a, b = await pool.acquire(), await pool.acquire()
     await pool.release(a)
     await pool.release(b)
