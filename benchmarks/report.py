@@ -127,7 +127,7 @@ def targets(
 
     def flat(name: str, case: str, base_case: str) -> Target:
         return Target(
-            f"{name} req/s at 1,000,000 users vs at 100,000",
+            f"{name} req/s, 1M users vs 100k",
             api_ratio(measurements, case, base_case),
             0.80,
             "ratio",
