@@ -9,7 +9,7 @@ from sqlalchemy import bindparam, delete, func, insert, select, update
 
 from adapters.orm import refresh_tokens, sessions, users
 from adapters.registry import SqlRepository
-from adapters.row_batches import address_of, in_batch
+from adapters.row_batches import InBatch, RowAddress
 from adapters.rows import SESSION_COLUMNS, SESSION_PREFIX, TOKEN_PREFIX, USER_COLUMNS, split
 from domain.model import RefreshToken, Session, User
 from domain.ports import RefreshTokenRepository
@@ -44,9 +44,9 @@ _ROTATE_TOKEN = (
 _EXPIRED_TOKEN = refresh_tokens.c.expires_at < bindparam("now")
 _COUNT_EXPIRED_TOKENS = select(func.count()).select_from(refresh_tokens).where(_EXPIRED_TOKEN)
 _DELETE_EXPIRED_TOKENS = delete(refresh_tokens).where(
-    in_batch(
+    InBatch(
         refresh_tokens,
-        select(address_of(refresh_tokens)).where(_EXPIRED_TOKEN).limit(bindparam("limit")),
+        select(RowAddress(refresh_tokens)).where(_EXPIRED_TOKEN).limit(bindparam("limit")),
     )
 )
 

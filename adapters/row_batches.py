@@ -43,14 +43,6 @@ class InBatch(ColumnElement[Any]):
         self.batch = batch
 
 
-def address_of(table: Table) -> RowAddress:
-    return RowAddress(table)
-
-
-def in_batch(table: Table, batch: Select[Any]) -> InBatch:
-    return InBatch(table, batch)
-
-
 @compiles(RowAddress, "postgresql")
 def _ctid(element: RowAddress, compiler: SQLCompiler, **kw: Any) -> str:
     return f"{compiler.preparer.format_table(element.table)}.ctid"

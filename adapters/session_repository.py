@@ -9,7 +9,7 @@ from sqlalchemy import bindparam, delete, exists, func, insert, select, update
 
 from adapters.orm import refresh_tokens, sessions, users
 from adapters.registry import SqlRepository
-from adapters.row_batches import address_of, in_batch
+from adapters.row_batches import InBatch, RowAddress
 from adapters.rows import SESSION_COLUMNS, USER_SESSION_IDS
 from domain.model import Session
 from domain.ports import SessionRepository
@@ -71,9 +71,9 @@ _REVOKE_USER_SESSIONS = (
 _EXPIRED_SESSION = sessions.c.expires_at < bindparam("now")
 _COUNT_EXPIRED_SESSIONS = select(func.count()).select_from(sessions).where(_EXPIRED_SESSION)
 _DELETE_ORPHAN_SESSIONS = delete(sessions).where(
-    in_batch(
+    InBatch(
         sessions,
-        select(address_of(sessions))
+        select(RowAddress(sessions))
         .where(_EXPIRED_SESSION, ~exists().where(refresh_tokens.c.session_id == sessions.c.id))
         .limit(bindparam("limit")),
     )

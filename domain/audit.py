@@ -78,11 +78,11 @@ def stop_acting(token: Token[Actor]) -> None:
 
 @contextmanager
 def acting_as(actor: Actor) -> Iterator[Actor]:
-    token = _acting.set(actor)
+    token = act_as(actor)
     try:
         yield actor
     finally:
-        _acting.reset(token)
+        stop_acting(token)
 
 
 @dataclass(eq=False)

@@ -79,7 +79,7 @@ def configure_logging(
     """Route structlog and the standard library's logging to ``stream`` (stderr).
 
     structlog events are rendered by structlog itself and written as one line: no
-    ``LogRecord`` round trip, and an event below the level costs one no-op call (the
+    ``LogRecord`` round trip, and an event below the level costs one comparison (the
     access log runs on every request; benchmarks/README.md). Standard-library records
     (uvicorn, SQLAlchemy, APScheduler) go through the same processors and renderer.
     """
