@@ -5,13 +5,10 @@ services, and sits outside the three delivery adapters so that none imports anot
 from __future__ import annotations
 
 import asyncio
-import signal
-import sys
 from importlib.metadata import PackageNotFoundError, version
 from typing import Annotated
 
 import typer
-import uvicorn
 
 from adapters import migrations
 from adapters.database import is_unavailable
@@ -27,7 +24,8 @@ from entrypoints.cli.tokens import tokens
 from entrypoints.cli.users import users
 from entrypoints.container import build_services
 from entrypoints.logging import get_logger
-from entrypoints.scheduler import run_job_runner
+from entrypoints.scheduler.runner import run_job_runner
+from entrypoints.serve import exec_server
 from entrypoints.services import Services
 from entrypoints.settings import MEMORY_LIMITS_WARNING, Settings
 
@@ -100,26 +98,7 @@ def serve(
         # (In production every worker says so itself, at start-up.)
         get_logger("app").warning(MEMORY_LIMITS_WARNING)
     check_signing_keys(runtime_of(ctx), settings)
-    # uvicorn re-raises the signal it stopped on once it has shut down cleanly; for the
-    # operator and the orchestrator, a clean stop is a success.
-    for stop in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(stop, lambda *_: sys.exit(0))
-    uvicorn.run(
-        "entrypoints.asgi:create_app",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        reload=reload,
-        loop="uvloop",
-        http="httptools",
-        # The app honours X-Forwarded-For itself, from TRUSTED_PROXIES only.
-        proxy_headers=False,
-        server_header=False,
-        # The app logs one event per request; our logging applies, not uvicorn's.
-        access_log=False,
-        log_config=None,
-    )
+    exec_server(host, port, workers, reload)
 
 
 @jobs.command("run")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import inspect
 from datetime import timedelta
+from pathlib import Path
 from typing import Any, TypeVar
 
 from dependency_injector import containers, providers
@@ -20,8 +21,6 @@ from adapters.jwt_codec import JwtCodec
 from adapters.key_crypto import AesGcmKeyMaker
 from adapters.key_file import load_or_create_key
 from adapters.locks import DatabaseJobLock
-from adapters.mail import ConsoleTransport, NullTransport, SmtpTransport
-from adapters.mail_templates import JinjaMailTemplates
 from adapters.rate_limit import LimitsFailedLoginCounter, NamedRateLimits, RateLimiter
 from adapters.unit_of_work import unit_of_work
 from application.email import EmailPolicy
@@ -79,8 +78,14 @@ def ip_limits(settings: Settings) -> dict[str, str]:
     }
 
 
+# The mail adapters are imported where they are built: only a process that sends mail
+# (the relay) loads aiosmtplib and Jinja2.
+
+
 def mail_transport(settings: Settings) -> MailTransport:
     """The transport ``MAIL_BACKEND`` names."""
+    from adapters.mail import ConsoleTransport, NullTransport, SmtpTransport  # noqa: PLC0415
+
     backend = settings.effective_mail_backend
     if backend == "smtp":
         assert settings.smtp_host is not None  # the settings insist on it
@@ -96,6 +101,12 @@ def mail_transport(settings: Settings) -> MailTransport:
     if backend == "console":
         return ConsoleTransport(settings.mail_from)
     return NullTransport()
+
+
+def mail_templates(overrides_dir: Path | None, defaults: dict[str, object]) -> MailTemplates:
+    from adapters.mail_templates import JinjaMailTemplates  # noqa: PLC0415
+
+    return JinjaMailTemplates(overrides_dir=overrides_dir, defaults=defaults)
 
 
 def email_policy_of(settings: Settings) -> EmailPolicy:
@@ -202,7 +213,7 @@ class Container(containers.DeclarativeContainer):
     require_verified_email = settings.provided.require_verified_email
     transport = providers.Singleton(mail_transport, settings)
     templates = providers.Singleton(
-        JinjaMailTemplates,
+        mail_templates,
         overrides_dir=settings.provided.mail_templates_dir,
         defaults=providers.Dict(project_name=settings.provided.project_name),
     )

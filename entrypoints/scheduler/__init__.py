@@ -1,5 +1,3 @@
-"""The scheduled job runner delivery adapter (APScheduler): ``app jobs run``."""
-
-from entrypoints.scheduler.runner import run_job_runner
-
-__all__ = ["run_job_runner"]
+"""The scheduled job runner delivery adapter (APScheduler): ``app jobs run``
+(``entrypoints.scheduler.runner``). Nothing is imported here, so that the API, which
+only needs the job lock of ``jobs``, never loads APScheduler."""

@@ -11,10 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
 from typer.testing import CliRunner
 
 from adapters import migrations
+from entrypoints import console
 from entrypoints.console import app
 from tests.e2e.cli_fixtures import (
     APP,
@@ -117,11 +117,11 @@ def test_scaffold_refuses_a_bad_name_in_one_line_and_writes_nothing(
 # --- serve -------------------------------------------------------------------------
 
 
-def test_serve_runs_the_app_factory_under_uvicorn(
+def test_serve_becomes_the_server_process_with_its_options(
     runner: CliRunner, monkeypatch: pytest.MonkeyPatch, sqlite_url: str
 ) -> None:
-    calls: list[tuple[tuple[Any, ...], dict[str, Any]]] = []
-    monkeypatch.setattr(uvicorn, "run", lambda *args, **kwargs: calls.append((args, kwargs)))
+    calls: list[tuple[Any, ...]] = []
+    monkeypatch.setattr(console, "exec_server", lambda *args: calls.append(args))
 
     result = runner.invoke(
         app,
@@ -130,34 +130,18 @@ def test_serve_runs_the_app_factory_under_uvicorn(
     )
 
     assert result.exit_code == 0, result.output
-    [(args, kwargs)] = calls
-    assert args == ("entrypoints.asgi:create_app",)
-    assert kwargs == {
-        "factory": True,
-        "host": "0.0.0.0",
-        "port": 9001,
-        "workers": 3,
-        "reload": False,
-        "loop": "uvloop",
-        "http": "httptools",
-        "proxy_headers": False,
-        "server_header": False,
-        "access_log": False,
-        "log_config": None,
-    }
+    assert calls == [("0.0.0.0", 9001, 3, False)]
 
 
 def test_serve_defaults(
     runner: CliRunner, monkeypatch: pytest.MonkeyPatch, sqlite_url: str
 ) -> None:
-    calls: list[dict[str, Any]] = []
-    monkeypatch.setattr(uvicorn, "run", lambda *_args, **kwargs: calls.append(kwargs))
+    calls: list[tuple[Any, ...]] = []
+    monkeypatch.setattr(console, "exec_server", lambda *args: calls.append(args))
 
     runner.invoke(app, ["serve", "--reload"], env=clean_env(sqlite_url))
 
-    [kwargs] = calls
-    assert (kwargs["host"], kwargs["port"], kwargs["workers"]) == ("127.0.0.1", 8000, 1)
-    assert kwargs["reload"] is True
+    assert calls == [("127.0.0.1", 8000, 1, True)]
 
 
 @pytest.mark.parametrize("args", [["--port", "0"], ["--port", "70000"], ["--workers", "0"]])
@@ -168,7 +152,7 @@ def test_serve_refuses_bad_options(runner: CliRunner, args: list[str]) -> None:
 def test_serve_refuses_to_start_on_invalid_settings(
     runner: CliRunner, monkeypatch: pytest.MonkeyPatch, sqlite_url: str
 ) -> None:
-    monkeypatch.setattr(uvicorn, "run", lambda *_a, **_k: pytest.fail("must not start"))
+    monkeypatch.setattr(console, "exec_server", lambda *_a: pytest.fail("must not start"))
 
     result = runner.invoke(
         app, ["serve"], env=clean_env(sqlite_url, ENVIRONMENT="production", SECRET_KEY="")

@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-import uvicorn
 
+from entrypoints import console
 from tests.e2e.cli_fixtures import SECRET_KEY, Cli, one_error_line
 
 OTHER_SECRET_KEY = "a-different-secret-key-" + "q" * 48
@@ -129,7 +129,7 @@ def test_serve_creates_the_first_key_before_it_starts(
     cli: Cli, algorithm: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     started: list[object] = []
-    monkeypatch.setattr(uvicorn, "run", lambda *args, **kwargs: started.append(args))
+    monkeypatch.setattr(console, "exec_server", lambda *args: started.append(args))
 
     result = cli("serve", ALGORITHM=algorithm)
 
@@ -144,7 +144,7 @@ def test_serve_with_a_secret_key_that_cannot_decrypt_the_key_stops_in_one_line(
 ) -> None:
     rotate(cli, algorithm)
     [key] = listed(cli, algorithm)
-    monkeypatch.setattr(uvicorn, "run", lambda *_a, **_k: pytest.fail("must not start"))
+    monkeypatch.setattr(console, "exec_server", lambda *_a: pytest.fail("must not start"))
 
     result = cli("serve", ALGORITHM=algorithm, SECRET_KEY=OTHER_SECRET_KEY)
 
