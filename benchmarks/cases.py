@@ -24,6 +24,12 @@ CASES = (
     "login",
     "refresh",
     "health_under_login",
+    # Before the list cases top the users up: the admin search counts its matches with
+    # a scan, as any exact total over a substring must.
+    "admin_users",
+    "audit_events",
+    "jwks",
+    "reset_request",
     "list_first",
     "list_page_2500",
     "list_first_1m",
@@ -45,6 +51,11 @@ LIST_PAGES = {
 # The same pages over --large-list-users (1,000,000): the list's cost must not grow.
 LARGE_LIST_CASES = {"list_first_1m": "list_first", "list_page_2500_1m": "list_page_2500"}
 PAGE_SIZE = 20
+# The admin pages, fetched as the seeded superuser.
+ADMIN_PATHS = {
+    "admin_users": f"{client.ADMIN_USERS_PATH}?page=1&size={PAGE_SIZE}&q={client.ADMIN_QUERY}",
+    "audit_events": f"{client.AUDIT_EVENTS_PATH}?page=1&size={PAGE_SIZE}",
+}
 PURGE_TIMEOUT_SECONDS = 900
 # A backend of the bench database deleting refresh tokens (its last query, if idle).
 DELETE_SEEN_SQL = r"""
@@ -84,8 +95,12 @@ class Bench:
     servers: dict[str, Server]
     cli_env: dict[str, str]
     logins_file: Path
+    emails_file: Path
     tokens: dict[str, list[client.TokenPair]] = field(default_factory=dict)
     check_tokens: dict[str, client.TokenPair] = field(default_factory=dict)
+    admin_tokens: dict[str, client.TokenPair] = field(default_factory=dict)
+    # What the database says an admin page's total must be, by case.
+    expected_totals: dict[str, int] = field(default_factory=dict)
     login_errors: dict[str, str] = field(default_factory=dict)
     refresh_used: dict[str, int] = field(default_factory=dict)
     measurements: list[Measurement] = field(default_factory=list)
@@ -171,18 +186,65 @@ class Bench:
         path = f"{client.USERS_PATH}?page={page}&size={PAGE_SIZE}"
         return lambda target, _phase: self._load(target, "get.lua", path)
 
+    def jwks_load(self, target: str) -> wrk.Load:
+        return self._load(target, "get.lua", client.JWKS_PATH)
+
+    def admin_load(self, target: str, path: str) -> wrk.Load:
+        """``path`` with the superuser's access token: one session, as an admin has."""
+        pair = self.admin_tokens.get(target)
+        if pair is None:
+            raise Skip("no admin token: the superuser's login failed")
+        tokens = self.workdir / f"admin-{target}.txt"
+        if not tokens.exists():  # once per thread: get.lua gives each thread its share
+            tokens.write_text(f"{pair.access_token}\n" * self.shape.threads)
+        return self._load(target, "get.lua", path, str(tokens), str(self.shape.threads))
+
+    def reset_load(self, target: str) -> wrk.Load:
+        return self._load(
+            target,
+            "reset.lua",
+            client.RESET_REQUEST_PATH,
+            str(self.emails_file),
+            str(self.shape.threads),
+        )
+
     # Running.
 
     def check(self, case: str, target: str) -> None:
         if case in ("login", "health_under_login", "purge") and target in self.login_errors:
             raise Skip(f"login fails: {self.login_errors[target]}")
+        if case == "reset_request":
+            self.check_reset(target)
+            return
         problem = asyncio.run(
-            client.check(self.servers[target].base_url, case, self.check_tokens.get(target))
+            client.check(
+                self.servers[target].base_url,
+                case,
+                self.check_tokens.get(target),
+                admin=self.admin_tokens.get(target),
+                total=self.expected_totals.get(case),
+            )
         )
         if problem:
             raise Skip(problem)
 
-    def measure(self, case: str, load_for: Callable[[str, str], wrk.Load]) -> None:
+    def check_reset(self, target: str) -> None:
+        """The 202, and the one outbox row behind it: a pending reset to the address."""
+        count, _newest = asyncio.run(self.db.outbox_state())
+        problem = asyncio.run(client.check(self.servers[target].base_url, "reset_request", None))
+        if problem:
+            raise Skip(problem)
+        after, newest = asyncio.run(self.db.outbox_state())
+        wanted = ("password_reset", client.RESET_EMAIL, "pending")
+        if after != count + 1 or newest != wanted:
+            raise Skip(f"the outbox went from {count} to {after} rows, newest {newest}")
+
+    def measure(
+        self,
+        case: str,
+        load_for: Callable[[str, str], wrk.Load],
+        notes: list[str] | None = None,
+    ) -> None:
         """Warm up, then measure, each target in turn, for ``rounds`` rounds; keep the
         median round."""
         runs: dict[str, list[wrk.Result]] = {t: [] for t in self.targets}
@@ -213,12 +275,26 @@ class Bench:
                 self.measurements.append(Measurement(case, target, skipped=skipped[target]))
                 continue
             results = sorted(runs[target], key=lambda r: r.requests_per_s)
-            extra: dict[str, Any] = {}
+            extra: dict[str, Any] = {"notes": notes} if notes else {}
             if len(results) > 1:
                 extra["rounds"] = [r.as_dict() for r in runs[target]]
             self.measurements.append(
                 Measurement(case, target, results[(len(results) - 1) // 2], extra=extra)
             )
+
+    def run_admin(self, case: str) -> None:
+        """An admin page as the superuser, over what the database holds now; the check
+        compares the page's total with the database's count."""
+        if case == "admin_users":
+            total = asyncio.run(self.db.users_matching(client.ADMIN_QUERY))
+            users = asyncio.run(self.db.user_count())
+            note = f"q={client.ADMIN_QUERY}: {total:,} of {users:,} users"
+        else:
+            total = asyncio.run(self.db.audit_event_count())
+            note = f"{total:,} audit events"
+        self.expected_totals[case] = total
+        path = ADMIN_PATHS[case]
+        self.measure(case, lambda target, _phase: self.admin_load(target, path), [note])
 
     def health_under_login(self) -> None:
         """/health/live at low concurrency, quiet and then while logins saturate the CPU."""

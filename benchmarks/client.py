@@ -11,6 +11,18 @@ import httpx
 
 USER_FIELDS = {"id", "email", "username", "full_name", "is_active", "is_superuser", "created_at"}
 PUBLIC_USER_FIELDS = {"id", "username", "full_name", "created_at"}
+ADMIN_USER_FIELDS = USER_FIELDS | {"is_verified"}
+AUDIT_EVENT_FIELDS = {
+    "id",
+    "occurred_at",
+    "action",
+    "actor_type",
+    "actor_id",
+    "target_user_id",
+    "request_id",
+    "ip",
+    "details",
+}
 PAGE_FIELDS = {"items", "total", "page", "size", "pages"}
 PAIR_FIELDS = {"access_token", "refresh_token", "token_type", "expires_in"}
 LOGIN_PATH = "/api/v1/auth/login"
@@ -18,6 +30,15 @@ REFRESH_PATH = "/api/v1/auth/refresh"
 ME_PATH = "/api/v1/users/me"
 USERS_PATH = "/api/v1/users/"
 HEALTH_PATH = "/health/live"
+ADMIN_USERS_PATH = "/api/v1/admin/users"
+AUDIT_EVENTS_PATH = "/api/v1/admin/audit-events"
+JWKS_PATH = "/.well-known/jwks.json"
+JWKS_CACHE_CONTROL = "public, max-age=300"
+RESET_REQUEST_PATH = "/api/v1/auth/password-reset/request"
+# The admin search's term: a prefix of the first 9,999 seeded usernames (and emails).
+ADMIN_QUERY = "bench00"
+# A seeded account's address (benchmarks.database.email(42)) for the reset check.
+RESET_EMAIL = "bench000042@example.com"
 
 
 @dataclass(frozen=True)
@@ -64,11 +85,36 @@ async def login_many(
     return [first, *rest]
 
 
-async def check(base_url: str, case: str, tokens: TokenPair | None) -> str | None:
-    """None if ``case``'s endpoint answers as the contract says, else what is wrong."""
+async def check(
+    base_url: str,
+    case: str,
+    tokens: TokenPair | None,
+    *,
+    admin: TokenPair | None = None,
+    total: int | None = None,
+) -> str | None:
+    """None if ``case``'s endpoint answers as the contract says, else what is wrong.
+
+    The admin cases take the superuser's tokens (``admin``), check that a plain user's
+    (``tokens``) gets 403, and compare the page's total with ``total``, the database's.
+    """
     if case in ("login", "purge"):
         return None  # the logins beforehand checked the endpoint
     async with httpx.AsyncClient(base_url=base_url, timeout=30) as client:
+        if case in ("admin_users", "audit_events"):
+            return await _check_admin(client, case, tokens, admin, total)
+        if case == "jwks":
+            response = await client.get(JWKS_PATH)
+            if response.status_code != 200 or response.json() != {"keys": []}:
+                return f"not an empty key set (HS256): {_describe(response)}"
+            if response.headers.get("cache-control") != JWKS_CACHE_CONTROL:
+                return f"Cache-Control is {response.headers.get('cache-control')!r}"
+            return None
+        if case == "reset_request":
+            response = await client.post(RESET_REQUEST_PATH, json={"email": RESET_EMAIL})
+            if response.status_code != 202 or response.content:
+                return f"not an empty 202: {_describe(response)}"
+            return None
         if case.startswith("health"):
             response = await client.get(HEALTH_PATH)
             if response.status_code != 200 or response.json() != {"status": "ok"}:
@@ -103,3 +149,46 @@ async def check(base_url: str, case: str, tokens: TokenPair | None) -> str | Non
                 return str(exc)
             return None
         return None
+
+
+async def _check_admin(
+    client: httpx.AsyncClient,
+    case: str,
+    tokens: TokenPair | None,
+    admin: TokenPair | None,
+    total: int | None,
+) -> str | None:
+    if admin is None:
+        return "no admin token: the superuser's login beforehand failed"
+    if case == "admin_users":
+        path, params, fields = ADMIN_USERS_PATH, {"q": ADMIN_QUERY}, ADMIN_USER_FIELDS
+    else:
+        path, params, fields = AUDIT_EVENTS_PATH, {}, AUDIT_EVENT_FIELDS
+    params = {"page": "1", "size": "20", **params}
+    if tokens is not None:  # the superuser check must be there, not only the token's
+        response = await client.get(
+            path, params=params, headers={"Authorization": f"Bearer {tokens.access_token}"}
+        )
+        if response.status_code != 403:
+            return f"a plain user is not refused with 403: {_describe(response)}"
+    response = await client.get(
+        path, params=params, headers={"Authorization": f"Bearer {admin.access_token}"}
+    )
+    body = response.json() if response.status_code == 200 else None
+    if not isinstance(body, dict) or not body.keys() >= PAGE_FIELDS:
+        return f"not a Page: {_describe(response)}"
+    items = body["items"]
+    if total is not None and body["total"] != total:
+        return f"total {body['total']} where the database has {total}"
+    if len(items) != min(20, body["total"]) or not all(item.keys() == fields for item in items):
+        return f"not {min(20, body['total'])} of {sorted(fields)}: {_describe(response)}"
+    ids = [item["id"] for item in items]
+    if case == "admin_users":
+        if ids != sorted(ids) or not all(
+            ADMIN_QUERY in item["username"].lower() or ADMIN_QUERY in item["email"].lower()
+            for item in items
+        ):
+            return f"not users matching {ADMIN_QUERY!r} in id order: {_describe(response)}"
+    elif ids != sorted(ids, reverse=True) or not all(isinstance(i["details"], dict) for i in items):
+        return f"not events newest first with their details: {_describe(response)}"
+    return None

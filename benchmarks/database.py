@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -21,6 +22,20 @@ EMAIL_DOMAIN = "example.com"
 # list (active users only) filters something.
 INACTIVE_EVERY = 100
 EXPIRED_TOKENS_PER_SESSION = 10
+# The admin cases' caller: the first seeded account, made a superuser before any login.
+SUPERUSER = 1
+# What the seeded audit trail holds, in turn: (action, actor_type, details) as the use
+# cases record them (application/admin.py, users.py, email.py, auth.py).
+AUDIT_EVENTS: tuple[tuple[str, str, dict[str, object]], ...] = (
+    ("user.registered", "user", {}),
+    ("user.email_verified", "user", {}),
+    ("user.updated", "user", {"fields": ["full_name"]}),
+    ("user.password_changed", "user", {}),
+    ("user.sessions_revoked", "user", {}),
+    ("user.updated", "user", {"fields": ["email", "username"]}),
+    ("user.deactivated", "operator", {"os_user": "ops"}),
+    ("user.password_reset", "system", {}),
+)
 
 
 def username(n: int) -> str:
@@ -143,6 +158,31 @@ class BenchDatabase:
             await conn.close()
         return time.perf_counter() - started
 
+    async def make_superuser(self, n: int) -> None:
+        """Seeded user ``n`` becomes a superuser (before logging in: the checks read it)."""
+        conn = await asyncpg.connect(self.dsn)
+        try:
+            await conn.execute(
+                "UPDATE users SET is_superuser = true WHERE username = $1", username(n)
+            )
+        finally:
+            await conn.close()
+
+    async def users_matching(self, q: str) -> int:
+        """How many users have ``q`` in their email or username, in any case: the total
+        the admin search must report (worded apart from its LIKE, as a cross-check)."""
+        conn = await asyncpg.connect(self.dsn)
+        try:
+            return int(
+                await conn.fetchval(
+                    "SELECT count(*) FROM users"
+                    " WHERE strpos(lower(email), $1) > 0 OR strpos(lower(username), $1) > 0",
+                    q.lower(),
+                )
+            )
+        finally:
+            await conn.close()
+
     async def user_count(self) -> int:
         conn = await asyncpg.connect(self.dsn)
         try:
@@ -186,6 +226,70 @@ class BenchDatabase:
         finally:
             await conn.close()
         return time.perf_counter() - started
+
+    async def seed_audit_events(self, count: int, users: int) -> float:
+        """``count`` audit events over the last days, oldest first (so ids follow time),
+        about ``users`` users; returns seconds."""
+        started = time.perf_counter()
+        now = datetime.now(UTC)
+
+        def rows() -> Iterator[tuple[object, ...]]:
+            for i in range(count):
+                action, actor_type, details = AUDIT_EVENTS[i % len(AUDIT_EVENTS)]
+                target = i % users + 1
+                by_user = actor_type == "user"
+                yield (
+                    now - timedelta(seconds=30 * (count - i)),
+                    action,
+                    actor_type,
+                    target if by_user else None,
+                    target,
+                    f"{i:032x}" if by_user else None,
+                    f"203.0.113.{i % 250 + 1}" if by_user else None,
+                    json.dumps(details, sort_keys=True),
+                )
+
+        conn = await asyncpg.connect(self.dsn)
+        try:
+            await conn.copy_records_to_table(
+                "audit_events",
+                records=rows(),
+                columns=[
+                    "occurred_at",
+                    "action",
+                    "actor_type",
+                    "actor_id",
+                    "target_user_id",
+                    "request_id",
+                    "ip",
+                    "details",
+                ],
+            )
+            await conn.execute("ANALYZE audit_events")
+        finally:
+            await conn.close()
+        return time.perf_counter() - started
+
+    async def audit_event_count(self) -> int:
+        conn = await asyncpg.connect(self.dsn)
+        try:
+            return int(await conn.fetchval("SELECT count(*) FROM audit_events"))
+        finally:
+            await conn.close()
+
+    async def outbox_state(self) -> tuple[int, tuple[str, str, str] | None]:
+        """How many messages the outbox holds, and the newest one's template, recipient
+        and status."""
+        conn = await asyncpg.connect(self.dsn)
+        try:
+            count = int(await conn.fetchval("SELECT count(*) FROM outbox"))
+            row = await conn.fetchrow(
+                "SELECT template, recipient, status FROM outbox"
+                " ORDER BY created_at DESC, id DESC LIMIT 1"
+            )
+        finally:
+            await conn.close()
+        return count, (row["template"], row["recipient"], row["status"]) if row else None
 
     async def expired_counts(self) -> tuple[int, int]:
         """Refresh tokens and sessions past their expiry now."""

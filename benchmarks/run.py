@@ -26,6 +26,7 @@ from typing import Any
 
 from benchmarks import client, report, servers, wrk
 from benchmarks.cases import (
+    ADMIN_PATHS,
     CASES,
     KEY_CASE_TOKENS,
     KEY_CASES,
@@ -35,15 +36,30 @@ from benchmarks.cases import (
     Bench,
     Shape,
 )
-from benchmarks.database import PASSWORD, BenchDatabase, hash_password, login_names
+from benchmarks.database import (
+    PASSWORD,
+    SUPERUSER,
+    BenchDatabase,
+    email,
+    hash_password,
+    login_names,
+    username,
+)
 
 RESULTS = Path(__file__).resolve().parent / "results"
 DEFAULT_PG_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 TOKEN_CASES = {"users_me", "refresh"}
 LOGIN_CASES = {"login", "health_under_login", "purge"}
+ADMIN_CASES = set(ADMIN_PATHS)
 # A run writes results/latest.json only with every case, both targets, these sizes and
 # at least this duration; any other run is a partial one, written next to it.
-FULL_RUN = {"duration": 10, "users": 10_000, "list_users": 100_000, "purge_rows": 1_000_000}
+FULL_RUN = {
+    "duration": 10,
+    "users": 10_000,
+    "list_users": 100_000,
+    "purge_rows": 1_000_000,
+    "audit_events": 10_000,
+}
 
 
 class BenchError(Exception):
@@ -96,6 +112,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--purge-rows", type=int, default=1_000_000, help="expired tokens to purge (1,000,000)"
     )
     parser.add_argument(
+        "--audit-events", type=int, default=10_000, help="audit events seeded (10,000)"
+    )
+    parser.add_argument(
         "--tokens", type=int, default=256, help="logins per target for the token pools (256)"
     )
     parser.add_argument(
@@ -128,6 +147,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error("connections must be at least the number of threads (and threads ≥ 1)")
     if min(args.duration, args.rounds, args.health_connections, args.purge_rows) <= 0:
         parser.error("--duration, --rounds, --health-connections and --purge-rows must be positive")
+    if args.audit_events < 0:
+        parser.error("--audit-events must not be negative")
     if args.users < max(args.tokens, 2) or args.list_users < args.users:
         parser.error("need --tokens ≤ --users ≤ --list-users")
     if args.list_users < LIST_PAGES["list_page_2500"] * PAGE_SIZE and "list_page_2500" in cases:
@@ -202,10 +223,17 @@ def run(args: argparse.Namespace) -> int:
         password_hash = hash_password()
         seed_seconds = {"users": asyncio.run(db.seed_users(1, args.users, password_hash))}
         print(f"bench: seeded {args.users:,} users in {seed_seconds['users']:.1f} s")
+        asyncio.run(db.make_superuser(SUPERUSER))
+        if "audit_events" in args.cases:
+            seconds = asyncio.run(db.seed_audit_events(args.audit_events, args.users))
+            seed_seconds["audit_events"] = seconds
+            print(f"bench: seeded {args.audit_events:,} audit events in {seconds:.1f} s")
 
         running = start_servers(args, api_env, keys["reference"], db, workdir)
         logins_file = workdir / "logins.txt"
         logins_file.write_text("".join(f"{n}\n" for n in login_names(args.users)))
+        emails_file = workdir / "emails.txt"
+        emails_file.write_text("".join(f"{email(n)}\n" for n in range(1, args.users + 1)))
         shape = Shape(
             duration=args.duration,
             warmup=args.warmup,
@@ -215,8 +243,10 @@ def run(args: argparse.Namespace) -> int:
             health_connections=args.health_connections,
             rounds=args.rounds,
         )
-        bench = Bench(wrk_path, shape, db, workdir, running, api_env, logins_file)
+        bench = Bench(wrk_path, shape, db, workdir, running, api_env, logins_file, emails_file)
         collect_tokens(bench, args)
+        if ADMIN_CASES & set(args.cases):
+            collect_admin_tokens(bench)
 
         for case in args.cases:
             print(f"bench: {case}")
@@ -241,6 +271,16 @@ def run(args: argparse.Namespace) -> int:
                 bench.measure(case, bench.refresh_load)
             elif case == "health_under_login":
                 bench.health_under_login()
+            elif case in ADMIN_CASES:
+                bench.run_admin(case)
+            elif case == "jwks":
+                bench.measure(case, lambda target, _phase: bench.jwks_load(target))
+            elif case == "reset_request":
+                bench.measure(
+                    case,
+                    lambda target, _phase: bench.reset_load(target),
+                    ["one outbox row per request"],
+                )
             elif case == "purge":
                 bench.run_purge(args.purge_rows)
             elif case == "mail":
@@ -348,6 +388,21 @@ def collect_tokens(bench: Bench, args: argparse.Namespace) -> None:
         print(f"bench: {len(pairs)} logins to {target} in {seconds:.1f} s")
 
 
+def collect_admin_tokens(bench: Bench) -> None:
+    """The superuser's tokens per target, and a plain user's for the checks' 403 when
+    the logins beforehand made none."""
+    for target, server in bench.servers.items():
+        try:
+            admin, plain = asyncio.run(
+                client.login_many(server.base_url, [username(SUPERUSER), username(2)], PASSWORD)
+            )
+        except client.LoginFailed as exc:
+            print(f"bench: logging the superuser in to {target} fails: {exc}")
+            continue
+        bench.admin_tokens[target] = admin
+        bench.check_tokens.setdefault(target, plain)
+
+
 def is_partial(args: argparse.Namespace) -> bool:
     """Whether this run is less than the full benchmark (it then leaves latest.json be)."""
     return (
@@ -406,6 +461,7 @@ def finish(
             "users": args.users,
             "list_users": args.list_users,
             "purge_rows": args.purge_rows,
+            "audit_events": args.audit_events,
             "token_pool": args.tokens,
             "page_size": PAGE_SIZE,
         },

@@ -14,6 +14,15 @@ as the API contract asks, and no more:
   all in one statement.
 - ``GET /api/v1/users/?page=N&size=M``: ``LIMIT``/``OFFSET`` plus a ``count(*)`` over the
   active users.
+- ``GET /api/v1/admin/users?page&size&q``: the caller checked as for ``/users/me`` and
+  then as a superuser (403 otherwise), the exact ``count(*)`` of the users whose
+  lower-cased email or username is ``LIKE '%q%'`` (the API's statement), and that page
+  in id order. (``q`` only: the bench sends no other filter.)
+- ``GET /api/v1/admin/audit-events?page&size``: the same caller check, the exact
+  ``count(*)`` and the page newest (highest id) first.
+- ``POST /api/v1/auth/password-reset/request``: the address checked and the outbox row
+  the API writes (a pending ``password_reset`` message to it, no user), 202.
+- ``GET /.well-known/jwks.json``: no public keys under HS256.
 - ``GET /health/live``.
 
 Configuration from the environment: ``DATABASE_URL`` (``postgresql+asyncpg://…`` or
@@ -27,6 +36,7 @@ from __future__ import annotations
 import asyncio
 import math
 import os
+import re
 import secrets
 import time
 from collections.abc import AsyncIterator, Callable
@@ -51,6 +61,11 @@ CLOCK_SKEW_SECONDS = 2
 USER_AGENT_MAX_LENGTH = 255
 MAX_PAGE_SIZE = 100
 MAX_PAGE = 10_000_000
+SEARCH_MAX_LENGTH = 320
+# The API's address check (domain/rules.py), after stripping and lower-casing.
+EMAIL_PATTERN = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+EMAIL_MAX_LENGTH = 320
+JWKS_CACHE_CONTROL = "public, max-age=300"
 
 # The API's parameters (adapters/hasher.py): OWASP's argon2id minimum.
 HASHER = argon2.PasswordHasher(
@@ -142,6 +157,31 @@ ORDER BY id LIMIT $1 OFFSET $2
 
 COUNT_SQL = "SELECT count(*) FROM users WHERE is_active"
 
+# The API's admin search (adapters/user_repository.py): a substring of the lower-cased
+# email or username, its wildcards escaped; every user, inactive ones too; exact count.
+SEARCH_WHERE = "lower(email) LIKE $1 ESCAPE '\\' OR lower(username) LIKE $1 ESCAPE '\\'"
+SEARCH_COUNT_SQL = f"SELECT count(*) FROM users WHERE {SEARCH_WHERE}"
+SEARCH_SQL = f"""
+SELECT id, email, username, full_name, is_active, is_superuser, is_verified, created_at
+FROM users WHERE {SEARCH_WHERE}
+ORDER BY id LIMIT $2 OFFSET $3
+"""
+
+AUDIT_COUNT_SQL = "SELECT count(*) FROM audit_events"
+AUDIT_SQL = """
+SELECT id, occurred_at, action, actor_type, actor_id, target_user_id, request_id, ip, details
+FROM audit_events
+ORDER BY id DESC LIMIT $1 OFFSET $2
+"""
+
+# The row RequestPasswordReset queues (domain/outbox.py): the address only; the relay
+# looks the account up when it sends.
+QUEUE_RESET_SQL = """
+INSERT INTO outbox (id, template, recipient, user_id, context, status, attempts,
+                    created_at, next_attempt_at)
+VALUES ($1, 'password_reset', $2, NULL, '{}', 'pending', 0, $3, $3)
+"""
+
 
 class Problem(Exception):
     """An RFC 9457 error response."""
@@ -155,6 +195,10 @@ class Problem(Exception):
 
 def _unauthorized(code: str = "invalid_token") -> Problem:
     return Problem(401, "Unauthorized", code)
+
+
+def _forbidden() -> Problem:
+    return Problem(403, "Forbidden", "forbidden")
 
 
 def _invalid(detail: str) -> Problem:
@@ -219,22 +263,7 @@ class Reference:
         return _json({"status": "ok"})
 
     async def me(self, request: Request) -> Response:
-        header = request.headers.get("authorization", "")
-        scheme, _, token = header.partition(" ")
-        if scheme.lower() != "bearer" or not token:
-            raise _unauthorized("not_authenticated")
-        claims = self._decode(token, "access", _ACCESS_OPTIONS)
-        version = claims["ver"]
-        if not isinstance(version, int) or isinstance(version, bool):
-            raise _unauthorized()
-        row = await self.pool.fetchrow(ME_SQL, _user_id(claims), _string(claims, "sid"))
-        if (
-            row is None
-            or not row["is_active"]
-            or row["token_version"] != version
-            or row["revoked_at"] is not None
-        ):
-            raise _unauthorized()
+        row = await self._caller(request)
         return _json(
             {
                 "id": row["id"],
@@ -329,7 +358,73 @@ class Reference:
             }
         )
 
+    async def search_users(self, request: Request) -> Response:
+        await self._superuser(request)
+        page = _int_param(request, "page", 1, 1, MAX_PAGE)
+        size = _int_param(request, "size", 20, 1, MAX_PAGE_SIZE)
+        q = request.query_params.get("q")
+        if q is None or not 1 <= len(q) <= SEARCH_MAX_LENGTH or "\x00" in q:
+            raise _invalid(f"q must be 1 to {SEARCH_MAX_LENGTH} characters")
+        pattern = _like_pattern(q)
+        rows: list[asyncpg.Record] = []
+        async with self.pool.acquire() as conn:
+            total = await conn.fetchval(SEARCH_COUNT_SQL, pattern)
+            if (page - 1) * size < total:  # past the end: no need to walk the index
+                rows = await conn.fetch(SEARCH_SQL, pattern, size, (page - 1) * size)
+        return _json(_page([dict(row) for row in rows], total, page, size))
+
+    async def audit_events(self, request: Request) -> Response:
+        await self._superuser(request)
+        page = _int_param(request, "page", 1, 1, MAX_PAGE)
+        size = _int_param(request, "size", 20, 1, MAX_PAGE_SIZE)
+        rows: list[asyncpg.Record] = []
+        async with self.pool.acquire() as conn:
+            total = await conn.fetchval(AUDIT_COUNT_SQL)
+            if (page - 1) * size < total:
+                rows = await conn.fetch(AUDIT_SQL, size, (page - 1) * size)
+        items = [{**row, "details": orjson.loads(row["details"])} for row in rows]
+        return _json(_page(items, total, page, size))
+
+    async def request_reset(self, request: Request) -> Response:
+        body = await _json_body(request)
+        email = body.get("email")
+        if not isinstance(email, str):
+            raise _invalid("email is a required string")
+        address = email.strip().lower()
+        if len(address) > EMAIL_MAX_LENGTH or not EMAIL_PATTERN.fullmatch(address):
+            raise _invalid("email is not a valid email address")
+        await self.pool.execute(QUEUE_RESET_SQL, secrets.token_hex(16), address, datetime.now(UTC))
+        return Response(status_code=202)
+
+    async def jwks(self, _request: Request) -> Response:
+        # HS256: nothing public to verify with.
+        return _json({"keys": []}, headers={"Cache-Control": JWKS_CACHE_CONTROL})
+
     # Helpers.
+
+    async def _caller(self, request: Request) -> asyncpg.Record:
+        """The user of a valid access token (with its session's state): as /users/me."""
+        header = request.headers.get("authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token:
+            raise _unauthorized("not_authenticated")
+        claims = self._decode(token, "access", _ACCESS_OPTIONS)
+        version = claims["ver"]
+        if not isinstance(version, int) or isinstance(version, bool):
+            raise _unauthorized()
+        row = await self.pool.fetchrow(ME_SQL, _user_id(claims), _string(claims, "sid"))
+        if (
+            row is None
+            or not row["is_active"]
+            or row["token_version"] != version
+            or row["revoked_at"] is not None
+        ):
+            raise _unauthorized()
+        return row
+
+    async def _superuser(self, request: Request) -> None:
+        if not (await self._caller(request))["is_superuser"]:
+            raise _forbidden()
 
     def _verify(self, password_hash: str | None, password: str) -> bool:
         try:
@@ -406,6 +501,16 @@ def _int_param(request: Request, name: str, default: int, low: int, high: int) -
     return int(raw)
 
 
+def _like_pattern(text: str) -> str:
+    """``text`` as a substring, its LIKE wildcards literal (the API's escaping)."""
+    escaped = text.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+def _page(items: list[dict[str, Any]], total: int, page: int, size: int) -> dict[str, Any]:
+    return {"items": items, "total": total, "page": page, "size": size, "pages": -(-total // size)}
+
+
 def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
@@ -441,6 +546,10 @@ def create_app() -> Starlette:
         Route("/api/v1/users/", reference.list_users, methods=["GET"]),
         Route("/api/v1/auth/login", reference.login, methods=["POST"]),
         Route("/api/v1/auth/refresh", reference.refresh, methods=["POST"]),
+        Route("/api/v1/auth/password-reset/request", reference.request_reset, methods=["POST"]),
+        Route("/api/v1/admin/users", reference.search_users, methods=["GET"]),
+        Route("/api/v1/admin/audit-events", reference.audit_events, methods=["GET"]),
+        Route("/.well-known/jwks.json", reference.jwks, methods=["GET"]),
     ]
     return Starlette(
         routes=routes,
