@@ -5,12 +5,15 @@ services, and sits outside the three delivery adapters so that none imports anot
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
+from contextlib import contextmanager
 from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from types import ModuleType
 from typing import Annotated
 
 import typer
 
-from adapters import migrations
 from adapters.database import is_unavailable
 from application.signing_keys import EnsureSigningKey
 from domain.signing_keys import ASYMMETRIC_ALGORITHMS
@@ -18,7 +21,13 @@ from entrypoints.cli.audit import audit
 from entrypoints.cli.db import db
 from entrypoints.cli.keys import keys
 from entrypoints.cli.mail import mail, outbox
-from entrypoints.cli.runtime import Runtime, load_cli_settings, reported_errors, runtime_of
+from entrypoints.cli.runtime import (
+    MigrationError,
+    Runtime,
+    load_cli_settings,
+    reported_errors,
+    runtime_of,
+)
 from entrypoints.cli.scaffold import scaffold
 from entrypoints.cli.tokens import tokens
 from entrypoints.cli.users import users
@@ -143,10 +152,50 @@ def check_signing_keys(runtime: Runtime, settings: Settings) -> None:
         asyncio.run(ensure())
 
 
+class AlembicMigrations:
+    """``adapters.migrations``, imported on first use (only ``app db`` pays for Alembic,
+    a seventh of every other command's start-up), with Alembic's refusals as
+    ``MigrationError``."""
+
+    @staticmethod
+    @contextmanager
+    def _module() -> Iterator[ModuleType]:
+        from alembic.util.exc import CommandError  # noqa: PLC0415
+
+        from adapters import migrations  # noqa: PLC0415
+
+        try:
+            yield migrations
+        except CommandError as exc:
+            raise MigrationError(str(exc)) from exc
+
+    def upgrade(self, url: str, revision: str) -> None:
+        with self._module() as migrations:
+            migrations.upgrade(url, revision)
+
+    def downgrade(self, url: str, revision: str) -> None:
+        with self._module() as migrations:
+            migrations.downgrade(url, revision)
+
+    def current(self, url: str) -> tuple[str, ...]:
+        with self._module() as migrations:
+            return tuple(migrations.current(url))
+
+    def head_revisions(self, url: str) -> tuple[str, ...]:
+        with self._module() as migrations:
+            return tuple(migrations.head_revisions(url))
+
+    def autogenerate(self, url: str, message: str) -> Path:
+        with self._module() as migrations:
+            return Path(migrations.autogenerate(url, message))
+
+
 def runtime() -> Runtime:
     """What the commands run on: the real services, migrations and error knowledge."""
     return Runtime(
-        make_services=build_services, migrations=migrations, is_unavailable=is_unavailable
+        make_services=build_services,
+        migrations=AlembicMigrations(),
+        is_unavailable=is_unavailable,
     )
 
 

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import NoReturn, Protocol, TypeVar
 
 import typer
-from alembic.util.exc import CommandError
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
@@ -32,8 +31,14 @@ EXIT_FAILURE = 1
 log = get_logger("entrypoints.cli")
 
 
+class MigrationError(Exception):
+    """A migration command was refused (an unknown revision and the like); the message
+    says why."""
+
+
 class Migrations(Protocol):
-    """The schema migrations of a database URL (Alembic's, in the adapters)."""
+    """The schema migrations of a database URL (Alembic's, in the adapters). A refusal
+    is a ``MigrationError``."""
 
     def upgrade(self, url: str, revision: str) -> None: ...
     def downgrade(self, url: str, revision: str) -> None: ...
@@ -130,7 +135,7 @@ def reported_errors(
         fail(_unavailable(database_url, exc.__cause__ or exc, is_unavailable))
     except DomainError as exc:
         fail(exc.detail)
-    except CommandError as exc:  # Alembic's: an unknown revision and the like
+    except MigrationError as exc:
         fail(_first_line(str(exc)))
     except Exception as exc:
         # The traceback is there for whoever asks for it with LOG_LEVEL=DEBUG.

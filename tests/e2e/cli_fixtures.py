@@ -21,14 +21,13 @@ from dependency_injector import providers
 from sqlalchemy import select
 from typer.testing import CliRunner, Result
 
-from adapters import migrations
 from adapters.database import Database, is_unavailable
 from adapters.hasher import Argon2Hasher
 from adapters.orm import refresh_tokens, sessions
 from adapters.unit_of_work import SqlAlchemyUnitOfWork
 from domain.model import RefreshToken, Session
 from entrypoints.cli.runtime import Runtime
-from entrypoints.console import app
+from entrypoints.console import AlembicMigrations, app
 from entrypoints.container import ContainerServices, build_services
 from entrypoints.settings import Settings, load_settings
 
@@ -51,7 +50,9 @@ def fast_services(settings: Settings) -> ContainerServices:
 def cli_runtime(make_services: Callable[[Settings], ContainerServices] = fast_services) -> Runtime:
     """The commands' runtime, as ``app`` has it, with the cheap hasher."""
     return Runtime(
-        make_services=make_services, migrations=migrations, is_unavailable=is_unavailable
+        make_services=make_services,
+        migrations=AlembicMigrations(),
+        is_unavailable=is_unavailable,
     )
 
 

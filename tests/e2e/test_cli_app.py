@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
@@ -219,6 +220,24 @@ def test_db_an_unknown_revision_is_one_line(
 
 def test_db_downgrade_needs_a_revision(runner: CliRunner) -> None:
     assert runner.invoke(app, ["db", "downgrade"]).exit_code == 2
+
+
+def test_only_the_db_commands_load_alembic() -> None:
+    script = (
+        "import sys\n"
+        "import entrypoints.console\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('alembic', 'mako')))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-P", "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=PROCESS_TIMEOUT,
+        check=False,
+    )
+
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
 
 
 # --- the installed console script --------------------------------------------------
