@@ -192,3 +192,24 @@ async def _check_admin(
     elif ids != sorted(ids, reverse=True) or not all(isinstance(i["details"], dict) for i in items):
         return f"not events newest first with their details: {_describe(response)}"
     return None
+
+
+# The API's counter of answered logins (the reference exposes none).
+LOGIN_COUNTER = f'http_requests_total{{method="POST",route="{LOGIN_PATH}",status="200"}}'
+
+
+async def login_count(base_url: str) -> float | None:
+    """Successful logins the server has counted so far, from its /metrics; None when it
+    has no such counter."""
+    async with httpx.AsyncClient(base_url=base_url, timeout=30) as client:
+        try:
+            response = await client.get("/metrics")
+        except httpx.HTTPError:
+            return None
+    if response.status_code != 200:
+        return None
+    for line in response.text.splitlines():
+        name, _, value = line.rpartition(" ")
+        if name == LOGIN_COUNTER:
+            return float(value)
+    return None

@@ -224,6 +224,7 @@ class Container(containers.DeclarativeContainer):
     reader = providers.Factory(unit_of_work, database=database, read_only=True)
     # Keeps job runner replicas from running the same job at once.
     job_lock = providers.Singleton(DatabaseJobLock, database=database)
+    purge_pause_factor = settings.provided.token_purge_pause_factor
 
 
 # Ports asked for by class (``services.get(Clock)``): the provider of each.

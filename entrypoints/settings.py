@@ -12,6 +12,7 @@ from limits import parse_many
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from application.admin import PURGE_PAUSE_FACTOR
 from domain.rules import HMAC_MIN_KEY_BYTES as MIN_KEY_BYTES
 
 PRODUCTION_MIN_KEY_BYTES = 32
@@ -102,6 +103,8 @@ class Settings(BaseSettings):
     audit_retention_days: int = Field(default=365, ge=1, le=36500)
 
     token_purge_interval_minutes: int = Field(default=60, ge=1, le=7 * 24 * 60)
+    # After each batch the purge rests this many times the batch's duration (0: none).
+    token_purge_pause_factor: float = Field(default=PURGE_PAUSE_FACTOR, ge=0, le=100)
     # The job runner's own Prometheus /metrics port; 0 serves none.
     jobs_metrics_port: int = Field(default=0, ge=0, le=65535)
     # The address it listens on: loopback unless the operator opens it up.

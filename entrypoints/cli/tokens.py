@@ -29,18 +29,30 @@ def purge(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Only count what would be deleted.")
     ] = False,
+    pause_factor: Annotated[
+        float | None,
+        typer.Option(
+            "--pause-factor",
+            min=0,
+            max=100,
+            help="Rest this many times each batch's duration before the next one; 0 runs"
+            " flat out. [default: TOKEN_PURGE_PAUSE_FACTOR, 4]",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Delete refresh tokens past their expiry, then expired sessions left without any.
 
     Revoked and rotated tokens stay until they expire, so that the reuse of a stolen
     token is still detected. Rows go in bounded batches, each in its own short
-    transaction. The job runner does the same on a schedule.
+    transaction, with a rest after each so that a large backlog leaves the database to
+    the service's requests. The job runner does the same on a schedule.
     """
 
     async def work(services: Services) -> PurgeResult:
         purge_tokens = services.get(PurgeTokens)
         if dry_run or not on_terminal():
-            result: PurgeResult = await purge_tokens(dry_run=dry_run)
+            result: PurgeResult = await purge_tokens(dry_run=dry_run, pause_factor=pause_factor)
             return result
         planned: PurgeResult = await purge_tokens(dry_run=True)
         with typer.progressbar(
@@ -48,7 +60,9 @@ def purge(
             label="Purging",
             file=sys.stderr,
         ) as bar:
-            done: PurgeResult = await purge_tokens(on_progress=bar.update)
+            done: PurgeResult = await purge_tokens(
+                on_progress=bar.update, pause_factor=pause_factor
+            )
         return done
 
     result = run(ctx, work)

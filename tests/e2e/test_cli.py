@@ -16,6 +16,7 @@ import pytest
 from typer.testing import Result
 
 import entrypoints.cli.tokens as tokens_commands
+from application.admin import PurgeResult, PurgeTokens
 from application.auth import Authenticate, LogIn, RefreshTokens
 from application.users import ListUsers
 from domain.errors import InvalidCredentials, InvalidToken
@@ -510,6 +511,27 @@ def test_purge_shows_progress_on_a_terminal_only(cli: Cli, monkeypatch: pytest.M
     assert result.exit_code == 0, result.stderr
     assert result.stdout == "Deleted 3 expired refresh tokens and 2 sessions.\n"
     assert "Purging" in result.stderr
+
+
+def test_purge_rests_as_the_setting_says_unless_the_option_says_otherwise(
+    cli: Cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[tuple[float, float | None]] = []
+    purge = PurgeTokens.__call__
+
+    async def spy(self: PurgeTokens, **kwargs: Any) -> PurgeResult:
+        seen.append((self.pause_factor, kwargs.get("pause_factor")))
+        return await purge(self, **kwargs)
+
+    monkeypatch.setattr(PurgeTokens, "__call__", spy)
+
+    assert cli("tokens", "purge", TOKEN_PURGE_PAUSE_FACTOR="7").exit_code == 0
+    assert (
+        cli("tokens", "purge", "--pause-factor", "0", TOKEN_PURGE_PAUSE_FACTOR="7").exit_code == 0
+    )
+    assert cli("tokens", "purge", "--pause-factor", "-1").exit_code == 2
+
+    assert seen == [(7.0, None), (7.0, 0.0)]
 
 
 # --- failures ----------------------------------------------------------------------

@@ -149,3 +149,81 @@ def test_batch_size_must_be_positive(
 ) -> None:
     with pytest.raises(ValueError, match="batch_size"):
         PurgeTokens(uow_factory, clock, batch_size=batch_size)
+
+
+class Rests:
+    """A clock where every batch takes ``batch_seconds``, and the rests it is given."""
+
+    def __init__(self, batch_seconds: float) -> None:
+        self.batch_seconds = batch_seconds
+        self.now = 0.0
+        self.rests: list[float] = []
+
+    def monotonic(self) -> float:
+        # Read at each batch's start and end only: every read is a batch later.
+        self.now += self.batch_seconds
+        return self.now
+
+    async def pause(self, seconds: float) -> None:
+        self.rests.append(seconds)
+
+
+def resting_purge(
+    uow_factory: UowFactory, clock: FakeClock, rests: Rests, factor: float
+) -> PurgeTokens:
+    return PurgeTokens(
+        uow_factory,
+        clock,
+        batch_size=2,
+        purge_pause_factor=factor,
+        pause=rests.pause,
+        monotonic=rests.monotonic,
+    )
+
+
+async def test_the_purge_rests_after_each_full_batch_in_proportion_to_its_duration(
+    uow_factory: UowFactory, ada: User, store: Store, clock: FakeClock
+) -> None:
+    # 5 tokens in batches of 2, 2 and 1; then 4 sessions in 2, 2 and an empty one.
+    for _ in range(3):
+        seed_expired_session(store, ada, clock, tokens=1)
+    seed_expired_session(store, ada, clock, tokens=2)
+    rests = Rests(batch_seconds=0.25)
+
+    result = await resting_purge(uow_factory, clock, rests, factor=3)()
+
+    assert (result.tokens, result.sessions) == (5, 4)
+    # After each full batch (two of tokens, two of sessions), never after the last.
+    assert rests.rests == [0.75, 0.75, 0.75, 0.75]
+    assert store.tokens == {}
+    assert store.sessions == {}
+
+
+async def test_a_run_may_override_the_rest_and_zero_means_none(
+    uow_factory: UowFactory, ada: User, store: Store, clock: FakeClock
+) -> None:
+    seed_expired_session(store, ada, clock, tokens=5)
+    rests = Rests(batch_seconds=0.1)
+
+    result = await resting_purge(uow_factory, clock, rests, factor=3)(pause_factor=0)
+
+    assert result.tokens == 5
+    assert rests.rests == []
+
+
+async def test_a_dry_run_never_rests(
+    uow_factory: UowFactory, ada: User, store: Store, clock: FakeClock
+) -> None:
+    seed_expired_session(store, ada, clock, tokens=5)
+    rests = Rests(batch_seconds=0.1)
+
+    await resting_purge(uow_factory, clock, rests, factor=3)(dry_run=True)
+
+    assert rests.rests == []
+
+
+async def test_a_negative_rest_is_refused(uow_factory: UowFactory, clock: FakeClock) -> None:
+    with pytest.raises(ValueError, match="must not be negative"):
+        PurgeTokens(uow_factory, clock, purge_pause_factor=-1)
+    with pytest.raises(ValueError, match="must not be negative"):
+        await PurgeTokens(uow_factory, clock)(pause_factor=-0.5)
