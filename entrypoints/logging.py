@@ -201,6 +201,12 @@ def _json(event: Any, **kwargs: Any) -> str:
     return orjson.dumps(event, default=kwargs.get("default", repr)).decode()
 
 
+def logs_at(level: int) -> bool:
+    """Whether an event of ``level`` would be written: a caller on the hot path asks
+    before it builds the event."""
+    return level >= _OUTPUT.level
+
+
 def get_logger(name: str) -> Any:
     """A structlog logger whose events carry ``logger=name``, like the standard
     library's records."""

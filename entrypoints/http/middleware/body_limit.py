@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from entrypoints.http.middleware.headers import header
 from entrypoints.http.problems import problem
 
 MAX_BODY_BYTES = 1024 * 1024
@@ -22,7 +21,16 @@ class BodySizeLimitMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        length = header(scope, b"content-length")
+        length = chunked = None
+        for key, value in scope["headers"]:
+            if key == b"content-length":
+                length = value
+            elif key == b"transfer-encoding":
+                chunked = value
+        if length is None and chunked is None:
+            # No body: HTTP/1.1 has one only when either header announces it.
+            await self.app(scope, receive, send)
+            return
         if length is not None and length.isdigit() and int(length) > self.max_bytes:
             await self._too_large(scope, receive, send)
             return

@@ -3,6 +3,7 @@ and the metrics."""
 
 from __future__ import annotations
 
+import logging
 import re
 import secrets
 import time
@@ -13,7 +14,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from domain.audit import Actor, ActorType, act_as, stop_acting
 from entrypoints.http.middleware.headers import header
-from entrypoints.logging import REQUEST_ID, get_logger
+from entrypoints.logging import REQUEST_ID, get_logger, logs_at
 from entrypoints.metrics import http_request_metrics
 
 logger = get_logger("http")
@@ -77,7 +78,7 @@ class RequestContextMiddleware:
             elapsed = time.perf_counter() - start
             route = _route(scope)
             http_request_metrics(scope["method"], route, status).record(elapsed)
-            if self.access_log:
+            if self.access_log and logs_at(logging.INFO):
                 logger.info(
                     "request",
                     method=scope["method"],
