@@ -267,6 +267,9 @@ class Bench:
                 except Skip as exc:
                     skipped[target] = str(exc)
                     continue
+                finally:
+                    # The next run starts on a database that has finished this one's work.
+                    asyncio.run(self.db.wait_until_quiet())
                 runs[target].append(result)
                 _progress(case, target, result)
         for target in self.targets:
@@ -350,6 +353,7 @@ class Bench:
         tokens_before, sessions_before = asyncio.run(self.db.expired_counts())
         print(f"  [purge] seeded {tokens_before:,} expired tokens in {seeded:.1f} s")
 
+        asyncio.run(self.db.wait_until_quiet())
         load = self.login_load(target, threads=1)
         baseline = wrk.run(self.wrk_path, load)
         logins = wrk.Running(self.wrk_path, load.lasting(PURGE_TIMEOUT_SECONDS))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
@@ -56,6 +57,14 @@ def venv_script(name: str) -> Path:
     """A console script next to this interpreter (``.venv/bin/…``)."""
     here = Path(sys.executable).parent / name
     return here if here.exists() else ROOT / ".venv" / "bin" / name
+
+
+QUIET_TIMEOUT_SECONDS = 120
+ACTIVE_QUERIES_SQL = """
+SELECT count(*) FROM pg_stat_activity
+WHERE datname = $1 AND pid <> pg_backend_pid() AND state = 'active'
+  AND backend_type = 'client backend'
+"""
 
 
 class BenchDatabase:
@@ -183,6 +192,21 @@ class BenchDatabase:
         finally:
             await conn.close()
 
+    async def wait_until_quiet(self, at_most: float = QUIET_TIMEOUT_SECONDS) -> float:
+        """Wait until no other backend of this database runs a query (a server keeps
+        working off requests that wrk gave up on: the reference's slow counts can keep
+        PostgreSQL busy for half a minute after its run). The seconds waited."""
+        conn = await asyncpg.connect(self.dsn)
+        started = time.perf_counter()
+        try:
+            while time.perf_counter() - started < at_most:
+                if not await conn.fetchval(ACTIVE_QUERIES_SQL, self.name):
+                    break
+                await asyncio.sleep(0.1)
+        finally:
+            await conn.close()
+        return time.perf_counter() - started
+
     async def user_count(self) -> int:
         conn = await asyncpg.connect(self.dsn)
         try:
@@ -276,6 +300,19 @@ class BenchDatabase:
             return int(await conn.fetchval("SELECT count(*) FROM audit_events"))
         finally:
             await conn.close()
+
+    async def drop_pending_resets(self) -> int:
+        """Delete the reset mails ``reset_request`` queued: nothing sends them during
+        the run (the API does not relay in production), and the relay of the ``mail``
+        case would otherwise deliver them all before its own messages."""
+        conn = await asyncpg.connect(self.dsn)
+        try:
+            done = await conn.execute(
+                "DELETE FROM outbox WHERE template = 'password_reset' AND status = 'pending'"
+            )
+        finally:
+            await conn.close()
+        return int(done.split()[-1])
 
     async def outbox_state(self) -> tuple[int, tuple[str, str, str] | None]:
         """How many messages the outbox holds, and the newest one's template, recipient

@@ -281,6 +281,8 @@ def run(args: argparse.Namespace) -> int:
                     lambda target, _phase: bench.reset_load(target),
                     ["one outbox row per request"],
                 )
+                dropped = asyncio.run(db.drop_pending_resets())
+                print(f"  [{case}] {dropped:,} queued reset mails deleted")
             elif case == "purge":
                 bench.run_purge(args.purge_rows)
             elif case == "mail":
