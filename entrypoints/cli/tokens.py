@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from application.admin import PurgeResult, PurgeTokens
+from application.admin import PURGE_PAUSE_FACTOR, PurgeResult, PurgeTokens
 from entrypoints.cli.runtime import run
 from entrypoints.services import Services
 
@@ -36,7 +36,7 @@ def purge(
             min=0,
             max=100,
             help="Rest this many times each batch's duration before the next one; 0 runs"
-            " flat out. [default: TOKEN_PURGE_PAUSE_FACTOR, 4]",
+            f" flat out. [default: TOKEN_PURGE_PAUSE_FACTOR, {PURGE_PAUSE_FACTOR:g}]",
             show_default=False,
         ),
     ] = None,
