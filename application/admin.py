@@ -341,12 +341,10 @@ class PurgeTokens:
     ) -> None:
         if batch_size < 1:
             raise ValueError("batch_size must be positive")
-        if purge_pause_factor < 0:
-            raise ValueError("purge_pause_factor must not be negative")
         self._uow = uow
         self._clock = clock
         self.batch_size = batch_size
-        self.pause_factor = purge_pause_factor
+        self.pause_factor = _rest_factor(purge_pause_factor)
         self._pause = pause
         self._monotonic = monotonic
 
@@ -358,9 +356,7 @@ class PurgeTokens:
         pause_factor: float | None = None,
     ) -> PurgeResult:
         """``pause_factor`` overrides the constructor's for this run (0: no rest)."""
-        if pause_factor is not None and pause_factor < 0:
-            raise ValueError("pause_factor must not be negative")
-        rest = self.pause_factor if pause_factor is None else pause_factor
+        rest = self.pause_factor if pause_factor is None else _rest_factor(pause_factor)
         now = self._clock.now()
         if dry_run:
             async with self._uow() as uow:
@@ -401,3 +397,9 @@ class PurgeTokens:
                 return total, batches
             if pause_factor:
                 await self._pause(took * pause_factor)
+
+
+def _rest_factor(value: float) -> float:
+    if value < 0:
+        raise ValueError("the purge's pause factor must not be negative")
+    return value

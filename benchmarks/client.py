@@ -8,6 +8,7 @@ import asyncio
 from dataclasses import dataclass
 
 import httpx
+from prometheus_client.parser import text_string_to_metric_families
 
 USER_FIELDS = {"id", "email", "username", "full_name", "is_active", "is_superuser", "created_at"}
 PUBLIC_USER_FIELDS = {"id", "username", "full_name", "created_at"}
@@ -194,13 +195,9 @@ async def _check_admin(
     return None
 
 
-# The API's counter of answered logins (the reference exposes none).
-LOGIN_COUNTER = f'http_requests_total{{method="POST",route="{LOGIN_PATH}",status="200"}}'
-
-
 async def login_count(base_url: str) -> float | None:
     """Successful logins the server has counted so far, from its /metrics; None when it
-    has no such counter."""
+    has no such counter (the reference exposes none)."""
     async with httpx.AsyncClient(base_url=base_url, timeout=30) as client:
         try:
             response = await client.get("/metrics")
@@ -208,8 +205,9 @@ async def login_count(base_url: str) -> float | None:
             return None
     if response.status_code != 200:
         return None
-    for line in response.text.splitlines():
-        name, _, value = line.rpartition(" ")
-        if name == LOGIN_COUNTER:
-            return float(value)
+    wanted = {"method": "POST", "route": LOGIN_PATH, "status": "200"}
+    for family in text_string_to_metric_families(response.text):
+        for sample in family.samples:
+            if sample.name == "http_requests_total" and sample.labels == wanted:
+                return float(sample.value)
     return None

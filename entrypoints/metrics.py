@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections.abc import Iterator
-from functools import cache
 from itertools import accumulate
 
 from prometheus_client import REGISTRY, Counter, Gauge, Histogram
@@ -41,13 +40,13 @@ class HttpRequestCollector(Collector):
     series at each scrape (which the event loop serves too)."""
 
     def __init__(self) -> None:
-        self._series: dict[tuple[str, str, str], RequestSeries] = {}
+        self._series: dict[tuple[str, str, int], RequestSeries] = {}
 
     def series(self, method: str, route: str, status: int) -> RequestSeries:
-        labels = (method, route, str(status))
-        found = self._series.get(labels)
+        key = (method, route, status)
+        found = self._series.get(key)
         if found is None:
-            found = self._series[labels] = RequestSeries()
+            found = self._series[key] = RequestSeries()
         return found
 
     def collect(self) -> Iterator[Metric]:
@@ -62,7 +61,8 @@ class HttpRequestCollector(Collector):
             labels=HTTP_LABELS,
         )
         bounds = [*map(floatToGoString, LATENCY_BUCKETS), "+Inf"]
-        for labels, series in list(self._series.items()):
+        for (method, route, status), series in list(self._series.items()):
+            labels = (method, route, str(status))
             cumulative = list(accumulate(series.buckets))
             requests.add_metric(labels, cumulative[-1])
             latency.add_metric(labels, list(zip(bounds, cumulative, strict=True)), series.total)
@@ -75,12 +75,8 @@ REGISTRY.register(HTTP_REQUEST_SERIES)
 
 
 def http_request_metrics(method: str, route: str, status: int) -> RequestSeries:
-    return _request_metrics(method if method in HTTP_METHODS else "OTHER", route, status)
-
-
-@cache  # bounded: the known methods, the route templates and the statuses the API sends
-def _request_metrics(method: str, route: str, status: int) -> RequestSeries:
-    return HTTP_REQUEST_SERIES.series(method, route, status)
+    # Bounded: the known methods, the route templates and the statuses the API sends.
+    return HTTP_REQUEST_SERIES.series(method if method in HTTP_METHODS else "OTHER", route, status)
 
 
 LOGINS = Counter("auth_logins_total", "Login attempts, by outcome.", ["outcome"])

@@ -21,13 +21,13 @@ class BodySizeLimitMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        length = chunked = None
+        length = encoding = None
         for key, value in scope["headers"]:
             if key == b"content-length":
                 length = value
             elif key == b"transfer-encoding":
-                chunked = value
-        if length is None and chunked is None:
+                encoding = value
+        if length is None and encoding is None:
             # No body: HTTP/1.1 has one only when either header announces it.
             await self.app(scope, receive, send)
             return
