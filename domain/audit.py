@@ -40,6 +40,10 @@ class Action(StrEnum):
     DELETED = "user.deleted"
     SESSIONS_REVOKED = "user.sessions_revoked"
     REUSE_DETECTED = "session.reuse_detected"
+    KEY_ROTATED = "key.rotated"
+    KEY_RETIRED = "key.retired"
+    KEY_REVOKED = "key.revoked"
+    OUTBOX_RETRIED = "outbox.retried"
 
 
 @dataclass(frozen=True)

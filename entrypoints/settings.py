@@ -65,6 +65,11 @@ class Settings(BaseSettings):
     jwt_key_activation_delay_seconds: int = Field(default=600, ge=0, le=30 * 24 * 3600)
 
     allowed_origins: Annotated[list[str], NoDecode] = []
+    # Host header values the API answers (``*.example.com`` covers the subdomains).
+    allowed_hosts: Annotated[list[str], NoDecode] = ["*"]
+    # When METRICS_PORT is set, /metrics is served there only (not on the API's port).
+    metrics_port: int | None = Field(default=None, ge=1, le=65535)
+    metrics_host: str = "127.0.0.1"
 
     rate_limit_enabled: bool = True
     rate_limit_login: str = "5/minute"
@@ -85,6 +90,9 @@ class Settings(BaseSettings):
     rate_limit_email_token: str = "10/minute"  # noqa: S105 - a rate
     rate_limit_verification_email: str = "3/hour"
     rate_limit_password_reset: str = "5/hour"  # noqa: S105 - a rate
+    # Email changes per user, and the mails any one address may receive.
+    rate_limit_email_change: str = "3/hour"
+    mail_per_recipient_limit: str = "10/day"
 
     # Mail: how it leaves, and the outbox that holds it until then.
     mail_backend: Literal["console", "smtp", "none"] | None = None
@@ -127,6 +135,8 @@ class Settings(BaseSettings):
         "rate_limit_email_token",
         "rate_limit_verification_email",
         "rate_limit_password_reset",
+        "rate_limit_email_change",
+        "mail_per_recipient_limit",
     )
     @classmethod
     def _rate_limit(cls, value: str) -> str:
@@ -138,7 +148,7 @@ class Settings(BaseSettings):
             raise ValueError(f"{value!r} is not a rate limit such as '5/minute'")
         return value
 
-    @field_validator("allowed_origins", "trusted_proxies", mode="before")
+    @field_validator("allowed_origins", "allowed_hosts", "trusted_proxies", mode="before")
     @classmethod
     def _json_list(cls, value: object) -> object:
         # An empty variable means "none", not a JSON error.
@@ -173,7 +183,7 @@ class Settings(BaseSettings):
                 raise ValueError(f"{item!r} is not an IP address or network") from None
         return value
 
-    @field_validator("jobs_metrics_host")
+    @field_validator("jobs_metrics_host", "metrics_host")
     @classmethod
     def _host(cls, value: str) -> str:
         try:

@@ -98,10 +98,10 @@ async def _credentials(request: Request) -> schemas.LoginRequest:
     openapi_extra=LOGIN_BODY,
     dependencies=[ip_rate_limit(IpLimit.LOGIN)],
 )
-async def login(request: Request, log_in: Annotated[LogIn, use(LogIn)]) -> Response:
+async def log_in(request: Request, login: Annotated[LogIn, use(LogIn)]) -> Response:
     credentials = await _credentials(request)
     try:
-        result = await log_in(
+        result = await login(
             credentials.username,
             credentials.password,
             user_agent=request.headers.get("user-agent"),
@@ -121,11 +121,11 @@ async def login(request: Request, log_in: Annotated[LogIn, use(LogIn)]) -> Respo
     responses=problems(401, 413, 422, 429, 503),
     dependencies=[ip_rate_limit(IpLimit.REFRESH)],
 )
-async def refresh(
+async def refresh_tokens(
     body: schemas.RefreshRequest,
-    refresh_tokens: Annotated[RefreshTokens, use(RefreshTokens)],
+    refresh: Annotated[RefreshTokens, use(RefreshTokens)],
 ) -> Response:
-    pair = await refresh_tokens(body.refresh_token)
+    pair = await refresh(body.refresh_token)
     return json_response(TokenPair.of_pair(pair), headers=NO_STORE)
 
 
@@ -137,7 +137,7 @@ async def refresh(
     responses=problems(401, 413, 422, 429, 503),
     dependencies=[ip_rate_limit(IpLimit.LOGOUT)],
 )
-async def logout(
+async def log_out(
     body: schemas.RefreshRequest,
     log_out: Annotated[LogOut, use(LogOut)],
 ) -> Response:
@@ -152,11 +152,11 @@ async def logout(
     status_code=204,
     responses=problems(401, 503),
 )
-async def logout_all(
+async def log_out_everywhere(
     principal: CurrentPrincipal,
-    log_out_everywhere: Annotated[LogOutEverywhere, use(LogOutEverywhere)],
+    end_all: Annotated[LogOutEverywhere, use(LogOutEverywhere)],
 ) -> Response:
-    await log_out_everywhere(principal)
+    await end_all(principal)
     return Response(status_code=204)
 
 
@@ -167,11 +167,11 @@ async def logout_all(
     response_model=list[Session],
     responses=problems(401, 503),
 )
-async def sessions(
+async def list_sessions(
     principal: CurrentPrincipal,
-    list_sessions: Annotated[ListSessions, use(ListSessions)],
+    list_mine: Annotated[ListSessions, use(ListSessions)],
 ) -> Response:
-    found = await list_sessions(principal)
+    found = await list_mine(principal)
     body: list[dict[str, Any]] = [Session.of_session(s, principal.session_id) for s in found]
     return json_response(body)
 

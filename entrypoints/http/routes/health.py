@@ -17,7 +17,7 @@ OK = b'{"status":"ok"}'
 
 
 @router.get("/health/live", summary="Liveness", response_model=Status)
-async def live() -> Response:
+async def check_liveness() -> Response:
     """The process is up. Touches no database."""
     return Response(OK, media_type="application/json")
 
@@ -28,7 +28,7 @@ async def live() -> Response:
     response_model=Status,
     responses=problems(503),
 )
-async def ready(database: Annotated[DatabaseProbe, use(DatabaseProbe)]) -> Response:
+async def check_readiness(database: Annotated[DatabaseProbe, use(DatabaseProbe)]) -> Response:
     """The database answers. Recovers by itself when the database comes back."""
     if await database.ping():
         return Response(OK, media_type="application/json")

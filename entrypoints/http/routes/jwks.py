@@ -50,7 +50,7 @@ class Jwks(BaseModel):
         **problems(503),
     },
 )
-async def jwks(
+async def get_jwks(
     published: Annotated[PublishedSigningKeys, use(PublishedSigningKeys)],
 ) -> Response:
     keys = [key.jwk() for key in await published()]

@@ -41,11 +41,11 @@ MAX_PAGE = 10_000_000
     responses=problems(409, 413, 422, 429, 503),
     dependencies=[ip_rate_limit(IpLimit.REGISTER)],
 )
-async def register(
+async def register_user(
     body: schemas.UserCreate,
-    register_user: Annotated[RegisterUser, use(RegisterUser)],
+    register: Annotated[RegisterUser, use(RegisterUser)],
 ) -> Response:
-    user = await register_user(
+    user = await register(
         NewUser(
             email=body.email,
             username=body.username,
@@ -78,7 +78,7 @@ async def list_users(
     response_model=User,
     responses=problems(401, 503),
 )
-async def me(principal: CurrentPrincipal) -> Response:
+async def get_me(principal: CurrentPrincipal) -> Response:
     return json_response(User.of(principal.user))
 
 
