@@ -126,3 +126,19 @@ class CannotChangeOwnAccess(DomainError):
 class LastSuperuser(DomainError):
     code = "last_superuser"
     message = "This is the last active superuser: make another one first."
+
+
+class UnsupportedGrantType(DomainError):
+    code = "unsupported_grant_type"
+    message = "The token endpoint supports the password and refresh_token grants only."
+
+
+class LimitsUnavailable(ServiceUnavailable):
+    """The store that counts rate limits cannot be reached: a limited request is
+    refused (never let through unlimited) until it answers again."""
+
+    message = "The service is temporarily unavailable. Try again shortly."
+
+    def __init__(self, retry_after: int = 5, message: str | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = max(1, retry_after)

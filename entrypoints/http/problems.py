@@ -32,6 +32,7 @@ from domain.errors import (
     NotFound,
     RateLimited,
     ServiceUnavailable,
+    UnsupportedGrantType,
     UsernameTaken,
     WrongPassword,
 )
@@ -44,6 +45,7 @@ ERRORS: dict[type[DomainError], int] = {
     InvalidCredentials: 401,
     InvalidToken: 401,
     InvalidVerificationToken: 400,
+    UnsupportedGrantType: 400,
     InvalidResetToken: 400,
     WrongPassword: 403,
     EmailNotVerified: 403,
