@@ -22,6 +22,10 @@ _REFRESH_CLAIMS = ["sub", "type", "sid", "iat", "exp", "jti"]
 ACCESS_CACHE_SIZE = 4096
 # Tolerated clock difference between the host that issues and the host that checks.
 CLOCK_SKEW_SECONDS = 2
+# RFC 9068: the header type of an access token, so that a verifier of access tokens
+# (here, or a service reading the JWKS) never takes a refresh token for one.
+ACCESS_TOKEN_TYPE = "at+jwt"  # noqa: S105 - a media type
+_ACCESS_TOKEN_TYPES = frozenset({ACCESS_TOKEN_TYPE, f"application/{ACCESS_TOKEN_TYPE}"})
 
 
 class BaseJwtCodec(TokenCodec):
@@ -67,7 +71,8 @@ class BaseJwtCodec(TokenCodec):
                 "iat": _timestamp(claims.issued_at),
                 "exp": _timestamp(claims.expires_at),
                 "jti": claims.token_id,
-            }
+            },
+            typ=ACCESS_TOKEN_TYPE,
         )
 
     def encode_refresh(self, claims: RefreshClaims) -> str:
@@ -114,12 +119,13 @@ class BaseJwtCodec(TokenCodec):
             expires_at=_datetime(payload["exp"]),
         )
 
-    def _encode(self, payload: dict[str, Any]) -> str:
+    def _encode(self, payload: dict[str, Any], *, typ: str = "JWT") -> str:
         if self._issuer is not None:
             payload["iss"] = self._issuer
         if self._audience is not None:
             payload["aud"] = self._audience
         key, algorithm, headers = self._signing_key()
+        headers = {**(headers or {}), "typ": typ}
         return self._jwt.encode(payload, key, algorithm=algorithm, headers=headers)
 
     def _decode(
@@ -133,7 +139,7 @@ class BaseJwtCodec(TokenCodec):
             required.append("aud")
         key, algorithm, kid = self._verification_key(token)
         try:
-            payload: dict[str, Any] = self._jwt.decode(
+            decoded = self._jwt.decode_complete(
                 token,
                 key,
                 algorithms=[algorithm],
@@ -150,7 +156,10 @@ class BaseJwtCodec(TokenCodec):
             )
         except (jwt.PyJWTError, ValueError, TypeError) as exc:
             raise InvalidToken() from exc
-        if payload.get("type") != expected_type:
+        payload: dict[str, Any] = decoded["payload"]
+        typ = decoded["header"].get("typ")
+        is_access = isinstance(typ, str) and typ.lower() in _ACCESS_TOKEN_TYPES
+        if payload.get("type") != expected_type or is_access != (expected_type == "access"):
             raise InvalidToken()
         now = self._clock.now().timestamp()
         if verify_expiry:

@@ -9,12 +9,12 @@ from pathlib import Path
 from jinja2 import (
     BaseLoader,
     ChoiceLoader,
-    Environment,
     FileSystemLoader,
     StrictUndefined,
     TemplateNotFound,
     select_autoescape,
 )
+from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from domain.mail import MailTemplates, RenderedMail
 
@@ -31,6 +31,10 @@ class JinjaMailTemplates(MailTemplates):
     HTML escapes every value; the subject and the text part take them as given.
     A variable missing from the context is an error (``jinja2.UndefinedError``), not
     a blank in a message already sent.
+
+    Templates render in Jinja2's immutable sandbox: an operator's file is text to fill,
+    never code, so it can use the values it is given and nothing else (no attribute of
+    Python's internals, no call that changes a value: ``jinja2.sandbox.SecurityError``).
     """
 
     def __init__(
@@ -46,7 +50,7 @@ class JinjaMailTemplates(MailTemplates):
                 raise ValueError(f"the mail templates directory {overrides_dir} does not exist")
             loaders.append(FileSystemLoader(overrides_dir))
         loaders.append(FileSystemLoader(BUILT_IN_DIR))
-        self._env = Environment(
+        self._env = ImmutableSandboxedEnvironment(
             loader=ChoiceLoader(loaders),
             autoescape=select_autoescape(["html"]),
             undefined=StrictUndefined,

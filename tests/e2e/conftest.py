@@ -194,8 +194,17 @@ def claims(token: str) -> dict[str, Any]:
     return dict(jwt.decode(token, options={"verify_signature": False}))
 
 
-def sign(payload: dict[str, Any], key: str = SECRET_KEY, algorithm: str = "HS256") -> str:
-    return jwt.encode(payload, key, algorithm=algorithm)
+def sign(
+    payload: dict[str, Any],
+    key: str = SECRET_KEY,
+    algorithm: str = "HS256",
+    typ: str | None = None,
+) -> str:
+    """A token as a forger would make it; an access payload gets the RFC 9068 header
+    type unless ``typ`` says otherwise."""
+    if typ is None:
+        typ = "at+jwt" if payload.get("type") == "access" else "JWT"
+    return jwt.encode(payload, key, algorithm=algorithm, headers={"typ": typ})
 
 
 def unsigned(payload: dict[str, Any]) -> str:

@@ -107,7 +107,9 @@ def re_signed(token: str, key: SigningKey) -> str:
     would have."""
     payload = jwt.decode(token, options={"verify_signature": False})
     private = AesGcmKeyMaker(SECRET_KEY).open(key)
-    return jwt.encode(payload, private, algorithm=key.algorithm, headers={"kid": key.kid})
+    header = jwt.get_unverified_header(token)
+    headers = {"kid": key.kid, "typ": header["typ"]}
+    return jwt.encode(payload, private, algorithm=key.algorithm, headers=headers)
 
 
 async def until_signed_by(server: Server, kid: str, username: str) -> str:

@@ -49,8 +49,17 @@ def refresh_payload(**changes: Any) -> dict[str, Any]:
     return payload
 
 
-def sign(payload: dict[str, Any], key: str = SECRET_KEY, algorithm: str = "HS256") -> str:
-    return jwt.encode(payload, key, algorithm=algorithm)
+def sign(
+    payload: dict[str, Any],
+    key: str = SECRET_KEY,
+    algorithm: str = "HS256",
+    typ: str | None = None,
+) -> str:
+    """A token as a forger would make it; an access payload gets the RFC 9068 header
+    type unless ``typ`` says otherwise."""
+    if typ is None:
+        typ = "at+jwt" if payload.get("type") == "access" else "JWT"
+    return jwt.encode(payload, key, algorithm=algorithm, headers={"typ": typ})
 
 
 def b64(data: dict[str, Any]) -> str:
@@ -219,6 +228,41 @@ def test_token_issued_or_valid_only_in_the_future_is_refused(claim: str) -> None
         codec.decode_access(sign(access_payload(**{claim: now() + 3600})))
     with pytest.raises(InvalidToken):
         codec.decode_refresh(sign(refresh_payload(**{claim: now() + 3600})), verify_expiry=False)
+
+
+def test_access_tokens_carry_the_rfc_9068_header_type_and_refresh_tokens_do_not() -> None:
+    access = codec.encode_access(access_claims())
+    refresh = codec.encode_refresh(
+        RefreshClaims(
+            user_id=42,
+            session_id="s" * 32,
+            token_id="t" * 32,
+            issued_at=datetime.fromtimestamp(now(), UTC),
+            expires_at=datetime.fromtimestamp(now() + 600, UTC),
+        )
+    )
+    assert jwt.get_unverified_header(access)["typ"] == "at+jwt"
+    assert jwt.get_unverified_header(refresh)["typ"] == "JWT"
+    with pytest.raises(InvalidToken):
+        codec.decode_access(refresh)
+    with pytest.raises(InvalidToken):
+        codec.decode_refresh(access)
+
+
+@pytest.mark.parametrize("typ", ["JWT", "jwt", "at+JWT+x", ""])
+def test_an_access_payload_without_the_access_header_type_is_refused(typ: str) -> None:
+    with pytest.raises(InvalidToken):
+        codec.decode_access(sign(access_payload(), typ=typ))
+
+
+@pytest.mark.parametrize("typ", ["at+jwt", "AT+JWT", "application/at+jwt"])
+def test_the_access_header_type_is_matched_as_rfc_9068_says(typ: str) -> None:
+    assert codec.decode_access(sign(access_payload(), typ=typ)).user_id == 42
+
+
+def test_a_refresh_payload_under_the_access_header_type_is_refused() -> None:
+    with pytest.raises(InvalidToken):
+        codec.decode_refresh(sign(refresh_payload(), typ="at+jwt"))
 
 
 def test_a_past_nbf_is_accepted() -> None:

@@ -172,3 +172,25 @@ def test_an_overrides_directory_that_does_not_exist_fails_at_construction(
 ) -> None:
     with pytest.raises(ValueError, match="does not exist"):
         JinjaMailTemplates(tmp_path / "typo")
+
+
+# Server-side template injection, as it is done against an unsandboxed Jinja2.
+ESCAPES = [
+    "{{ cycler.__init__.__globals__.os.system('touch MARKER') }}",
+    "{{ ''.__class__.__mro__[1].__subclasses__() }}",
+    "{{ self._TemplateReference__context }}",
+    "{% set x = [] %}{{ x.append(1) }}",
+]
+
+
+@pytest.mark.parametrize("body", ESCAPES)
+def test_an_operators_template_cannot_reach_python(tmp_path: Path, body: str) -> None:
+    marker = tmp_path / "escaped"
+    overrides = tmp_path / "templates"
+    overrides.mkdir()
+    (overrides / "test_message.txt").write_text(body.replace("MARKER", str(marker)))
+    templates = JinjaMailTemplates(overrides_dir=overrides, defaults=DEFAULTS)
+
+    with pytest.raises(jinja2.TemplateError):
+        templates.render("test_message", {})
+    assert not marker.exists()
