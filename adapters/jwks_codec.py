@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence, Set
 from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,7 +28,7 @@ from adapters.jwt_codec import BaseJwtCodec
 from adapters.key_crypto import AesGcmKeyMaker, PrivateKey, PublicKey, load_public_key
 from domain.errors import DomainError, InvalidToken, ServiceUnavailable
 from domain.ports import Clock
-from domain.signing_keys import KeySetCache, SigningKey, signing_key
+from domain.signing_keys import KeySetCache, SigningKey, SigningKeyUnreadable, signers, signing_key
 
 logger = logging.getLogger(__name__)
 
@@ -90,26 +90,41 @@ class JwksCodec(BaseJwtCodec, KeySetCache):
 
     async def reload(self) -> None:
         keys = await self._load_keys()
-        now = self._clock.now()
-        current = signing_key(keys, self._algorithm, now)
-        signers = [
-            key
-            for key in keys
-            if key.algorithm == self._algorithm and (key is current or key.activates_at > now)
-        ]
-        loaded = KeySet(
+        gone = self._keys.verifiers.keys() - {key.kid for key in keys}
+        try:
+            self._keys = self._loaded(keys)
+        except SigningKeyUnreadable:
+            # A key that left the store (revoked, or past its tokens) is refused even
+            # when the rest of the set cannot be replaced.
+            self._forget(gone)
+            raise
+        if gone:
+            # ``_trusts`` already refuses them; this frees their entries at once.
+            self._verified_access.cache_clear()
+
+    def _loaded(self, keys: Sequence[SigningKey]) -> KeySet:
+        """The set of ``keys``; raises before anything is replaced, so that the set in
+        use stays whole."""
+        to_sign = signers(keys, self._algorithm, self._clock.now())
+        return KeySet(
             verifiers={
                 key.kid: _Verifier(load_public_key(key.public_jwk), key.algorithm) for key in keys
             },
-            signers=signers,
-            # Raises before anything is replaced: the set in use stays whole.
-            private={key.kid: self._key_maker.open(key) for key in signers},
+            signers=to_sign,
+            private={key.kid: self._key_maker.open(key) for key in to_sign},
         )
-        removed = self._keys.verifiers.keys() - loaded.verifiers.keys()
-        self._keys = loaded
-        if removed:
-            # ``_trusts`` already refuses them; this frees their entries at once.
-            self._verified_access.cache_clear()
+
+    def _forget(self, kids: Set[str]) -> None:
+        """Stop verifying and signing with ``kids`` at once."""
+        if not kids:
+            return
+        keys = self._keys
+        self._keys = KeySet(
+            verifiers={kid: v for kid, v in keys.verifiers.items() if kid not in kids},
+            signers=[key for key in keys.signers if key.kid not in kids],
+            private={kid: p for kid, p in keys.private.items() if kid not in kids},
+        )
+        self._verified_access.cache_clear()
 
     async def keep_fresh(self) -> None:
         while True:

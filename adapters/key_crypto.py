@@ -129,3 +129,7 @@ class AesGcmKeyMaker(KeyMaker):
         if not isinstance(private, PrivateKey):
             raise SigningKeyUnreadable(key.kid)
         return private
+
+    def check_readable(self, key: SigningKey) -> None:
+        # Opening it is the proof; the private key is dropped at once.
+        self.open(key)

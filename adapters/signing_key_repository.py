@@ -64,6 +64,7 @@ _RETIRE = (
     .where(signing_keys.c.kid == bindparam("key_id"), signing_keys.c.retired_at.is_(None))
     .values(retired_at=bindparam("at"), delete_after=bindparam("until"), first_of=None)
 )
+_DELETE = delete(signing_keys).where(signing_keys.c.kid == bindparam("key_id"))
 _DELETE_EXPIRED = delete(signing_keys).where(
     and_(signing_keys.c.delete_after.is_not(None), signing_keys.c.delete_after <= bindparam("now"))
 )
@@ -117,3 +118,7 @@ class SqlSigningKeyRepository(SqlRepository, SigningKeyRepository):
 
     async def delete_expired(self, now: datetime) -> int:
         return await self._db.execute(_DELETE_EXPIRED, {"now": now})
+
+    async def delete(self, kid: str) -> bool:
+        # The row lock makes a concurrent delete of the same key wait, then find none.
+        return await self._db.execute(_DELETE, {"key_id": kid}) == 1

@@ -3,7 +3,12 @@ and the ports they need.
 
 A key is published (in the JWKS and in every replica's key set) from the moment it is
 stored, signs from its activation time on, and once a newer key signs it is retired:
-still published and accepted until every token it signed has expired, then deleted.
+still published and accepted until every token it signed has expired, then deleted. A
+revoked key (a compromise) is deleted at once: it leaves the JWKS, and every replica's
+key set at its next reload, and every token it signed is refused from then on.
+
+Each algorithm's keys follow these rules among themselves only: a process configured
+with one algorithm never retires a key of another, which another process may sign with.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from domain.errors import DomainError
+from domain.errors import DomainError, NotFound
 
 ASYMMETRIC_ALGORITHMS = frozenset({"ES256", "EdDSA"})
 # A replica may go on signing with a superseded key until its next reload of the key
@@ -42,6 +47,10 @@ class SigningKeyUnreadable(DomainError):
             " the signing keys were encrypted with"
         )
         self.kid = kid
+
+
+class SigningKeyNotFound(NotFound):
+    message = "No signing key has that kid: `app keys list` shows the stored keys."
 
 
 class KeyState(StrEnum):
@@ -142,14 +151,26 @@ def published(keys: Iterable[SigningKey], algorithm: str, now: datetime) -> list
     return in_order(k for k in keys if k.algorithm == algorithm and k.is_published(now))
 
 
-def state_of(
-    key: SigningKey, keys: Sequence[SigningKey], algorithm: str, now: datetime
-) -> KeyState:
-    """What ``key`` is doing at ``now``, among ``keys``: a key that no longer signs is
-    retired even before the lifecycle job has marked it so."""
-    if key.algorithm == algorithm and key.activates_at > now and not key.is_retired(now):
+def signers(keys: Iterable[SigningKey], algorithm: str, now: datetime) -> list[SigningKey]:
+    """The keys of ``algorithm`` that sign at ``now`` or will: the signing key and the
+    pending ones, in order. A process must be able to open each of them."""
+    keys = list(keys)
+    current = signing_key(keys, algorithm, now)
+    return in_order(
+        key
+        for key in keys
+        if key.algorithm == algorithm
+        and ((current is not None and key.kid == current.kid) or key.activates_at > now)
+    )
+
+
+def state_of(key: SigningKey, keys: Sequence[SigningKey], now: datetime) -> KeyState:
+    """What ``key`` is doing at ``now`` among the ``keys`` of its own algorithm (a key of
+    another algorithm than this process's may sign for another process): a key that no
+    longer signs is retired even before the lifecycle job has marked it so."""
+    if key.activates_at > now and not key.is_retired(now):
         return KeyState.PENDING
-    signer = signing_key(keys, algorithm, now)
+    signer = signing_key(keys, key.algorithm, now)
     if signer is not None and signer.kid == key.kid:
         return KeyState.ACTIVE
     return KeyState.RETIRED
@@ -173,29 +194,23 @@ class Retirement:
 def retirements(
     keys: Sequence[SigningKey], algorithm: str, now: datetime, token_lifetime: timedelta
 ) -> list[Retirement]:
-    """The keys that no longer sign but are not marked retired yet: every key that
-    started signing before the current signer, each retired when the next key of
-    ``algorithm`` took over (a key of another algorithm: now). A pending key is never
-    retired, nor a key newer than the signer: a process configured for another
-    algorithm (a deploy in progress) must not retire the keys of the one coming. Each
-    stays published until the longest token it could have signed has expired, plus the
-    reload margin."""
+    """The keys of ``algorithm`` that no longer sign but are not marked retired yet:
+    every one that started signing before the current signer, each retired when the next
+    one took over. A pending key is never retired, and a key of another algorithm never
+    is: a process configured for another algorithm (a deploy in progress, a job runner
+    configured unlike the API) may be signing with it. Each stays published until the
+    longest token it could have signed has expired, plus the reload margin."""
     signer = signing_key(keys, algorithm, now)
     if signer is None:
         return []
     # The keys of ``algorithm`` that have started signing: each one took over from the
     # keys before it.
-    successors = in_order(k for k in keys if k.algorithm == algorithm and k.activates_at <= now)
+    started = in_order(k for k in keys if k.algorithm == algorithm and k.activates_at <= now)
     found = []
-    for key in keys:
+    for key in started:
         if key.retired_at is not None or _order(key) >= _order(signer):
             continue
-        if key.algorithm == algorithm:
-            at = next(s.activates_at for s in successors if _order(s) > _order(key))
-        else:
-            # Processes still configured for that algorithm may have signed with it
-            # until now.
-            at = now
+        at = next(s.activates_at for s in started if _order(s) > _order(key))
         found.append(Retirement(key.kid, at, at + token_lifetime + RELOAD_MARGIN))
     return found
 
@@ -228,6 +243,12 @@ class SigningKeyRepository(abc.ABC):
     async def delete_expired(self, now: datetime) -> int:
         """Delete the retired keys whose ``delete_after`` has passed; how many."""
 
+    @abc.abstractmethod
+    async def delete(self, kid: str) -> bool:
+        """Delete the key ``kid`` at once, whatever its state (a revocation): whether
+        this call did. Of several processes deleting one key at once, exactly one
+        does."""
+
 
 class KeyMaker(abc.ABC):
     """Makes key pairs: the cryptography lives in an adapter."""
@@ -238,6 +259,12 @@ class KeyMaker(abc.ABC):
         the RFC 7638 thumbprint of its public JWK; its private part comes sealed with
         AES-GCM under a key derived from SECRET_KEY and bound to the kid, never in the
         clear."""
+
+    @abc.abstractmethod
+    def check_readable(self, key: SigningKey) -> None:
+        """Raise ``SigningKeyUnreadable`` unless this process's SECRET_KEY opens the
+        private part of ``key``: the proof, before a key is stored, that every process
+        sharing that SECRET_KEY can sign with it."""
 
 
 class KeySetCache(abc.ABC):

@@ -15,6 +15,7 @@ from domain.signing_keys import (
     Retirement,
     SigningKey,
     SigningKeyRepository,
+    SigningKeyUnreadable,
     in_order,
 )
 
@@ -67,9 +68,18 @@ class FakeSigningKeyRepository(SigningKeyRepository):
             del self.keys[kid]
         return len(doomed)
 
+    async def delete(self, kid: str) -> bool:
+        if self.keys.pop(kid, None) is None:
+            return False
+        self.first_of = {a: k for a, k in self.first_of.items() if k != kid}
+        return True
+
 
 class FakeKeyMaker(KeyMaker):
     """Numbered "keys" with a recognisable fake seal: no cryptography."""
+
+    # The kids whose seal this "SECRET_KEY" cannot open (another deployment's).
+    unreadable: frozenset[str] = frozenset()
 
     def __init__(self) -> None:
         self._numbers = itertools.count(1)
@@ -80,6 +90,10 @@ class FakeKeyMaker(KeyMaker):
         self.made.append(kid)
         jwk = {"kty": "EC", "crv": "P-256", "x": f"x-{kid}", "y": f"y-{kid}"}
         return KeyMaterial(kid=kid, public_jwk=jwk, sealed_private=f"sealed {kid}".encode())
+
+    def check_readable(self, key: SigningKey) -> None:
+        if key.kid in self.unreadable:
+            raise SigningKeyUnreadable(key.kid)
 
 
 class FakeKeySet(KeySetCache):

@@ -8,14 +8,21 @@ from typing import Annotated
 
 import typer
 
-from application.signing_keys import ListedKey, ListSigningKeys, RotateSigningKeys
+from application.signing_keys import (
+    ListedKey,
+    ListSigningKeys,
+    Revocation,
+    RevokeSigningKey,
+    RotateSigningKeys,
+)
 from domain.signing_keys import SigningKey
-from entrypoints.cli.runtime import run
+from entrypoints.cli.runtime import fail, run
 from entrypoints.services import Services
 
 keys = typer.Typer(
     name="keys",
-    help="The signing keys of ES256 and EdDSA tokens: list them, start a rotation.",
+    help="The signing keys of ES256 and EdDSA tokens: list them, start a rotation, revoke"
+    " a compromised one.",
     no_args_is_help=True,
     rich_markup_mode="markdown",
 )
@@ -29,7 +36,8 @@ def list_keys(
     ] = False,
 ) -> None:
     """List the signing keys in the order they sign: kid, algorithm, state (pending,
-    active or retired) and their dates, in UTC. Private parts are never shown."""
+    active or retired, among the keys of its algorithm) and their dates, in UTC. Private
+    parts are never shown; a revoked key is gone."""
 
     async def work(services: Services) -> list[ListedKey]:
         listed: list[ListedKey] = await services.get(ListSigningKeys)()
@@ -50,7 +58,8 @@ def rotate(ctx: typer.Context) -> None:
     """Add a new signing key. It is published at once and starts signing after
     JWT_KEY_ACTIVATION_DELAY_SECONDS; the key it replaces is retired then, stays
     accepted until every token it signed has expired, and is deleted by the job runner
-    after that. No live token stops working."""
+    after that. No live token stops working. Refused, with nothing stored, when
+    SECRET_KEY cannot open the current key."""
 
     async def work(services: Services) -> SigningKey:
         key: SigningKey = await services.get(RotateSigningKeys)()
@@ -58,6 +67,35 @@ def rotate(ctx: typer.Context) -> None:
 
     key = run(ctx, work)
     typer.echo(f"New {key.algorithm} key {key.kid} starts signing at {_iso(key.activates_at)}.")
+
+
+@keys.command()
+def revoke(
+    ctx: typer.Context,
+    kid: Annotated[str, typer.Argument(help="The key's kid, as `app keys list` shows it.")],
+    yes: Annotated[
+        bool, typer.Option("--yes", help="Confirm: the key's tokens stop working.")
+    ] = False,
+) -> None:
+    """Revoke a key at once, for a compromise: it leaves the JWKS now, and every token
+    it signed is refused within a minute on every replica. When it is the key that
+    signs, a new key signs in its place at once. Needs --yes."""
+    if not yes:
+        fail("revoking a key ends every token it signed at once: confirm with --yes")
+
+    async def work(services: Services) -> Revocation:
+        done: Revocation = await services.get(RevokeSigningKey)(kid)
+        return done
+
+    done = run(ctx, work)
+    revoked = done.revoked
+    typer.echo(
+        f"Revoked {revoked.algorithm} key {revoked.kid}: it has left the JWKS, and every"
+        " replica refuses the tokens it signed within a minute."
+    )
+    if done.successor is not None:
+        new = done.successor
+        typer.echo(f"New {new.algorithm} key {new.kid} signs from now on, in its place.")
 
 
 def _iso(moment: datetime | None) -> str | None:

@@ -1,6 +1,7 @@
 """Asymmetric tokens through the HTTP API, on SQLite and PostgreSQL: the JWKS, logins
-under ES256 and EdDSA, a rotation that kills no live token, and every way a token can
-be bent to get past the key set."""
+under ES256 and EdDSA, a rotation that kills no live token, a revocation that kills
+every token of its key, a job runner of another algorithm that leaves the API signing,
+and every way a token can be bent to get past the key set."""
 
 from __future__ import annotations
 
@@ -16,9 +17,20 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 
-from application.signing_keys import RotateSigningKeys, RunKeyLifecycle
+from application.audit import ListAuditEvents
+from application.signing_keys import (
+    EnsureSigningKey,
+    RevokeSigningKey,
+    RotateSigningKeys,
+    RunKeyLifecycle,
+)
+from domain.audit import Actor, ActorType, AuditFilter, acting_as
+from domain.model import PageRequest
 from domain.ports import Clock, UnitOfWork
 from domain.signing_keys import KeyPolicy, KeySetCache, SigningKeyUnreadable
+from entrypoints.container import build_services
+from entrypoints.scheduler.jobs import JobLock
+from entrypoints.scheduler.runner import scheduled_jobs
 from tests.e2e.conftest import (
     OTHER_KEY,
     REFRESH,
@@ -136,8 +148,8 @@ async def test_login_and_me_work_with_tokens_signed_by_the_published_key(
     user, tokens = await keyed.user_with_tokens()
     [key] = await jwks(keyed)
 
-    for token in (tokens["access_token"], tokens["refresh_token"]):
-        assert header(token) == {"alg": algorithm, "kid": key["kid"], "typ": "JWT"}
+    for token, typ in ((tokens["access_token"], "at+jwt"), (tokens["refresh_token"], "JWT")):
+        assert header(token) == {"alg": algorithm, "kid": key["kid"], "typ": typ}
     me = await keyed.me(tokens["access_token"])
     assert me.status_code == 200, me.text
     assert me.json()["id"] == user["id"]
@@ -299,3 +311,91 @@ async def test_tokens_keep_verifying_while_the_new_key_is_pending(
         assert header(during["access_token"])["kid"] == old["kid"]  # not signing yet
         for tokens in (before, during):
             assert (await api.me(tokens["access_token"])).status_code == 200
+
+
+# --- revocation ----------------------------------------------------------------------------
+
+
+async def revoke(api: Api, kid: str) -> str | None:
+    """``app keys revoke KID --yes`` as the use case; the kid of the key made in its
+    place, if any."""
+    with acting_as(Actor(ActorType.OPERATOR, name="ops")):
+        done = await api.services.get(RevokeSigningKey)(kid)
+    return done.successor.kid if done.successor is not None else None
+
+
+async def audited(api: Api, action: str) -> list[dict[str, object]]:
+    page = await api.services.get(ListAuditEvents)(AuditFilter(action=action), PageRequest())
+    return [event.details for event in page.items]
+
+
+async def test_a_revoked_signing_key_leaves_the_jwks_and_its_tokens_are_refused_after_the_refresh(
+    keyed: Api, algorithm: str
+) -> None:
+    _, before = await keyed.user_with_tokens("ada")
+    [old] = await jwks(keyed)
+    assert (await keyed.me(before["access_token"])).status_code == 200  # now cached
+
+    new_kid = await revoke(keyed, old["kid"])
+
+    assert new_kid is not None
+    [listed] = await jwks(keyed)  # at once
+    assert (listed["kid"], listed["alg"]) == (new_kid, algorithm)
+    # This replica's key set refreshes (every replica's does, within a minute).
+    await keyed.services.get(KeySetCache).reload()
+    await assert_refused(keyed, before["access_token"])
+    refreshed = await keyed.client.post(REFRESH, json={"refresh_token": before["refresh_token"]})
+    assert_problem(refreshed, 401, "invalid_token")
+    # The service signs on, with the key made in its place.
+    _, after = await keyed.user_with_tokens("bob")
+    assert header(after["access_token"])["kid"] == new_kid
+    assert (await keyed.me(after["access_token"])).status_code == 200
+    revoked = await audited(keyed, "key.revoked")
+    assert revoked == [
+        {"kid": old["kid"], "algorithm": algorithm, "replaced_by": new_kid, "os_user": "ops"}
+    ]
+    assert [details["kid"] for details in await audited(keyed, "key.rotated")] == [new_kid]
+
+
+async def test_a_revoked_key_that_no_longer_signs_takes_only_its_own_tokens(
+    keyed: Api,
+) -> None:
+    _, before = await keyed.user_with_tokens("ada")
+    [old] = await jwks(keyed)
+    new_kid = await rotate(keyed)  # signs at once (no activation delay here)
+    _, during = await keyed.user_with_tokens("bob")
+
+    assert await revoke(keyed, old["kid"]) is None  # the signer is another key
+
+    assert [key["kid"] for key in await jwks(keyed)] == [new_kid]
+    await keyed.services.get(KeySetCache).reload()
+    await assert_refused(keyed, before["access_token"])
+    assert (await keyed.me(during["access_token"])).status_code == 200
+
+
+# --- a job runner configured with another algorithm ------------------------------------------
+
+
+@pytest.mark.parametrize(("algorithm", "other"), [("ES256", "EdDSA"), ("EdDSA", "ES256")])
+async def test_a_job_runner_of_another_algorithm_never_takes_the_apis_signer_away(
+    keyed: Api, algorithm: str, other: str
+) -> None:
+    _, before = await keyed.user_with_tokens("ada")
+    published = await jwks(keyed)
+    runner = build_services(keyed.settings.model_copy(update={"algorithm": other}))
+    try:
+        # ``app jobs run``: the start-up check, then the signing-key job.
+        await runner.get(EnsureSigningKey)()
+        jobs = scheduled_jobs(runner.container.settings(), runner, runner.get(JobLock))
+        [job] = [job for job, _ in jobs if job.name == "signing_keys"]
+        await job.run()
+    finally:
+        await runner.close()
+
+    # The API's next refresh of its key set: it signs and verifies as before.
+    await keyed.services.get(KeySetCache).reload()
+    assert await jwks(keyed) == published
+    _, after = await keyed.user_with_tokens("bob")
+    assert header(after["access_token"])["kid"] == published[0]["kid"]
+    for tokens in (before, after):
+        assert (await keyed.me(tokens["access_token"])).status_code == 200

@@ -422,7 +422,7 @@ def _sign(key: SigningKey, access: AccessClaims) -> str:
         },
         private_pem(key),
         algorithm=key.algorithm,
-        headers={"kid": key.kid},
+        headers={"kid": key.kid, "typ": "at+jwt"},
     )
 
 
@@ -454,6 +454,53 @@ async def test_a_reload_that_cannot_decrypt_a_new_key_keeps_the_set_in_use(
 
     assert codec.kids == {key.kid}
     assert codec.decode_access(token).user_id == 42
+
+
+async def test_a_revoked_key_leaves_the_set_even_when_the_rest_cannot_be_replaced(
+    keys: Keys, key: SigningKey, algorithm: str, clock: FakeClock
+) -> None:
+    # Two keys are gone from the store: the signer (revoked, its successor sealed with
+    # a SECRET_KEY this process does not have) and a retired one.
+    retired = new_key(algorithm, clock.now() - 2 * MINUTE - timedelta(days=1))
+    keys.keys.insert(0, retired)
+    codec = JwksCodec(keys, MAKER, algorithm=algorithm, clock=clock)
+    await codec.reload()
+    tokens = [_sign(k, claims(clock)) for k in (key, retired)]
+    for token in tokens:
+        assert codec.decode_access(token).user_id == 42  # verified, and now cached
+    stranger = AesGcmKeyMaker("another-deployment-secret-0123456789")
+    made = stranger.make(algorithm)
+    keys.keys = [SigningKey.of(made, algorithm, now=clock.now(), activates_at=clock.now())]
+
+    with pytest.raises(SigningKeyUnreadable):
+        await codec.reload()
+
+    assert codec.kids == frozenset()
+    for token in tokens:
+        with pytest.raises(InvalidToken):
+            codec.decode_access(token)
+    with pytest.raises(ServiceUnavailable):  # nothing left to sign with
+        codec.encode_access(claims(clock))
+
+
+async def test_a_revoked_key_leaves_the_set_at_the_next_periodic_reload(
+    keys: Keys, key: SigningKey, algorithm: str, clock: FakeClock
+) -> None:
+    successor = new_key(algorithm, clock.now())
+    codec = JwksCodec(keys, MAKER, algorithm=algorithm, clock=clock, refresh_seconds=0.02)
+    await codec.reload()
+    token = codec.encode_access(claims(clock))
+    assert codec.decode_access(token).user_id == 42
+    keys.keys = [successor]  # revoked, and a new key signs in its place
+    refresher = asyncio.create_task(codec.keep_fresh())
+    try:
+        await _until(lambda: codec.kids == {successor.kid})
+    finally:
+        refresher.cancel()
+
+    with pytest.raises(InvalidToken):
+        codec.decode_access(token)
+    assert jwt.get_unverified_header(codec.encode_access(claims(clock)))["kid"] == successor.kid
 
 
 async def test_an_unknown_kid_reloads_the_set_soon_but_at_most_once_per_cooldown(

@@ -11,18 +11,23 @@ from application.signing_keys import (
     KeyLifecycleResult,
     ListSigningKeys,
     PublishedSigningKeys,
+    RevokeSigningKey,
     RotateSigningKeys,
     RunKeyLifecycle,
 )
+from domain.audit import Actor, ActorType, acting_as
 from domain.signing_keys import (
     RELOAD_MARGIN,
     KeyPolicy,
     KeyState,
+    SigningKeyNotFound,
     SigningKeyRepository,
     SigningKeysUnavailable,
+    SigningKeyUnreadable,
     activation_time,
     published,
     retirements,
+    signers,
     signing_key,
     state_of,
 )
@@ -41,6 +46,10 @@ from tests.fakes_keys import (
 
 MINUTE = timedelta(minutes=1)
 HOUR = timedelta(hours=1)
+# An audit event as the tests compare it: action, actor type, target user, details. (A
+# module-level alias: inside ``World`` the name ``list`` is its method.)
+Events = list[tuple[str, str, int | None, dict[str, object]]]
+Kids = list[str]
 
 
 # --- the rules -------------------------------------------------------------------------
@@ -81,17 +90,34 @@ def test_states_of_pending_active_and_superseded_keys() -> None:
         make_key("active", activates_at=NOW - HOUR),
         make_key("pending", activates_at=NOW + HOUR),
         make_key("retired", activates_at=NOW - 3 * HOUR, retired_at=NOW - 2 * HOUR),
-        make_key("other", algorithm="EdDSA"),
     ]
 
-    states = {key.kid: state_of(key, keys, "ES256", NOW) for key in keys}
+    states = {key.kid: state_of(key, keys, NOW) for key in keys}
 
     assert states == {
         "superseded": KeyState.RETIRED,
         "active": KeyState.ACTIVE,
         "pending": KeyState.PENDING,
         "retired": KeyState.RETIRED,
-        "other": KeyState.RETIRED,
+    }
+
+
+def test_a_key_of_another_algorithm_has_its_state_among_the_keys_of_its_algorithm() -> None:
+    # What another process, configured with that algorithm, does with it.
+    keys = [
+        make_key("es", activates_at=NOW - MINUTE),
+        make_key("ed-old", activates_at=NOW - 2 * HOUR, algorithm="EdDSA"),
+        make_key("ed", activates_at=NOW - HOUR, algorithm="EdDSA"),
+        make_key("ed-next", activates_at=NOW + HOUR, algorithm="EdDSA"),
+    ]
+
+    states = {key.kid: state_of(key, keys, NOW) for key in keys}
+
+    assert states == {
+        "es": KeyState.ACTIVE,
+        "ed-old": KeyState.RETIRED,
+        "ed": KeyState.ACTIVE,
+        "ed-next": KeyState.PENDING,
     }
 
 
@@ -128,27 +154,31 @@ def test_nothing_retires_before_the_successor_signs() -> None:
     assert retirements([], "ES256", NOW, LIFETIME) == []
 
 
-def test_an_older_key_of_another_algorithm_retires_as_of_now() -> None:
+@pytest.mark.parametrize(("mine", "other"), [("ES256", "EdDSA"), ("EdDSA", "ES256")])
+def test_keys_of_another_algorithm_are_never_retired(mine: str, other: str) -> None:
+    # A job runner configured with ``mine`` next to an API still signing with ``other``
+    # (older or newer keys alike): the API keeps its signer.
     keys = [
-        make_key("es", activates_at=NOW - HOUR),
-        make_key("ed", activates_at=NOW - 2 * HOUR, algorithm="EdDSA"),
+        make_key("older", activates_at=NOW - 2 * HOUR, algorithm=other),
+        make_key("mine", activates_at=NOW - HOUR, algorithm=mine),
+        make_key("newer", activates_at=NOW - MINUTE, algorithm=other),
     ]
 
-    [due] = retirements(keys, "ES256", NOW, LIFETIME)
+    assert retirements(keys, mine, NOW, LIFETIME) == []
+    [due] = retirements(keys, other, NOW, LIFETIME)
+    assert (due.kid, due.at) == ("older", NOW - MINUTE)  # superseded by its own kind
 
-    assert (due.kid, due.at) == ("ed", NOW)
 
-
-def test_a_newer_key_of_another_algorithm_is_left_alone() -> None:
-    # A job runner still on ES256 while the API moves to EdDSA: the EdDSA key stays.
+def test_the_keys_that_sign_or_will_are_the_signer_and_the_pending_ones() -> None:
     keys = [
-        make_key("es", activates_at=NOW - HOUR),
-        make_key("ed", activates_at=NOW - MINUTE, algorithm="EdDSA"),
+        make_key("old", activates_at=NOW - 2 * HOUR),
+        make_key("current", activates_at=NOW - HOUR),
+        make_key("next", activates_at=NOW + HOUR),
+        make_key("other", activates_at=NOW + HOUR, algorithm="EdDSA"),
     ]
 
-    assert retirements(keys, "ES256", NOW, LIFETIME) == []
-    [due] = retirements(keys, "EdDSA", NOW, LIFETIME)
-    assert (due.kid, due.at) == ("es", NOW)
+    assert [key.kid for key in signers(keys, "ES256", NOW)] == ["current", "next"]
+    assert [key.kid for key in signers([], "ES256", NOW)] == []
 
 
 def test_the_public_jwk_names_its_kid_algorithm_and_use_and_no_private_part() -> None:
@@ -197,6 +227,19 @@ class World:
 
     def lifecycle(self) -> RunKeyLifecycle:
         return RunKeyLifecycle(lambda: self.uow, self.clock, self.policy)
+
+    def revoke(self) -> RevokeSigningKey:
+        return RevokeSigningKey(lambda: self.uow, self.maker, self.clock, self.policy)
+
+    async def kids(self) -> Kids:
+        return [key.kid for key in await self.repo.list_all()]
+
+    def events(self) -> Events:
+        """The committed audit events."""
+        return [
+            (e.action.value, e.actor_type.value, e.target_user_id, e.details)
+            for e in self.uow.store.audit
+        ]
 
 
 @pytest.fixture
@@ -316,3 +359,256 @@ async def test_the_lifecycle_retires_the_superseded_key_then_deletes_it_after_it
     assert (last.retired, last.deleted) == (0, 1)
     assert [k.kid for k in await world.repo.list_all()] == [new.kid]
     assert [k.kid for k in await world.published()()] == [new.kid]
+
+
+async def test_a_rotation_is_audited_with_its_kid_and_algorithm(world: World) -> None:
+    await world.ensure()()
+
+    with acting_as(Actor(ActorType.OPERATOR, name="ops")):
+        new = await world.rotate()()
+
+    assert world.events() == [
+        (
+            "key.rotated",
+            "operator",
+            None,
+            {
+                "kid": new.kid,
+                "algorithm": "ES256",
+                "activates_at": new.activates_at.isoformat(),
+                "os_user": "ops",
+            },
+        )
+    ]
+
+
+async def test_a_rotation_whose_secret_key_cannot_open_the_current_key_stores_nothing(
+    world: World,
+) -> None:
+    await world.ensure()()
+    world.maker.unreadable = frozenset({"kid-1"})  # another deployment's SECRET_KEY
+
+    with pytest.raises(SigningKeyUnreadable) as refused:
+        await world.rotate()()
+
+    assert refused.value.kid == "kid-1"
+    assert await world.kids() == ["kid-1"]
+    assert (world.uow.commits, world.events()) == (1, [])  # the first start's commit only
+
+
+async def test_a_rotation_also_proves_it_opens_the_pending_keys(world: World) -> None:
+    await world.ensure()()
+    await world.rotate()()
+    world.maker.unreadable = frozenset({"kid-2"})
+
+    with pytest.raises(SigningKeyUnreadable):
+        await world.rotate()()
+
+    assert await world.kids() == ["kid-1", "kid-2"]
+
+
+async def test_a_rotation_whose_new_sealed_key_does_not_open_stores_nothing(
+    world: World,
+) -> None:
+    await world.ensure()()
+    world.maker.unreadable = frozenset({"kid-2"})  # the key the rotation makes
+
+    with pytest.raises(SigningKeyUnreadable):
+        await world.rotate()()
+
+    assert await world.kids() == ["kid-1"]
+    assert world.events() == []
+
+
+async def test_each_retirement_by_the_lifecycle_is_audited_once(world: World) -> None:
+    await world.ensure()()
+    new = await world.rotate()()
+    world.clock.advance(seconds=DELAY.total_seconds())
+
+    await world.lifecycle()()
+    await world.lifecycle()()
+
+    [old, _] = await world.repo.list_all()
+    assert world.events()[1:] == [
+        (
+            "key.retired",
+            "system",
+            None,
+            {
+                "kid": "kid-1",
+                "algorithm": "ES256",
+                "delete_after": (new.activates_at + LIFETIME + RELOAD_MARGIN).isoformat(),
+            },
+        )
+    ]
+    assert old.retired_at == new.activates_at
+
+
+@pytest.mark.parametrize(("api", "runner"), [("ES256", "EdDSA"), ("EdDSA", "ES256")])
+async def test_a_lifecycle_of_another_algorithm_leaves_the_keys_of_the_api_alone(
+    api: str, runner: str
+) -> None:
+    world = World(KeyPolicy(algorithm=runner, token_lifetime=LIFETIME))
+    await world.repo.add(make_key("api", activates_at=NOW - HOUR, algorithm=api))
+    await world.ensure()()  # the job runner's start makes a key of its own algorithm
+
+    for days in (0, 30):
+        world.clock.current = NOW + timedelta(days=days)
+        assert await world.lifecycle()() == KeyLifecycleResult(retired=0, deleted=0)
+
+    [key, _] = await world.repo.list_all()
+    assert (key.kid, key.retired_at, key.delete_after) == ("api", None, None)
+    assert signing_key(await world.repo.list_all(), api, world.clock.now()) == key
+
+
+async def test_the_lifecycle_deletes_expired_retired_keys_of_any_algorithm(world: World) -> None:
+    await world.repo.add(
+        make_key(
+            "ed",
+            algorithm="EdDSA",
+            activates_at=NOW - 9 * HOUR,
+            retired_at=NOW - 8 * HOUR,
+            delete_after=NOW - HOUR,
+        )
+    )
+
+    assert (await world.lifecycle()()).deleted == 1
+    assert await world.kids() == []
+
+
+# --- revocation ------------------------------------------------------------------------
+
+
+async def test_revoking_the_signing_key_makes_a_new_one_that_signs_at_once(world: World) -> None:
+    await world.ensure()()
+    world.clock.advance(hours=1)
+
+    with acting_as(Actor(ActorType.OPERATOR, name="ops")):
+        done = await world.revoke()("kid-1")
+
+    assert done.revoked.kid == "kid-1"
+    assert done.successor is not None
+    assert (done.successor.kid, done.successor.activates_at) == ("kid-2", world.clock.now())
+    assert await world.kids() == ["kid-2"]
+    assert [k.kid for k in await world.published()()] == ["kid-2"]
+    [item] = await world.list()()
+    assert item.state is KeyState.ACTIVE
+    assert world.events() == [
+        (
+            "key.revoked",
+            "operator",
+            None,
+            {"kid": "kid-1", "algorithm": "ES256", "replaced_by": "kid-2", "os_user": "ops"},
+        ),
+        (
+            "key.rotated",
+            "operator",
+            None,
+            {
+                "kid": "kid-2",
+                "algorithm": "ES256",
+                "activates_at": world.clock.now().isoformat(),
+                "os_user": "ops",
+            },
+        ),
+    ]
+    assert world.uow.commits == 2  # the first start, then the revocation in one
+
+
+async def test_revoking_the_signing_key_while_another_is_pending_still_signs_at_once(
+    world: World,
+) -> None:
+    await world.ensure()()
+    pending = await world.rotate()()
+
+    done = await world.revoke()("kid-1")
+
+    assert done.successor is not None
+    keys = await world.repo.list_all()
+    assert signing_key(keys, "ES256", world.clock.now()) == done.successor
+    assert signing_key(keys, "ES256", pending.activates_at) == pending
+
+
+@pytest.mark.parametrize("state", ["pending", "retired"])
+async def test_revoking_a_key_that_does_not_sign_deletes_it_and_makes_none(
+    world: World, state: str
+) -> None:
+    await world.ensure()()
+    await world.rotate()()
+    if state == "retired":
+        world.clock.advance(seconds=DELAY.total_seconds())
+        await world.lifecycle()()
+    doomed = "kid-2" if state == "pending" else "kid-1"
+    kept = "kid-1" if state == "pending" else "kid-2"
+
+    done = await world.revoke()(doomed)
+
+    assert (done.revoked.kid, done.successor) == (doomed, None)
+    assert await world.kids() == [kept]
+    assert [k.kid for k in await world.published()()] == [kept]
+    assert world.maker.made == ["kid-1", "kid-2"]
+    assert world.events()[-1] == (
+        "key.revoked",
+        "system",
+        None,
+        {"kid": doomed, "algorithm": "ES256"},
+    )
+
+
+async def test_revoking_the_signer_of_another_algorithm_replaces_it_with_its_own_kind(
+    world: World,
+) -> None:
+    # The process that signs with it goes on signing, whatever this one is configured for.
+    await world.ensure()()
+    await world.repo.add(make_key("ed", algorithm="EdDSA", activates_at=NOW - HOUR))
+
+    done = await world.revoke()("ed")
+
+    assert done.successor is not None
+    assert done.successor.algorithm == "EdDSA"
+    keys = await world.repo.list_all()
+    assert signing_key(keys, "EdDSA", NOW) == done.successor
+    assert signing_key(keys, "ES256", NOW) is not None
+
+
+async def test_revoking_an_unknown_kid_changes_nothing(world: World) -> None:
+    await world.ensure()()
+
+    with pytest.raises(SigningKeyNotFound, match="app keys list"):
+        await world.revoke()("no-such-kid")
+
+    assert await world.kids() == ["kid-1"]
+    assert (world.uow.commits, world.events()) == (1, [])
+
+
+async def test_revoking_the_signer_with_a_secret_key_that_cannot_open_it_changes_nothing(
+    world: World,
+) -> None:
+    await world.ensure()()
+    world.maker.unreadable = frozenset({"kid-1"})
+
+    with pytest.raises(SigningKeyUnreadable):
+        await world.revoke()("kid-1")
+
+    assert await world.kids() == ["kid-1"]
+    assert world.events() == []
+
+
+async def test_revoking_the_signer_when_its_successor_does_not_open_changes_nothing(
+    world: World,
+) -> None:
+    await world.ensure()()
+    world.maker.unreadable = frozenset({"kid-2"})
+
+    with pytest.raises(SigningKeyUnreadable):
+        await world.revoke()("kid-1")
+
+    assert await world.kids() == ["kid-1"]
+
+
+async def test_with_hmac_keys_cannot_be_revoked() -> None:
+    world = World(HS256)
+
+    with pytest.raises(SigningKeysUnavailable):
+        await world.revoke()("kid-1")
+    assert world.uow.entered == 0
