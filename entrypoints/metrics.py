@@ -37,7 +37,8 @@ class RequestSeries:
 
 class HttpRequestCollector(Collector):
     """``http_requests_total`` and ``http_request_duration_seconds``, read from the
-    series at each scrape (which the event loop serves too)."""
+    series at each scrape: on the event loop, or on the metrics thread with
+    METRICS_PORT (a copy of the dict's items, taken at once under the GIL)."""
 
     def __init__(self) -> None:
         self._series: dict[tuple[str, str, int], RequestSeries] = {}

@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from domain.model import Page
 from domain.model import Session as SessionEntity
@@ -18,6 +18,10 @@ from domain.model import TokenPair as Pair
 class Body(BaseModel):
     """A response body. ``Model.of(obj, **extra)``: its JSON, read from ``obj``'s
     attributes of the same names (``extra`` for what ``obj`` does not have)."""
+
+    # Every field is always sent, those with a default too (``token_type``): the
+    # response schemas in the OpenAPI document say so.
+    model_config = ConfigDict(json_schema_serialization_defaults_required=True)
 
     _names: ClassVar[tuple[str, ...]] = ()
 

@@ -1,4 +1,5 @@
-"""The OpenAPI document's error responses, and Swagger UI served from a package."""
+"""The OpenAPI document (its operation ids, its error responses) and Swagger UI served
+from a package."""
 
 from __future__ import annotations
 
@@ -11,12 +12,19 @@ from fastapi import FastAPI
 from fastapi.openapi.docs import get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import HTMLResponse
+from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 
 from entrypoints.http.problems import PROBLEM_JSON
 from entrypoints.http.schemas import openapi_components
 
 DOCS_STATIC = "/docs/static"
+# What every problem body holds (``request_id`` only on a 500; ``errors`` on a 422).
+PROBLEM_FIELDS = ("type", "title", "status", "detail", "code")
+_DESCRIPTIONS = {
+    500: "Internal Server Error: an unexpected error (`internal_error`). Quote the"
+    " `request_id` when reporting it.",
+}
 _HEADERS: dict[int, dict[str, Any]] = {
     401: {
         "WWW-Authenticate": {
@@ -38,13 +46,20 @@ def described(use_case: type) -> str:
     return inspect.cleandoc(use_case.__doc__ or "")
 
 
+def operation_id(route: APIRoute) -> str:
+    """An operation's ``operationId``: its route function's name in camelCase (``log_in``
+    is ``logIn``), so generated clients get readable method names."""
+    first, *rest = route.name.split("_")
+    return first + "".join(word.capitalize() for word in rest)
+
+
 def problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI ``responses`` entries for these error statuses, as problem+json."""
     out: dict[int | str, dict[str, Any]] = {}
     for status in statuses:
         schema = "ValidationProblem" if status == 422 else "Problem"
         entry: dict[str, Any] = {
-            "description": HTTPStatus(status).phrase,
+            "description": _DESCRIPTIONS.get(status, HTTPStatus(status).phrase),
             "content": {PROBLEM_JSON: {"schema": {"$ref": f"#/components/schemas/{schema}"}}},
         }
         if status in _HEADERS:
@@ -54,7 +69,8 @@ def problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
 
 
 def install_openapi(app: FastAPI, *, description: str) -> None:
-    """Replace the generated document with one that also knows the problem schemas."""
+    """Replace the generated document with one that also knows the problem schemas, and
+    declares the 500 problem on every operation."""
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
@@ -64,13 +80,24 @@ def install_openapi(app: FastAPI, *, description: str) -> None:
                 description=description,
                 routes=app.routes,
             )
-            schema.setdefault("components", {}).setdefault("schemas", {}).update(
-                openapi_components()
-            )
+            schemas = schema.setdefault("components", {}).setdefault("schemas", {})
+            schemas.update(_problem_schemas())
+            for item in schema.get("paths", {}).values():
+                for operation in item.values():
+                    operation["responses"].setdefault("500", problems(500)[500])
             app.openapi_schema = schema
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _problem_schemas() -> dict[str, Any]:
+    # Their models give ``type`` a default, which pydantic leaves out of ``required``;
+    # every problem is sent with it.
+    components = openapi_components()
+    components["Problem"]["required"] = list(PROBLEM_FIELDS)
+    components["ValidationProblem"]["required"] = [*PROBLEM_FIELDS, "errors"]
+    return components
 
 
 def install_docs(app: FastAPI) -> None:

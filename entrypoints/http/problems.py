@@ -15,6 +15,7 @@ from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
+from starlette.routing import Match
 
 from domain.errors import (
     AlreadyVerified,
@@ -136,7 +137,7 @@ async def request_validation_handler(_request: Request, exc: Exception) -> Respo
     return validation_problem(list(exc.errors()))
 
 
-async def http_error_handler(_request: Request, exc: Exception) -> Response:
+async def http_error_handler(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     if exc.status_code == 400:
         # FastAPI's answer to a body it could not parse at all (e.g. nested too deep):
@@ -147,7 +148,25 @@ async def http_error_handler(_request: Request, exc: Exception) -> Response:
     code, detail = HTTP_CODES.get(exc.status_code, ("http_error", str(exc.detail)))
     if isinstance(exc, NotAuthenticated):
         detail = str(exc.detail)
-    return problem(exc.status_code, code, detail, headers=exc.headers)
+    headers = exc.headers
+    if exc.status_code == 405:
+        headers = {**(headers or {}), "Allow": _allowed_methods(request, headers)}
+    return problem(exc.status_code, code, detail, headers=headers)
+
+
+def _allowed_methods(request: Request, headers: Mapping[str, str] | None) -> str:
+    """Every method of every route of the request's path. Starlette's own ``Allow``
+    names the methods of the first route that matched the path only, and each method of
+    a path (GET, PATCH and DELETE of ``/users/me``) is a route of its own."""
+    methods = {m.strip() for m in (headers or {}).get("Allow", "").split(",") if m.strip()}
+    # The scope as the app's router saw it (a mount moves ``root_path``).
+    root_path = request.scope.get("app_root_path", request.scope.get("root_path", ""))
+    scope = {**request.scope, "root_path": root_path}
+    for route in request.app.router.routes:
+        route_methods = getattr(route, "methods", None)
+        if route_methods and route.matches(scope)[0] is not Match.NONE:
+            methods |= route_methods
+    return ", ".join(sorted(methods))
 
 
 def internal_error(request_id: str) -> Response:

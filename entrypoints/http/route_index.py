@@ -5,7 +5,7 @@ near the end of the table (``/api/v1/users/me`` is the 26th) first fails two doz
 regular expressions, a sizeable share of a fast request (benchmarks/README.md). The
 index maps each fixed path (one without parameters) to the routes that can match it, in
 table order, so the first full match is the one the scan would find. Everything else —
-paths with parameters, 404, 405, the trailing-slash redirect, lifespan — goes to
+paths with parameters, 404, 405, lifespan — goes to
 Starlette's scan unchanged.
 """
 

@@ -13,7 +13,6 @@ from wsgiref.simple_server import WSGIServer
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
-from prometheus_client import start_http_server
 from sqlalchemy.engine import make_url
 
 from application.admin import PurgeTokens
@@ -23,10 +22,11 @@ from application.signing_keys import RunKeyLifecycle
 from domain.signing_keys import ASYMMETRIC_ALGORITHMS
 from entrypoints.logging import get_logger
 from entrypoints.metrics import PURGE_RUNS
+from entrypoints.metrics_server import serve_metrics
 from entrypoints.outbox_relay import relay_once
 from entrypoints.scheduler.jobs import Job, JobLock, PeriodicJob, PurgeJob
 from entrypoints.services import Services
-from entrypoints.settings import InvalidSettings, Settings
+from entrypoints.settings import Settings
 
 log = get_logger("entrypoints.scheduler")
 
@@ -178,12 +178,6 @@ def scheduled_jobs(
 
 
 def _serve_metrics(host: str, port: int) -> tuple[WSGIServer, threading.Thread]:
-    try:
-        served = start_http_server(port, addr=host)
-    except OSError as exc:
-        raise InvalidSettings(
-            f"invalid configuration: JOBS_METRICS_PORT: cannot listen on port {port}"
-            f" ({exc.strerror or exc})"
-        ) from exc
+    served = serve_metrics(host, port, setting="JOBS_METRICS_PORT")
     log.info("metrics served", host=host, port=port, path="/metrics")
     return served

@@ -173,6 +173,7 @@ def operations(document: dict[str, Any]) -> Iterator[tuple[str, str, dict[str, A
 
 def test_every_error_response_is_documented_as_problem_json(document: dict[str, Any]) -> None:
     assert document["components"]["schemas"]["Problem"]["required"] == [
+        "type",
         "title",
         "status",
         "detail",

@@ -337,3 +337,34 @@ def test_the_job_runners_metrics_listen_on_loopback_unless_told(
     assert load_settings().jobs_metrics_host == "127.0.0.1"
     message = refused(monkeypatch, JOBS_METRICS_HOST="everywhere")
     assert "JOBS_METRICS_HOST" in message
+
+
+# --- the settings of the security review ---------------------------------------------
+
+
+def test_the_new_limits_hosts_and_metrics_port_have_their_documented_defaults() -> None:
+    settings = Settings()
+
+    assert settings.rate_limit_email_change == "3/hour"
+    assert settings.mail_per_recipient_limit == "10/day"
+    assert settings.allowed_hosts == ["*"]
+    assert (settings.metrics_port, settings.metrics_host) == (None, "127.0.0.1")
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("ALLOWED_HOSTS", ""),
+        ("ALLOWED_HOSTS", "[]"),
+        ("ALLOWED_HOSTS", "api.example.com"),
+        ("METRICS_PORT", "0"),
+        ("METRICS_PORT", "70000"),
+        ("METRICS_HOST", "localhost"),
+        ("RATE_LIMIT_EMAIL_CHANGE", "often"),
+        ("MAIL_PER_RECIPIENT_LIMIT", "0/day"),
+    ],
+)
+def test_bad_hosts_metrics_ports_and_mail_limits_are_refused_naming_the_variable(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str
+) -> None:
+    assert variable in refused(monkeypatch, **{variable: value})

@@ -13,6 +13,8 @@ from entrypoints.http.problems import problem
 from entrypoints.presenters import Status
 
 router = APIRouter(tags=["operations"])
+# Included by the app unless METRICS_PORT serves the metrics on a port of their own.
+metrics_router = APIRouter()
 OK = b'{"status":"ok"}'
 
 
@@ -35,7 +37,7 @@ async def check_readiness(database: Annotated[DatabaseProbe, use(DatabaseProbe)]
     return problem(503, "service_unavailable", "The database is not reachable.")
 
 
-@router.get("/metrics", include_in_schema=False)
+@metrics_router.get("/metrics", include_in_schema=False)
 async def metrics() -> Response:
     """Prometheus text format."""
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
