@@ -5,17 +5,28 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from urllib.parse import urlsplit
 
 from limits import RateLimitItem, parse
 from limits.aio.storage import Storage
 from limits.aio.strategies import MovingWindowRateLimiter
+from limits.errors import StorageError
 from limits.storage import storage_from_string
 
+from domain.errors import LimitsUnavailable
 from domain.ports import FailedLoginCounter, RateLimits
 
 logger = logging.getLogger(__name__)
+
+# redis-py's options: an unreachable or stalled store fails the request within about a
+# second (not the OS's connect timeout). Its connection pool reconnects by itself on the
+# next command once the store answers again.
+REDIS_OPTIONS: dict[str, str | float | bool] = {
+    "implementation": "redispy",
+    "socket_connect_timeout": 1.0,
+    "socket_timeout": 1.0,
+}
 
 
 def async_storage_uri(uri: str) -> str:
@@ -23,44 +34,91 @@ def async_storage_uri(uri: str) -> str:
     return uri if uri.startswith("async+") else f"async+{uri}"
 
 
+class OutageLog:
+    """Says that the store is unreachable at most once a minute (one line, no traceback:
+    every limited request fails alike during an outage), and after each such line once
+    that it answers again, so that even a flapping store cannot flood the log."""
+
+    INTERVAL = 60.0
+
+    def __init__(self, monotonic: Callable[[], float] = time.monotonic) -> None:
+        self._monotonic = monotonic
+        self._last_warning = -math.inf
+        self._announced = False
+
+    def failed(self, error: StorageError) -> None:
+        now = self._monotonic()
+        if now - self._last_warning >= self.INTERVAL:
+            self._last_warning = now
+            self._announced = True
+            logger.warning(
+                "rate limit store unreachable (%s); limited requests are refused",
+                type(error.storage_error).__name__,
+            )
+
+    def answered(self) -> None:
+        if self._announced:
+            self._announced = False
+            logger.info("rate limit store answers again; limits apply")
+
+
 class RateLimiter:
     """Checks and counts hits against limits such as ``"5/minute"``.
 
-    If the shared storage is unreachable the request is let through and the failure
-    logged: a limiter outage must not take the whole API down with it.
+    Fails closed: while the storage cannot be reached a hit raises ``LimitsUnavailable``
+    rather than letting the request through uncounted. ``on_store_error`` is called
+    for every storage call that failed (the entrypoints count them in /metrics).
     """
 
-    def __init__(self, storage_uri: str = "memory://", *, enabled: bool = True) -> None:
+    def __init__(
+        self,
+        storage_uri: str = "memory://",
+        *,
+        enabled: bool = True,
+        on_store_error: Callable[[], None] = lambda: None,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.enabled = enabled
         uri = async_storage_uri(storage_uri)
-        options: dict[str, str | float | bool] = {}
-        if urlsplit(uri).scheme in {"async+redis", "async+rediss"}:
-            options = {"implementation": "redispy", "socket_timeout": 1.0}
-        storage = storage_from_string(uri, **options)
+        options = REDIS_OPTIONS if urlsplit(uri).scheme in {"async+redis", "async+rediss"} else {}
+        # The storage's own errors (redis-py's) come out as limits' StorageError.
+        storage = storage_from_string(uri, wrap_exceptions=True, **options)
         assert isinstance(storage, Storage)
         self._storage = storage
         self._strategy = MovingWindowRateLimiter(self._storage)
+        self._on_store_error = on_store_error
+        self._outage = OutageLog(monotonic)
 
     async def hit(self, limit: RateLimitItem, *key: str) -> int | None:
-        """Count one hit; return the seconds to wait if the limit was already reached."""
+        """Count one hit; return the seconds to wait if the limit was already reached.
+
+        Raises ``LimitsUnavailable`` when the storage cannot be reached."""
         if not self.enabled:
             return None
         try:
-            if await self._strategy.hit(limit, *key):
-                return None
-            return await self._retry_after(limit, *key)
-        except Exception:
-            logger.warning("rate limit storage unavailable; request let through", exc_info=True)
-            return None
+            allowed = await self._strategy.hit(limit, *key)
+            retry_after = None if allowed else await self._retry_after(limit, *key)
+        except StorageError as exc:
+            self._store_failed(exc)
+            raise LimitsUnavailable from None
+        self._outage.answered()
+        return retry_after
 
     async def clear(self, limit: RateLimitItem, *key: str) -> None:
-        """Forget every hit counted against ``limit`` for ``key``."""
+        """Forget every hit counted against ``limit`` for ``key``. Never raises: if the
+        storage cannot be reached the hits are merely kept (the safe side)."""
         if not self.enabled:
             return
         try:
             await self._strategy.clear(limit, *key)
-        except Exception:
-            logger.warning("rate limit storage unavailable; nothing cleared", exc_info=True)
+        except StorageError as exc:
+            self._store_failed(exc)
+            return
+        self._outage.answered()
+
+    def _store_failed(self, error: StorageError) -> None:
+        self._on_store_error()
+        self._outage.failed(error)
 
     async def _retry_after(self, limit: RateLimitItem, *key: str) -> int:
         stats = await self._strategy.get_window_stats(limit, *key)

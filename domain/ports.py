@@ -283,16 +283,20 @@ class FailedLoginCounter(abc.ABC):
     addresses is throttled, without a permanent lock-out.
 
     A check takes its slot *before* the slow verification, so however many attempts
-    arrive at once, at most the limit's number are ever verified per window."""
+    arrive at once, at most the limit's number are ever verified per window. The count is
+    never skipped: while its storage cannot be reached, no attempt goes ahead."""
 
     @abc.abstractmethod
     async def acquire(self, account: str) -> int | None:
         """Take one attempt for ``account``: None when it may go ahead, else the seconds
-        until it may try again (and nothing was taken)."""
+        until it may try again (and nothing was taken). Raises ``LimitsUnavailable``
+        while the storage cannot be reached: the attempt is refused, never let through
+        uncounted."""
 
     @abc.abstractmethod
     async def succeeded(self, account: str) -> None:
-        """The attempt was right: the account's failures are forgiven."""
+        """The attempt was right: the account's failures are forgiven. Never raises: if
+        the storage cannot be reached they are merely not forgiven (the safe side)."""
 
 
 class RateLimits(abc.ABC):
@@ -306,7 +310,8 @@ class RateLimits(abc.ABC):
     @abc.abstractmethod
     async def hit(self, name: str, key: str) -> int | None:
         """Count one hit of ``key`` against the limit ``name``: None while under it, else
-        the seconds to wait. A storage that cannot be reached lets the hit through."""
+        the seconds to wait. Raises ``LimitsUnavailable`` while the storage cannot be
+        reached: the guarded request is refused, never let through unlimited."""
 
 
 class DatabaseProbe(abc.ABC):

@@ -39,6 +39,7 @@ from domain.ports import (
     TokenCodec,
 )
 from domain.signing_keys import KeyMaker, KeyPolicy, KeySetCache
+from entrypoints.metrics import RATE_LIMIT_STORE_ERRORS
 from entrypoints.scheduler.jobs import JobLock
 from entrypoints.settings import Settings
 
@@ -195,6 +196,7 @@ class Container(containers.DeclarativeContainer):
         RateLimiter,
         storage_uri=settings.provided.rate_limit_storage_uri,
         enabled=settings.provided.rate_limit_enabled,
+        on_store_error=providers.Object(RATE_LIMIT_STORE_ERRORS.inc),
     )
     rate_limits = providers.Singleton(
         NamedRateLimits, limiter=rate_limiter, limits=providers.Callable(ip_limits, settings)

@@ -103,3 +103,7 @@ OUTBOX_OLDEST_AGE = Gauge(
 JOB_RUNS = Counter(
     "job_runs_total", "Runs of the scheduled jobs, by job and outcome.", ["job", "outcome"]
 )
+RATE_LIMIT_STORE_ERRORS = Counter(
+    "rate_limit_store_errors_total",
+    "Calls to the rate-limit store that failed because it could not be reached.",
+)

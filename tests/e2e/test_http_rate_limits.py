@@ -378,13 +378,20 @@ async def test_a_fresh_redis_limit_lets_requests_through(
             assert (await _login(api.client, "ada")).status_code == 200
 
 
-async def test_an_unreachable_limit_storage_lets_requests_through(app_factory: AppFactory) -> None:
+async def test_an_unreachable_limit_storage_refuses_limited_requests(
+    app_factory: AppFactory,
+) -> None:
+    """Limits fail closed: a store at a closed port counts nothing, so every limited
+    request is 503 with Retry-After, never an unlimited pass (a real store stopped and
+    started again: test_http_limit_store_outage.py)."""
     async with app_factory(
         rate_limit_enabled=True, rate_limit_storage_uri="redis://127.0.0.1:1/0"
     ) as api:
-        await api.register("ada")
         for _ in range(7):
-            assert (await _login(api.client, "ada")).status_code == 200
+            response = await _login(api.client, "ada")
+            assert_problem(response, 503, "service_unavailable")
+            assert int(response.headers["retry-after"]) >= 1
+        assert (await api.client.get("/health/live")).status_code == 200
 
 
 async def test_failed_logins_per_account_default_to_10_per_15_minutes(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import secrets
 
 import pytest
@@ -14,6 +15,7 @@ from adapters.rate_limit import (
     RateLimiter,
     async_storage_uri,
 )
+from domain.errors import LimitsUnavailable
 
 UNREACHABLE_REDIS = "redis://127.0.0.1:1/0"
 
@@ -105,16 +107,100 @@ def test_a_malformed_limit_is_refused(bad: str) -> None:
         NamedRateLimits(RateLimiter("memory://"), {"login": bad})
 
 
-async def test_an_unreachable_store_lets_every_request_through(
+class Ticks:
+    """A monotonic clock that moves only when told to."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def outage_warnings(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    return [
+        record
+        for record in caplog.records
+        if record.name == "adapters.rate_limit" and record.levelno == logging.WARNING
+    ]
+
+
+async def test_an_unreachable_store_refuses_every_limited_request() -> None:
+    limiter = RateLimiter(UNREACHABLE_REDIS)
+
+    for _ in range(3):
+        with pytest.raises(LimitsUnavailable) as refused:
+            await limiter.hit(parse("1/hour"), "login", "10.0.0.1")
+        assert refused.value.retry_after is not None
+        assert refused.value.retry_after >= 1
+    with pytest.raises(LimitsUnavailable):
+        await NamedRateLimits(limiter, {"login": "5/minute"}).hit("login", "10.0.0.1")
+
+
+async def test_an_unreachable_store_never_skips_the_failed_login_count() -> None:
+    counter = LimitsFailedLoginCounter(RateLimiter(UNREACHABLE_REDIS), "10/15minutes")
+
+    with pytest.raises(LimitsUnavailable):
+        await counter.acquire("user:1")
+
+
+async def test_forgiving_an_account_on_an_unreachable_store_does_not_fail() -> None:
+    limiter = RateLimiter(UNREACHABLE_REDIS)
+
+    await LimitsFailedLoginCounter(limiter, "10/15minutes").succeeded("user:1")
+    await limiter.clear(parse("1/hour"), "login", "10.0.0.1")
+
+
+async def test_the_outage_is_logged_once_a_minute_in_one_line(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    limiter = RateLimiter(UNREACHABLE_REDIS)
+    ticks = Ticks()
+    limiter = RateLimiter(UNREACHABLE_REDIS, monotonic=ticks)
     limit = parse("1/hour")
 
-    assert await limiter.hit(limit, "login", "10.0.0.1") is None
-    assert await limiter.hit(limit, "login", "10.0.0.1") is None
+    for _ in range(5):
+        with pytest.raises(LimitsUnavailable):
+            await limiter.hit(limit, "login", "10.0.0.1")
+        await limiter.clear(limit, "login", "10.0.0.1")
+        ticks.now += 10  # 40 seconds in all: still the same minute
+    assert len(outage_warnings(caplog)) == 1
+
+    ticks.now += 21
+    with pytest.raises(LimitsUnavailable):
+        await limiter.hit(limit, "login", "10.0.0.1")
+
+    warnings = outage_warnings(caplog)
+    assert len(warnings) == 2
+    for record in warnings:
+        assert record.getMessage() == (
+            "rate limit store unreachable (ConnectionError); limited requests are refused"
+        )
+        assert record.exc_info is None
+        assert record.exc_text is None
+
+
+async def test_every_store_error_is_reported() -> None:
+    errors: list[None] = []
+    limiter = RateLimiter(UNREACHABLE_REDIS, on_store_error=lambda: errors.append(None))
+    limit = parse("1/hour")
+
+    for _ in range(3):
+        with pytest.raises(LimitsUnavailable):
+            await limiter.hit(limit, "login", "10.0.0.1")
     await limiter.clear(limit, "login", "10.0.0.1")
-    assert "rate limit storage unavailable" in caplog.text
+
+    assert len(errors) == 4
+
+
+async def test_a_disabled_limiter_never_asks_the_store() -> None:
+    errors: list[None] = []
+    limiter = RateLimiter(
+        UNREACHABLE_REDIS, enabled=False, on_store_error=lambda: errors.append(None)
+    )
+
+    assert await limiter.hit(parse("1/hour"), "login", "10.0.0.1") is None
+    await limiter.clear(parse("1/hour"), "login", "10.0.0.1")
+    assert errors == []
 
 
 # --- Redis ---------------------------------------------------------------------------
