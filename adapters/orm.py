@@ -6,6 +6,7 @@ domain never depends on the ORM.
 
 from __future__ import annotations
 
+import hashlib
 from datetime import UTC, datetime
 from typing import Any
 
@@ -24,7 +25,10 @@ from sqlalchemy import (
     func,
     text,
 )
+from sqlalchemy.engine.default import DefaultExecutionContext
 from sqlalchemy.types import TypeDecorator
+
+from domain.rules import canonical
 
 metadata = MetaData(
     naming_convention={
@@ -64,6 +68,21 @@ class UTCDateTime(TypeDecorator[datetime]):
 # BIGINT on PostgreSQL; SQLite only auto-increments a plain INTEGER primary key.
 BigId = BigInteger().with_variant(Integer(), "sqlite")
 
+
+def email_key(email: str) -> str:
+    """What the unique index on emails holds: the email's canonical form (so look-alikes
+    collide), digested to a fixed width, since NFKC can make a value 18 times longer
+    than an index entry may be."""
+    return hashlib.sha256(canonical(email).encode()).hexdigest()
+
+
+def _email_key_of_row(context: DefaultExecutionContext) -> str:
+    # Any INSERT through this table gets the key of the row's email; the repository
+    # passes it explicitly (its PostgreSQL executor runs no Python-side default).
+    row: dict[str, Any] = context.get_current_parameters()  # type: ignore[no-untyped-call]
+    return email_key(row["email"])
+
+
 users = Table(
     "users",
     metadata,
@@ -77,12 +96,14 @@ users = Table(
     Column("is_verified", Boolean, nullable=False, server_default=text("false")),
     Column("token_version", Integer, nullable=False, server_default=text("0")),
     Column("created_at", UTCDateTime, nullable=False),
+    # email_key(email): written with the email on every insert and every change of it.
+    Column("email_key", String(64), nullable=False, default=_email_key_of_row),
     # Never reuse the id of a deleted user on SQLite (PostgreSQL never does).
     sqlite_autoincrement=True,
 )
-# Uniqueness is case-insensitive and enforced by the database, so races end in a
-# clean conflict rather than a duplicate.
-Index("uq_users_email_lower", func.lower(users.c.email), unique=True)
+# Uniqueness is case-insensitive (emails: by their canonical form, see email_key) and
+# enforced by the database, so races end in a clean conflict rather than a duplicate.
+Index("uq_users_email_key", users.c.email_key, unique=True)
 Index("uq_users_username_lower", func.lower(users.c.username), unique=True)
 # The public list: active users in id order.
 Index(

@@ -24,7 +24,7 @@ from sqlalchemy import (
 )
 
 from adapters.executors import ConstraintViolation
-from adapters.orm import metadata, refresh_tokens, sessions, users
+from adapters.orm import email_key, metadata, refresh_tokens, sessions, users
 from adapters.registry import SqlRepository
 from adapters.rows import (
     SESSION_COLUMNS,
@@ -37,6 +37,7 @@ from adapters.rows import (
 from domain.errors import DomainError, EmailTaken, UsernameTaken
 from domain.model import Credentials, PageRequest, ProfileUpdate, Session, User, UserFilter
 from domain.ports import UserRepository
+from domain.rules import canonical
 
 # How many users are active, kept by triggers of the database (migration 0005) in the
 # transaction of every change, spread over a few rows: a sum of 16 rows, not a count of
@@ -52,13 +53,12 @@ _COUNT_ACTIVE_USERS = select(func.coalesce(func.sum(user_counts.c.value), 0))
 # Users
 _SELECT_USERS = select(*USER_COLUMNS)
 _GET_USER = _SELECT_USERS.where(users.c.id == bindparam("user_id"))
-# Emails are stored lower-cased and usernames compared lower-cased: both sides use the
-# lower() unique indexes.
+# Emails are compared by their key (adapters.orm.email_key), usernames lower-cased (the
+# canonical form of a valid username): both sides use the unique indexes.
 _GET_USER_BY_LOGIN = _SELECT_USERS.where(
-    (func.lower(users.c.email) == bindparam("login"))
-    | (func.lower(users.c.username) == bindparam("login"))
+    (users.c.email_key == bindparam("key")) | (func.lower(users.c.username) == bindparam("login"))
 ).limit(1)
-_GET_USER_BY_EMAIL = _SELECT_USERS.where(users.c.email == bindparam("email"))
+_GET_USER_BY_EMAIL = _SELECT_USERS.where(users.c.email_key == bindparam("key"))
 _GET_USER_WITH_SESSION = (
     select(*USER_COLUMNS, *(c.label(f"s_{c.name}") for c in SESSION_COLUMNS))
     .select_from(
@@ -70,9 +70,7 @@ _GET_USER_WITH_SESSION = (
     .where(users.c.id == bindparam("user_id"))
 )
 _OTHER_USER = users.c.id != bindparam("except_user")
-_EMAIL_TAKEN = select(
-    exists().where(func.lower(users.c.email) == func.lower(bindparam("value")), _OTHER_USER)
-)
+_EMAIL_TAKEN = select(exists().where(users.c.email_key == bindparam("value"), _OTHER_USER))
 _USERNAME_TAKEN = select(
     exists().where(func.lower(users.c.username) == func.lower(bindparam("value")), _OTHER_USER)
 )
@@ -85,18 +83,23 @@ _STILL_CURRENT = (
     users.c.password_hash == bindparam("if_hash"),
     users.c.token_version == bindparam("if_version"),
 )
+
+
+def _new_values(fields: tuple[str, ...]) -> dict[str, Any]:
+    values: dict[str, Any] = {name: bindparam(f"new_{name}") for name in fields}
+    if "email" in fields:  # the key changes with the email, in the same statement
+        values["email_key"] = bindparam("new_email_key")
+    return values
+
+
 # One statement per set of fields, built here: the executors cache statements by identity.
 _UPDATE_PROFILE = {
-    fields: update(users)
-    .where(*_STILL_CURRENT)
-    .values({name: bindparam(f"new_{name}") for name in fields})
+    fields: update(users).where(*_STILL_CURRENT).values(_new_values(fields))
     for count in range(1, len(_PROFILE_FIELDS) + 1)
     for fields in itertools.combinations(_PROFILE_FIELDS, count)
 }
 _UPDATE_DETAILS = {
-    fields: update(users)
-    .where(users.c.id == bindparam("uid"))
-    .values({name: bindparam(f"new_{name}") for name in fields})
+    fields: update(users).where(users.c.id == bindparam("uid")).values(_new_values(fields))
     for count in range(1, len(_PROFILE_FIELDS) + 1)
     for fields in itertools.combinations(_PROFILE_FIELDS, count)
 }
@@ -212,12 +215,23 @@ def _like_pattern(text: str) -> str:
 
 
 def _user_values(user: User) -> dict[str, Any]:
-    return {name: getattr(user, name) for name in USER_FIELDS}
+    values = {name: getattr(user, name) for name in USER_FIELDS}
+    values["email_key"] = email_key(user.email)
+    return values
+
+
+def _new_params(values: dict[str, object]) -> dict[str, object]:
+    """The ``new_*`` parameters of an update of ``values`` (see ``_new_values``)."""
+    params = {f"new_{name}": value for name, value in values.items()}
+    if "email" in values:
+        params["new_email_key"] = email_key(str(values["email"]))
+    return params
 
 
 def _conflict(exc: ConstraintViolation) -> DomainError | None:
-    """The domain error behind a unique-index violation, by the index's name."""
-    if "uq_users_email_lower" in exc.name:
+    """The domain error behind a unique-index violation, by the index's name (SQLite
+    names a plain column's index by the column: "users.email_key")."""
+    if "email_key" in exc.name:
         return EmailTaken()
     if "uq_users_username_lower" in exc.name:
         return UsernameTaken()
@@ -237,11 +251,12 @@ class SqlUserRepository(SqlRepository, UserRepository):
         return User(**row) if row else None
 
     async def get_by_login(self, login: str) -> User | None:
-        row = await self._db.one(_GET_USER_BY_LOGIN, {"login": login})
+        login = canonical(login)
+        row = await self._db.one(_GET_USER_BY_LOGIN, {"key": email_key(login), "login": login})
         return User(**row) if row else None
 
     async def get_by_email(self, email: str) -> User | None:
-        row = await self._db.one(_GET_USER_BY_EMAIL, {"email": email})
+        row = await self._db.one(_GET_USER_BY_EMAIL, {"key": email_key(email)})
         return User(**row) if row else None
 
     async def get_with_session(
@@ -256,7 +271,7 @@ class SqlUserRepository(SqlRepository, UserRepository):
         return User(**user), Session(**session) if session["id"] is not None else None
 
     async def email_taken(self, email: str, *, except_user: int | None = None) -> bool:
-        return await self._exists(_EMAIL_TAKEN, email, except_user)
+        return await self._exists(_EMAIL_TAKEN, email_key(email), except_user)
 
     async def username_taken(self, username: str, *, except_user: int | None = None) -> bool:
         return await self._exists(_USERNAME_TAKEN, username, except_user)
@@ -279,7 +294,7 @@ class SqlUserRepository(SqlRepository, UserRepository):
             "uid": user_id,
             "if_hash": if_current.password_hash,
             "if_version": if_current.token_version,
-            **{f"new_{name}": value for name, value in values.items()},
+            **_new_params(values),
         }
         try:
             return await self._db.execute(statement, params) == 1
@@ -305,7 +320,7 @@ class SqlUserRepository(SqlRepository, UserRepository):
         if not values:
             return await self.get(user_id) is not None
         statement = _UPDATE_DETAILS[tuple(name for name in _PROFILE_FIELDS if name in values)]
-        params = {"uid": user_id, **{f"new_{name}": value for name, value in values.items()}}
+        params = {"uid": user_id, **_new_params(values)}
         try:
             return await self._db.execute(statement, params) == 1
         except ConstraintViolation as exc:

@@ -14,6 +14,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
+from adapters.orm import email_key
 from benchmarks.reference.app import HASHER
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -137,6 +138,7 @@ class BenchDatabase:
                 active = n <= 10_000 or n % INACTIVE_EVERY != 0
                 yield (
                     email(n),
+                    email_key(email(n)),
                     username(n),
                     password_hash,
                     f"Bench User {n}",
@@ -153,6 +155,7 @@ class BenchDatabase:
                 records=rows(),
                 columns=[
                     "email",
+                    "email_key",
                     "username",
                     "password_hash",
                     "full_name",

@@ -32,7 +32,9 @@ class UserRepository(abc.ABC):
         """Store a new user and assign its ``id``.
 
         Raises ``EmailTaken`` or ``UsernameTaken`` when either is already in use,
-        compared case-insensitively; the storage settles races, not a prior read.
+        compared by their canonical forms (``domain.rules.canonical``: NFKC-normalised,
+        case-folded), so a look-alike of a taken one is taken too; the storage settles
+        races, not a prior read.
         """
 
     @abc.abstractmethod
@@ -41,11 +43,12 @@ class UserRepository(abc.ABC):
 
     @abc.abstractmethod
     async def get_by_login(self, login: str) -> User | None:
-        """The user whose email or username equals ``login`` (already lower-cased)."""
+        """The user whose email or username has the same canonical form as ``login``."""
 
     @abc.abstractmethod
     async def get_by_email(self, email: str) -> User | None:
-        """The user whose email equals ``email`` (already lower-cased)."""
+        """The user whose email has the same canonical form as ``email`` (so a look-alike
+        of the stored address finds it too)."""
 
     @abc.abstractmethod
     async def get_with_session(
@@ -59,11 +62,12 @@ class UserRepository(abc.ABC):
 
     @abc.abstractmethod
     async def email_taken(self, email: str, *, except_user: int | None = None) -> bool:
-        """Whether another user already has this (lower-cased) email."""
+        """Whether another user has an email of the same canonical form as ``email``."""
 
     @abc.abstractmethod
     async def username_taken(self, username: str, *, except_user: int | None = None) -> bool:
-        """Whether another user already has this username, compared case-insensitively."""
+        """Whether another user has a username of the same canonical form as
+        ``username`` (for a valid username: the same one, lower-cased)."""
 
     # Writes name what they change and never write back a whole row read earlier: a
     # change made meanwhile by another request (a deactivation, a password change) is

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import string
+import unicodedata
 from functools import lru_cache
 from importlib import resources
 
@@ -23,14 +25,38 @@ def _reject_nul(field: str, value: str) -> None:
         raise InvalidValue(field, "must not contain a NUL character")
 
 
+_ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
+
+
 def normalize_email(email: str) -> str:
-    """Emails are stored and compared lower-cased, without surrounding blanks."""
-    return email.strip().lower()
+    """The stored form of an email: without surrounding blanks, its ASCII letters
+    lower-cased and nothing else rewritten (``str.lower()`` would rewrite some other
+    letters of a local part, which the mailbox owner may not accept: 'İ' becomes two
+    code points)."""
+    return email.strip().translate(_ASCII_LOWER)
+
+
+def canonical(value: str) -> str:
+    """The form in which two emails or usernames are compared (for uniqueness and
+    lookups): NFKC-normalised and case-folded (Unicode's NFKC_Casefold as Python can do
+    it), without surrounding blanks. Full-width, compatibility and case variants of one
+    value share it: a full-width 'ALICE' and 'alice', 'Straße' and 'STRASSE', the
+    Kelvin sign and 'k'. It is only compared, never stored in place of the value."""
+    folded = unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", value).casefold())
+    return folded.strip()
 
 
 def normalize_login(login: str) -> str:
-    """What a user types to log in: a username or an email, matched case-insensitively."""
-    return login.strip().lower()
+    """What a user types to log in, a username or an email, in the form both are
+    compared in (``canonical``)."""
+    return canonical(login)
+
+
+def normalize_username(username: str) -> str:
+    """A username as typed, NFKC-normalised (like Django's ``normalize_username``): a
+    full-width 'alice' becomes 'alice', which the rules then judge, and which may be
+    taken."""
+    return unicodedata.normalize("NFKC", username)
 
 
 def validate_email(email: str) -> str:
@@ -42,12 +68,15 @@ def validate_email(email: str) -> str:
 
 
 def validate_username(username: str) -> str:
+    """The username to store: NFKC-normalised, then 3-32 characters of the allowed
+    ASCII ones (so its ``canonical`` form is simply its lower-cased form)."""
     _reject_nul("username", username)
-    if not USERNAME_PATTERN.fullmatch(username):
+    value = normalize_username(username)
+    if not USERNAME_PATTERN.fullmatch(value):
         raise InvalidValue(
             "username", "must be 3-32 characters of letters, digits, '_', '.' or '-'"
         )
-    return username
+    return value
 
 
 def validate_full_name(full_name: str | None) -> str | None:

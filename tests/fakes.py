@@ -38,6 +38,7 @@ from domain.ports import (
     UnitOfWork,
     UserRepository,
 )
+from domain.rules import canonical
 
 R = TypeVar("R")
 
@@ -61,9 +62,9 @@ class FakeUserRepository(UserRepository):
         for other in self.store.users.values():
             if other.id == user.id:
                 continue
-            if other.email.lower() == user.email.lower():
+            if canonical(other.email) == canonical(user.email):
                 raise EmailTaken()
-            if other.username.lower() == user.username.lower():
+            if canonical(other.username) == canonical(user.username):
                 raise UsernameTaken()
 
     async def add(self, user: User) -> User:
@@ -79,13 +80,13 @@ class FakeUserRepository(UserRepository):
 
     async def get_by_login(self, login: str) -> User | None:
         for user in self.store.users.values():
-            if login in (user.email.lower(), user.username.lower()):
+            if canonical(login) in (canonical(user.email), canonical(user.username)):
                 return copy.copy(user)
         return None
 
     async def get_by_email(self, email: str) -> User | None:
         for user in self.store.users.values():
-            if user.email == email:
+            if canonical(user.email) == canonical(email):
                 return copy.copy(user)
         return None
 
@@ -102,13 +103,13 @@ class FakeUserRepository(UserRepository):
 
     async def email_taken(self, email: str, *, except_user: int | None = None) -> bool:
         return any(
-            u.email.lower() == email.lower() and u.id != except_user
+            canonical(u.email) == canonical(email) and u.id != except_user
             for u in self.store.users.values()
         )
 
     async def username_taken(self, username: str, *, except_user: int | None = None) -> bool:
         return any(
-            u.username.lower() == username.lower() and u.id != except_user
+            canonical(u.username) == canonical(username) and u.id != except_user
             for u in self.store.users.values()
         )
 

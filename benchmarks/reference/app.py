@@ -34,11 +34,13 @@ Configuration from the environment: ``DATABASE_URL`` (``postgresql+asyncpg://…
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import math
 import os
 import re
 import secrets
 import time
+import unicodedata
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
@@ -98,7 +100,7 @@ WHERE u.id = $1 AND s.id = $2
 LOGIN_SQL = """
 SELECT id, password_hash, is_active, token_version
 FROM users
-WHERE lower(email) = $1 OR lower(username) = $1
+WHERE email_key = $1 OR lower(username) = $2
 LIMIT 1
 """
 
@@ -281,7 +283,10 @@ class Reference:
         username, password = body.get("username"), body.get("password")
         if not isinstance(username, str) or not isinstance(password, str):
             raise _invalid("username and password are required strings")
-        row = await self.pool.fetchrow(LOGIN_SQL, username.strip().lower())
+        folded = unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", username).casefold())
+        folded = folded.strip()
+        email_key = hashlib.sha256(folded.encode()).hexdigest()
+        row = await self.pool.fetchrow(LOGIN_SQL, email_key, folded)
         stored = row["password_hash"] if row is not None else None
         matches = await self._in_thread(self._verify, stored, password)
         if row is None or not matches or not row["is_active"]:

@@ -5,7 +5,15 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    EmailStr,
+    Field,
+    StringConstraints,
+    model_validator,
+)
 
 from domain.rules import (
     EMAIL_MAX_LENGTH,
@@ -13,10 +21,24 @@ from domain.rules import (
     PASSWORD_MAX_LENGTH,
     PASSWORD_MIN_LENGTH,
     USERNAME_PATTERN,
+    normalize_username,
 )
 
 NoNul = r"^[^\x00]*$"
-Username = Annotated[str, StringConstraints(pattern=f"^{USERNAME_PATTERN.pattern}$")]
+
+
+def _normal_username(value: object) -> object:
+    """NFKC first, as the rules do: a full-width look-alike is judged (and found taken)
+    as the name it stands for, not refused for its characters."""
+    return normalize_username(value) if isinstance(value, str) else value
+
+
+# The before-validator runs ahead of the pattern check, which the OpenAPI document shows.
+Username = Annotated[
+    str,
+    StringConstraints(pattern=f"^{USERNAME_PATTERN.pattern}$"),
+    BeforeValidator(_normal_username),
+]
 Password = Annotated[
     str,
     StringConstraints(

@@ -141,7 +141,7 @@ async def test_execute_returns_the_number_of_rows_changed(status: str, count: in
 async def test_constraint_violations_become_the_domain_errors() -> None:
     conn = FakeConnection()
     duplicate = asyncpg.UniqueViolationError("duplicate key")
-    duplicate.constraint_name = "uq_users_email_lower"
+    duplicate.constraint_name = "uq_users_email_key"
     conn.error = duplicate
     users = users_sql.SqlUserRepository(AsyncpgExecutor(conn))
     with pytest.raises(EmailTaken):

@@ -162,10 +162,10 @@ async def test_the_drift_check_compares_expression_indexes_on_postgresql(
     await upgrade(url)
 
     def drop_index_then_compare(conn: Connection) -> list[Any]:
-        conn.execute(text("DROP INDEX uq_users_email_lower"))  # rolled back afterwards
+        conn.execute(text("DROP INDEX uq_users_username_lower"))  # rolled back afterwards
         diff: list[Any] = differences(False, metadata)(conn)
         return diff
 
     diff = await on_sync_connection(url, drop_index_then_compare)
 
-    assert [(d[0], d[1].name) for d in diff] == [("add_index", "uq_users_email_lower")]
+    assert [(d[0], d[1].name) for d in diff] == [("add_index", "uq_users_username_lower")]

@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy import func, select, text
 
 from adapters.database import Database
-from adapters.orm import users
+from adapters.orm import email_key, users
 from adapters.unit_of_work import unit_of_work
 from domain.errors import EmailTaken, UsernameTaken
 from domain.model import Credentials, ProfileUpdate
@@ -226,3 +226,51 @@ async def test_a_rotation_waiting_on_one_that_rolls_back_wins(pg_database: Datab
         stored = await stored_token(uow, token.id)
     assert stored is not None
     assert stored.rotated_at == NOW + DAY
+
+
+# Look-alike emails: the unique index on the email's comparison key settles a race that
+# no prior read can.
+FULL_WIDTH_ADA = "".join(chr(ord(c) + 0xFEE0) for c in "ADA") + "@example.com"
+
+
+async def count_look_alikes(database: Database, email: str) -> int:
+    async with database.engine.connect() as conn:
+        query = select(func.count()).where(users.c.email_key == email_key(email))
+        return int(await conn.scalar(query) or 0)
+
+
+async def test_concurrent_registrations_of_look_alike_emails_commit_exactly_one(
+    pg_database: Database,
+) -> None:
+    outcome = await race(
+        pg_database,
+        lambda uow: uow.users.add(make_user("ada", email="ada@example.com")),
+        lambda uow: uow.users.add(make_user("lovelace", email=FULL_WIDTH_ADA)),
+    )
+
+    assert outcome.second_waited
+    assert outcome.first.username == "ada"
+    assert isinstance(outcome.second, EmailTaken)
+    assert await count_look_alikes(pg_database, "ada@example.com") == 1
+
+
+async def test_a_concurrent_email_change_to_a_look_alike_of_a_registering_one_commits_one(
+    pg_database: Database,
+) -> None:
+    bob = await add_user(pg_database, "bob")
+
+    async def change_email(uow: UnitOfWork) -> None:
+        await uow.users.update_profile(
+            bob.id or 0, ProfileUpdate(email=FULL_WIDTH_ADA), if_current=Credentials.of(bob)
+        )
+
+    outcome = await race(
+        pg_database,
+        lambda uow: uow.users.add(make_user("ada", email="ada@example.com")),
+        change_email,
+    )
+
+    assert outcome.second_waited
+    assert isinstance(outcome.second, EmailTaken)
+    assert await count_look_alikes(pg_database, "ada@example.com") == 1
+    assert await count_users(pg_database, "bob@example.com") == 1

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from sqlalchemy import insert
 
 from adapters.database import Database
+from adapters.orm import users
 from domain.errors import EmailTaken, UsernameTaken
 from domain.model import Credentials, PageRequest, ProfileUpdate, User
 from domain.rules import normalize_login
@@ -22,6 +24,22 @@ from tests.integration.builders import (
 
 def fields(user: User) -> dict[str, object]:
     return dict(vars(user))
+
+
+def full_width(text: str) -> str:
+    """``text`` with each printable ASCII character in its full-width form."""
+    return "".join(chr(ord(c) + 0xFEE0) if "!" <= c <= "~" else c for c in text)
+
+
+# A taken address, and look-alikes of it that compare equal once NFKC-normalised and
+# case-folded (the HTTP contract, General).
+TAKEN = "kelvin.strasse@example.com"
+LOOK_ALIKES = [
+    full_width("KELVIN.STRASSE") + "@example.com",
+    full_width("kelvin.strasse@example.com"),
+    "\u212aelvin.strasse@example.com",  # the Kelvin sign
+    "kelvin.straße@example.com",  # 'ß' folds to 'ss'
+]
 
 
 async def test_add_assigns_distinct_ids_and_get_returns_every_field(new_uow: UowFactory) -> None:
@@ -276,6 +294,121 @@ async def test_email_and_username_taken_compare_case_insensitively_and_skip_the_
         assert not await uow.users.username_taken("ADA", except_user=ada.id)
         assert await uow.users.email_taken("ada@example.com", except_user=bob.id)
         assert await uow.users.username_taken("ada", except_user=bob.id)
+
+
+@pytest.mark.parametrize("look_alike", LOOK_ALIKES)
+async def test_add_refuses_a_look_alike_of_a_taken_email(
+    database: Database, new_uow: UowFactory, look_alike: str
+) -> None:
+    await add_user(database, "kelvin", email=TAKEN)
+
+    with pytest.raises(EmailTaken):
+        async with new_uow() as uow:
+            await uow.users.add(make_user("other", email=look_alike))
+
+    assert (await count_rows(database))["users"] == 1
+
+
+@pytest.mark.parametrize("look_alike", LOOK_ALIKES)
+async def test_an_email_change_to_a_look_alike_of_a_taken_one_is_refused(
+    database: Database, new_uow: UowFactory, look_alike: str
+) -> None:
+    await add_user(database, "kelvin", email=TAKEN)
+    bob = await add_user(database, "bob")
+
+    with pytest.raises(EmailTaken):
+        async with new_uow() as uow:
+            await uow.users.update_profile(
+                bob.id or 0, ProfileUpdate(email=look_alike), if_current=Credentials.of(bob)
+            )
+    with pytest.raises(EmailTaken):
+        async with new_uow() as uow:
+            await uow.users.update_details(bob.id or 0, ProfileUpdate(email=look_alike))
+
+    assert (await stored(new_uow, bob)).email == "bob@example.com"
+
+
+@pytest.mark.parametrize("look_alike", LOOK_ALIKES)
+async def test_every_lookup_by_email_finds_the_user_by_a_look_alike(
+    database: Database, new_uow: UowFactory, look_alike: str
+) -> None:
+    kelvin = await add_user(database, "kelvin", email=TAKEN)
+    bob = await add_user(database, "bob")
+
+    async with new_uow() as uow:
+        by_email = await uow.users.get_by_email(look_alike)
+        by_login = await uow.users.get_by_login(normalize_login(look_alike))
+        assert await uow.users.email_taken(look_alike)
+        assert await uow.users.email_taken(look_alike, except_user=bob.id)
+        assert not await uow.users.email_taken(look_alike, except_user=kelvin.id)
+
+    assert by_email is not None
+    assert by_email.id == kelvin.id
+    assert by_login is not None
+    assert by_login.id == kelvin.id
+
+
+async def test_the_login_of_a_look_alike_username_finds_the_user(
+    database: Database, new_uow: UowFactory
+) -> None:
+    ada = await add_user(database, "AdaL", email="ada.l@example.com")
+
+    async with new_uow() as uow:
+        found = await uow.users.get_by_login(normalize_login(full_width("adal")))
+
+    assert found is not None
+    assert found.id == ada.id
+
+
+async def test_an_email_change_moves_the_comparison_key_with_it(
+    database: Database, new_uow: UowFactory
+) -> None:
+    ada = await add_user(database, "ada")
+
+    async with new_uow() as uow:
+        changes = ProfileUpdate(email="lovelace@example.com")
+        assert await uow.users.update_profile(ada.id or 0, changes, if_current=Credentials.of(ada))
+        await uow.commit()
+
+    async with new_uow() as uow:
+        assert not await uow.users.email_taken(full_width("ADA") + "@example.com")
+        assert await uow.users.email_taken(full_width("LOVELACE") + "@example.com")
+        found = await uow.users.get_by_email(full_width("Lovelace") + "@example.com")
+    assert found is not None
+    assert found.id == ada.id
+
+
+@pytest.mark.parametrize(
+    ("one", "other"),
+    [
+        ("İvan@example.com", "ivan@example.com"),  # PostgreSQL's lower() made these one
+        ("émile@example.com", "emile@example.com"),
+    ],
+)
+async def test_addresses_whose_canonical_forms_differ_are_both_kept(
+    database: Database, new_uow: UowFactory, one: str, other: str
+) -> None:
+    first = await add_user(database, "first", email=one)
+    second = await add_user(database, "second", email=other)
+
+    async with new_uow() as uow:
+        found_first = await uow.users.get_by_email(one)
+        found_second = await uow.users.get_by_email(other)
+    assert found_first is not None
+    assert found_second is not None
+    assert (found_first.id, found_second.id) == (first.id, second.id)
+    assert (found_first.email, found_second.email) == (one, other)
+
+
+async def test_a_user_inserted_through_the_table_gets_the_key_of_its_email(
+    database: Database, new_uow: UowFactory
+) -> None:
+    row = {"email": TAKEN, "username": "bulk", "password_hash": "x", "created_at": NOW}
+    async with database.engine.begin() as conn:
+        await conn.execute(insert(users).values(row))
+
+    async with new_uow() as uow:
+        assert await uow.users.email_taken(LOOK_ALIKES[0])
 
 
 async def test_get_with_session_returns_the_user_and_its_own_session(

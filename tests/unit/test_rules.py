@@ -10,9 +10,11 @@ from hypothesis import strategies as st
 
 from domain.errors import InvalidValue
 from domain.rules import (
+    canonical,
     common_passwords,
     normalize_email,
     normalize_login,
+    normalize_username,
     validate_email,
     validate_full_name,
     validate_password,
@@ -21,6 +23,12 @@ from domain.rules import (
 from tests.fakes import RELAXED
 
 USERNAME_ALPHABET = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-"
+KELVIN = "\u212a"  # the Kelvin sign, NFKC-equivalent to a 'K'
+
+
+def full_width(text: str) -> str:
+    """``text`` with each printable ASCII character in its full-width form."""
+    return "".join(chr(ord(c) + 0xFEE0) if "!" <= c <= "~" else c for c in text)
 
 
 def assert_invalid(field: str, call: Callable[..., object], *args: str) -> InvalidValue:
@@ -103,6 +111,64 @@ def test_login_normalisation_ignores_case_and_surrounding_blanks() -> None:
     assert normalize_login("Ada_L") == "ada_l"
 
 
+@pytest.mark.parametrize(
+    ("given_email", "stored"),
+    [
+        ("İvan@Example.com", "İvan@example.com"),  # 'İ'.lower() would be two code points
+        (full_width("ALICE") + "@example.com", full_width("ALICE") + "@example.com"),
+        ("Straße@Example.com", "straße@example.com"),
+        (f"{KELVIN}elvin@example.com", f"{KELVIN}elvin@example.com"),
+        ("ÉMILE@example.com", "Émile@example.com"),
+    ],
+)
+def test_only_the_ascii_letters_of_a_stored_email_are_lower_cased(
+    given_email: str, stored: str
+) -> None:
+    assert validate_email(given_email) == stored
+
+
+@pytest.mark.parametrize(
+    ("look_alike", "original"),
+    [
+        (full_width("ALICE") + "@example.com", "alice@example.com"),
+        (full_width("alice@example.com"), "Alice@Example.com"),
+        ("STRASSE@example.com", "straße@example.com"),  # 'ß' folds to 'ss'
+        (f"{KELVIN}elvin@example.com", "kelvin@example.com"),
+        ("\ufb01ona@example.com", "fiona@example.com"),  # the ligature 'fi'
+        ("i\u0307van@example.com", "İvan@example.com"),  # 'İ' folds to 'i' + a dot above
+        ("  alice@example.com\t", "alice@example.com"),
+    ],
+)
+def test_look_alikes_share_one_canonical_form(look_alike: str, original: str) -> None:
+    assert canonical(look_alike) == canonical(original)
+    assert normalize_login(look_alike) == canonical(original)
+
+
+@pytest.mark.parametrize(
+    ("one", "other"),
+    [
+        ("İvan@example.com", "ivan@example.com"),  # a dotted capital I is not an 'i'
+        ("émile@example.com", "emile@example.com"),
+        ("alice@example.com", "alice@example.co"),
+    ],
+)
+def test_different_addresses_keep_different_canonical_forms(one: str, other: str) -> None:
+    assert canonical(one) != canonical(other)
+
+
+@RELAXED
+@given(st.text())
+def test_canonical_form_is_idempotent(value: str) -> None:
+    once = canonical(value)
+    assert canonical(once) == once
+
+
+@RELAXED
+@given(st.text())
+def test_the_stored_email_has_the_canonical_form_of_the_typed_one(email: str) -> None:
+    assert canonical(normalize_email(email)) == canonical(email)
+
+
 # --- username ------------------------------------------------------------------------
 
 
@@ -121,6 +187,35 @@ def test_username_outside_the_rules_is_refused(bad: str) -> None:
 
 def test_username_with_nul_is_refused() -> None:
     assert_invalid("username", validate_username, "ada\x00x")
+
+
+@pytest.mark.parametrize(
+    ("typed", "stored"),
+    [
+        (full_width("alice"), "alice"),
+        (full_width("ALICE"), "ALICE"),
+        (f"{KELVIN}elvin", "Kelvin"),
+        ("\ufb01ona", "fiona"),  # the ligature 'fi'
+        ("ada²", "ada2"),
+    ],
+)
+def test_username_is_nfkc_normalised_before_the_rules_judge_it(typed: str, stored: str) -> None:
+    assert normalize_username(typed) == stored
+    assert validate_username(typed) == stored
+
+
+@pytest.mark.parametrize(
+    "bad", [full_width("al"), full_width("alice") + "\u3000l", full_width("AD") + "Ä", "\u2474ada"]
+)
+def test_username_outside_the_rules_after_normalisation_is_refused(bad: str) -> None:
+    assert_invalid("username", validate_username, bad)
+
+
+@RELAXED
+@given(st.text(alphabet=USERNAME_ALPHABET, min_size=3, max_size=32))
+def test_the_canonical_form_of_a_username_is_its_lower_cased_form(name: str) -> None:
+    """Why the database's lower(username) index compares usernames canonically."""
+    assert canonical(name) == name.lower()
 
 
 @RELAXED
