@@ -3,7 +3,7 @@ response bodies are in ``entrypoints.presenters``, shared with the CLI."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -141,6 +141,41 @@ class LoginRequest(Strict):
 
 class RefreshRequest(Strict):
     refresh_token: Token
+
+
+GRANT_TYPES = ("password", "refresh_token")
+
+
+class ClientFields(BaseModel):
+    """What OAuth2 clients may send besides a grant's own fields: accepted, ignored."""
+
+    scope: str | None = Field(default=None, description="Ignored.")
+    client_id: str | None = Field(default=None, description="Ignored: every client is public.")
+    client_secret: str | None = Field(default=None, description="Ignored.")
+
+
+class PasswordGrantForm(ClientFields):
+    """The password grant (RFC 6749, 4.3): Swagger's Authorize, and stock clients."""
+
+    grant_type: Literal["password"] = "password"
+    username: Credential = Field(description="The username or the email address.")
+    password: Credential
+
+
+class RefreshGrantForm(ClientFields):
+    """The refresh grant (RFC 6749, 6); at ``/refresh`` its ``grant_type`` may be left
+    out."""
+
+    grant_type: Literal["refresh_token"]
+    refresh_token: Token
+
+
+class RefreshForm(RefreshGrantForm):
+    grant_type: Literal["refresh_token"] = "refresh_token"
+
+
+class VerificationRequest(Strict):
+    email: Email
 
 
 # A mailed token; one of another length is refused by the use case like a wrong one.

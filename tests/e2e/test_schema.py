@@ -246,7 +246,15 @@ def test_the_oauth2_password_flow_logs_in_at_the_login_endpoint(
     login = document["paths"][LOGIN_PATH]["post"]
     content = login["requestBody"]["content"]
     form = content["application/x-www-form-urlencoded"]["schema"]
-    assert set(form["required"]) == {"username", "password"}
+    # Both form encodings, each grant with the fields it needs and the server's limits.
+    assert content["multipart/form-data"]["schema"] == form
+    password_grant, refresh_grant = form["oneOf"]
+    assert set(password_grant["required"]) == {"username", "password"}
+    assert set(refresh_grant["required"]) == {"grant_type", "refresh_token"}
+    for field in ("username", "password"):
+        assert password_grant["properties"][field]["maxLength"] == 1024
+        assert password_grant["properties"][field]["minLength"] == 1
+    assert refresh_grant["properties"]["refresh_token"]["maxLength"] == 4096
     assert "application/json" in content
     ok = login["responses"]["200"]["content"]["application/json"]["schema"]
     assert ok == {"$ref": "#/components/schemas/TokenPair"}

@@ -4,7 +4,8 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Request
 from fastapi.exceptions import RequestValidationError
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
+from starlette.datastructures import FormData
 from starlette.responses import Response
 
 from application.auth import (
@@ -15,7 +16,7 @@ from application.auth import (
     LogOutEverywhere,
     RefreshTokens,
 )
-from domain.errors import InvalidCredentials
+from domain.errors import InvalidCredentials, UnsupportedGrantType
 from entrypoints.http import schemas
 from entrypoints.http.dependencies import (
     CurrentPrincipal,
@@ -24,56 +25,61 @@ from entrypoints.http.dependencies import (
     json_response,
     use,
 )
+from entrypoints.http.oauth2 import OAuth2TokenRoute
 from entrypoints.http.openapi import described, problems
 from entrypoints.metrics import LOGINS
 from entrypoints.presenters import Session, TokenPair
 
 router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
+# The OAuth2 token endpoint and its refresh twin: errors also speak RFC 6749.
+token_router = APIRouter(tags=["auth"], route_class=OAuth2TokenRoute)
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
-FORM_TYPES = {"application/x-www-form-urlencoded", "multipart/form-data"}
-
-_login_form_schema = {
-    "type": "object",
-    "required": ["username", "password"],
-    "properties": {
-        "grant_type": {"type": "string", "enum": ["password"]},
-        "username": {"type": "string", "description": "The username or the email address."},
-        "password": {"type": "string", "format": "password"},
-        "scope": {"type": "string"},
-        "client_id": {"type": "string"},
-        "client_secret": {"type": "string", "format": "password"},
-    },
-}
-LOGIN_BODY = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "application/x-www-form-urlencoded": {"schema": _login_form_schema},
-            "application/json": {
-                "schema": schemas.LoginRequest.model_json_schema(
-                    ref_template="#/components/schemas/{model}"
-                )
-            },
-        },
-    }
-}
+FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+PASSWORD_GRANT, REFRESH_GRANT = schemas.GRANT_TYPES
 
 
-async def _credentials(request: Request) -> schemas.LoginRequest:
-    """The login body: an OAuth2 password form (Swagger's Authorize) or JSON."""
+def _schema(model: type[BaseModel]) -> dict[str, Any]:
+    return model.model_json_schema(ref_template="#/components/schemas/{model}")
+
+
+def _token_body(json_model: type[BaseModel], *forms: type[BaseModel]) -> dict[str, Any]:
+    """The OpenAPI request body of a token endpoint: one of the OAuth2 ``forms``, or
+    JSON."""
+    schemas_of_forms = [_schema(form) for form in forms]
+    form = {"schema": schemas_of_forms[0] if len(forms) == 1 else {"oneOf": schemas_of_forms}}
+    content = {"application/json": {"schema": _schema(json_model)}}
+    content.update(dict.fromkeys(FORM_TYPES, form))
+    return {"requestBody": {"required": True, "content": content}}
+
+
+Grant = schemas.LoginRequest | schemas.RefreshRequest
+
+
+async def _grant(request: Request, *, json_grant: str, allowed: tuple[str, ...]) -> Grant:
+    """The body of a token request: a form (RFC 6749: ``grant_type`` among ``allowed``,
+    the first by default) or JSON (the ``json_grant``'s fields)."""
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     try:
         if content_type == "application/json":
-            return schemas.LoginRequest.model_validate_json(await request.body())
+            model = schemas.LoginRequest if json_grant == PASSWORD_GRANT else schemas.RefreshRequest
+            return model.model_validate_json(await request.body())
         if content_type in FORM_TYPES:
             form = await request.form()
-            fields = {key: form[key] for key in ("username", "password") if key in form}
-            return schemas.LoginRequest.model_validate(fields)
+            grant = form.get("grant_type") or allowed[0]
+            if grant not in allowed:
+                raise UnsupportedGrantType()
+            if grant == PASSWORD_GRANT:
+                found = schemas.PasswordGrantForm.model_validate(_pick(form))
+                return schemas.LoginRequest(username=found.username, password=found.password)
+            refresh = schemas.RefreshForm.model_validate(_pick(form))
+            return schemas.RefreshRequest(refresh_token=refresh.refresh_token)
     except ValidationError as exc:
         errors = exc.errors(include_input=False, include_url=False, include_context=False)
         raise RequestValidationError(
             [{**error, "loc": ("body", *error["loc"])} for error in errors]
         ) from None
+    except UnsupportedGrantType:
+        raise
     except Exception:  # a form the parser could not read
         raise RequestValidationError(
             [{"loc": ("body",), "msg": "The form could not be parsed.", "type": "form_invalid"}]
@@ -89,21 +95,37 @@ async def _credentials(request: Request) -> schemas.LoginRequest:
     )
 
 
-@router.post(
+def _pick(form: FormData) -> dict[str, Any]:
+    """The form's fields but the grant type (read on its own), the last value of each."""
+    return {key: form[key] for key in form if key != "grant_type"}
+
+
+@token_router.post(
     "/login",
     summary="Log in",
-    description=described(LogIn),
+    description=described(LogIn)
+    + "\n\nThe OAuth2 token endpoint: with a form, `grant_type=refresh_token` refreshes"
+    " as `/refresh` does. Errors carry the RFC 6749 `error` member.",
     response_model=TokenPair,
-    responses=problems(401, 413, 422, 429, 503),
-    openapi_extra=LOGIN_BODY,
+    responses=problems(400, 401, 413, 422, 429, 503),
+    openapi_extra=_token_body(
+        schemas.LoginRequest, schemas.PasswordGrantForm, schemas.RefreshGrantForm
+    ),
     dependencies=[ip_rate_limit(IpLimit.LOGIN)],
 )
-async def log_in(request: Request, login: Annotated[LogIn, use(LogIn)]) -> Response:
-    credentials = await _credentials(request)
+async def log_in(
+    request: Request,
+    login: Annotated[LogIn, use(LogIn)],
+    refresh: Annotated[RefreshTokens, use(RefreshTokens)],
+) -> Response:
+    grant = await _grant(request, json_grant=PASSWORD_GRANT, allowed=schemas.GRANT_TYPES)
+    if isinstance(grant, schemas.RefreshRequest):
+        pair = await refresh(grant.refresh_token)
+        return json_response(TokenPair.of_pair(pair), headers=NO_STORE)
     try:
         result = await login(
-            credentials.username,
-            credentials.password,
+            grant.username,
+            grant.password,
             user_agent=request.headers.get("user-agent"),
         )
     except InvalidCredentials:
@@ -113,20 +135,28 @@ async def log_in(request: Request, login: Annotated[LogIn, use(LogIn)]) -> Respo
     return json_response(TokenPair.of_pair(result.tokens), headers=NO_STORE)
 
 
-@router.post(
+@token_router.post(
     "/refresh",
     summary="Refresh the token pair",
-    description=described(RefreshTokens),
+    description=described(RefreshTokens)
+    + "\n\nJSON, or the OAuth2 form (`grant_type=refresh_token`). Errors carry the"
+    " RFC 6749 `error` member.",
     response_model=TokenPair,
-    responses=problems(401, 413, 422, 429, 503),
+    responses=problems(400, 401, 413, 422, 429, 503),
+    openapi_extra=_token_body(schemas.RefreshRequest, schemas.RefreshForm),
     dependencies=[ip_rate_limit(IpLimit.REFRESH)],
 )
 async def refresh_tokens(
-    body: schemas.RefreshRequest,
+    request: Request,
     refresh: Annotated[RefreshTokens, use(RefreshTokens)],
 ) -> Response:
-    pair = await refresh(body.refresh_token)
+    grant = await _grant(request, json_grant=REFRESH_GRANT, allowed=(REFRESH_GRANT,))
+    assert isinstance(grant, schemas.RefreshRequest)
+    pair = await refresh(grant.refresh_token)
     return json_response(TokenPair.of_pair(pair), headers=NO_STORE)
+
+
+router.include_router(token_router)
 
 
 @router.post(
