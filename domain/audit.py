@@ -56,6 +56,8 @@ class Actor:
     name: str | None = None
     request_id: str | None = None
     ip: str | None = None
+    # What the client called the request (its X-Request-ID): kept, never trusted as ours.
+    client_request_id: str | None = None
 
     def as_user(self, user_id: int) -> Actor:
         return replace(self, type=ActorType.USER, id=user_id)
@@ -114,6 +116,8 @@ class AuditEvent:
         found = dict(details or {})
         if actor.name is not None:
             found["os_user"] = actor.name
+        if actor.client_request_id is not None:
+            found["client_request_id"] = actor.client_request_id
         return cls(
             action=action,
             occurred_at=at,

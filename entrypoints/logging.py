@@ -47,9 +47,11 @@ def redact(value: Any, key: str = "") -> Any:
     return value
 
 
-# The request being handled, for every event logged while it runs: one context variable
-# set and reset per request (cheaper than structlog's bind/unbind on the hot path).
+# The request being handled, for every event logged while it runs: the server's own id
+# for it, and the client's X-Request-ID when it sent a sane one. Context variables set
+# and reset per request (cheaper than structlog's bind/unbind on the hot path).
 REQUEST_ID: ContextVar[str | None] = ContextVar("request_id", default=None)
+CLIENT_REQUEST_ID: ContextVar[str | None] = ContextVar("client_request_id", default=None)
 
 
 def _add_request_id(
@@ -58,6 +60,9 @@ def _add_request_id(
     request_id = REQUEST_ID.get()
     if request_id is not None:
         event_dict.setdefault("request_id", request_id)
+        client_request_id = CLIENT_REQUEST_ID.get()
+        if client_request_id is not None:
+            event_dict.setdefault("client_request_id", client_request_id)
     return event_dict
 
 

@@ -8,6 +8,7 @@ HTTP like anybody else.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -855,22 +856,30 @@ def assert_event(
     *,
     actor_id: int | None,
     target: int | None,
-    request_id: str,
+    request_id: str | None = None,
+    client_request_id: str | None = None,
     ip: str = "127.0.0.1",
     details: dict[str, Any] | None = None,
 ) -> None:
+    """``request_id``: the server's id for the request as its response echoed it; when
+    the client sent an id of its own (``client_request_id``), the server's is another,
+    kept in ``request_id``, and the client's is only a detail."""
     assert set(event) == AUDIT_FIELDS
     assert isinstance(event["id"], int)
     assert datetime.fromisoformat(event["occurred_at"]).utcoffset() is not None
-    expected = {
+    expected: dict[str, Any] = {
         "action": action,
         "actor_type": "user",
         "actor_id": actor_id,
         "target_user_id": target,
-        "request_id": request_id,
         "ip": ip,
         "details": details or {},
     }
+    if client_request_id is None:
+        expected["request_id"] = request_id
+    else:
+        expected["details"] = {**expected["details"], "client_request_id": client_request_id}
+        assert re.fullmatch(r"[0-9a-f]{32}", event["request_id"]), event
     assert {k: event[k] for k in expected} == expected, event
 
 
@@ -893,7 +902,7 @@ async def test_a_self_registration_is_recorded_with_the_request_and_no_actor(api
         "user.registered",
         actor_id=None,
         target=ada["id"],
-        request_id="signup-42",
+        client_request_id="signup-42",
         ip="203.0.113.7",
     )
 
@@ -1110,7 +1119,7 @@ async def test_refreshing_with_a_rotated_token_is_recorded_as_reuse(api: Api) ->
         "session.reuse_detected",
         actor_id=None,
         target=ada["id"],
-        request_id="replay-1",
+        client_request_id="replay-1",
         details={"session_id": claims(tokens["access_token"])["sid"]},
     )
 

@@ -402,9 +402,11 @@ def _log_events(stream: io.StringIO) -> list[dict[str, Any]]:
 
 async def test_the_request_id_appears_in_the_logs(api: Api, log_stream: io.StringIO) -> None:
     await api.client.get(USERS, headers={"X-Request-ID": "trace-4711.abc"})
-    events = [e for e in _log_events(log_stream) if e.get("request_id") == "trace-4711.abc"]
+    # The client's id is logged beside the server's own, which names the request.
+    events = [e for e in _log_events(log_stream) if e.get("client_request_id") == "trace-4711.abc"]
     assert events, log_stream.getvalue()
     assert any(e.get("status") == 200 for e in events)
+    assert all(re.fullmatch(r"[0-9a-f]{32}", e["request_id"]) for e in events)
     response = await api.client.get(USERS, headers={"X-Request-ID": "bad id"})
     fresh = response.headers["x-request-id"]
     assert any(e.get("request_id") == fresh for e in _log_events(log_stream))
@@ -475,7 +477,11 @@ async def test_an_unexpected_error_is_a_500_problem_with_the_request_id_and_no_i
             assert body["status"] == 500
             assert body["code"] == "internal_error"
             assert body["detail"]
-            assert body["request_id"] == response.headers["x-request-id"]
+            # The server's own id, which its log lines carry; echoed when the client
+            # sent none.
+            assert re.fullmatch(r"[0-9a-f]{32}", body["request_id"])
+            if response.request.headers.get("x-request-id") is None:
+                assert body["request_id"] == response.headers["x-request-id"]
             for leak in (
                 "internal detail",
                 "select",
@@ -488,7 +494,7 @@ async def test_an_unexpected_error_is_a_500_problem_with_the_request_id_and_no_i
         assert body["request_id"] != "boom-2"
         # The app keeps serving, and the failure is logged with its traceback and id.
         assert (await api.client.get("/health/live")).status_code == 200
-        errors = [e for e in _log_events(log_stream) if e.get("request_id") == "boom-1"]
+        errors = [e for e in _log_events(log_stream) if e.get("client_request_id") == "boom-1"]
         assert any("RuntimeError" in json.dumps(e) for e in errors), log_stream.getvalue()
 
 

@@ -247,7 +247,9 @@ def test_every_request_is_logged_with_its_id_route_status_and_duration(
         assert not missing, (missing, event)
         assert isinstance(event["duration_ms"], int | float)
         assert event["duration_ms"] >= 0
-    by_id = {e["request_id"]: e for e in requests}
+    # The server names each request with an id of its own; the client's is logged beside.
+    assert all(re.fullmatch(r"[0-9a-f]{32}", e["request_id"]) for e in requests)
+    by_id = {e["client_request_id"]: e for e in requests if "client_request_id" in e}
     for request_id, (method, route, status) in session.request_ids.items():
         assert request_id in by_id, f"{request_id} ({method} {route}) was not logged"
         event = by_id[request_id]
@@ -399,7 +401,7 @@ def test_each_mail_is_logged_by_id_template_and_masked_recipient(
     assert [(e["template"], e["recipient"]) for e in dropped] == [
         ("password_reset", "g***@example.com")
     ]
-    requests = {e["request_id"] for e in mail_session.events if e["event"] == "request"}
+    requests = {e.get("client_request_id") for e in mail_session.events if e["event"] == "request"}
     assert set(mail_session.request_ids) <= requests
     assert not [e for e in mail_session.events if e["level"] in {"error", "critical"}]
 

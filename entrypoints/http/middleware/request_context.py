@@ -14,7 +14,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from domain.audit import Actor, ActorType, act_as, stop_acting
 from entrypoints.http.middleware.headers import header
-from entrypoints.logging import REQUEST_ID, get_logger, logs_at
+from entrypoints.logging import CLIENT_REQUEST_ID, REQUEST_ID, get_logger, logs_at
 from entrypoints.metrics import http_request_metrics
 
 logger = get_logger("http")
@@ -30,7 +30,8 @@ NO_STORE = (b"cache-control", b"no-store")
 
 
 class RequestContextMiddleware:
-    """Gives every request an id (the client's, if sane), echoes it in ``X-Request-ID``
+    """Gives every request an id of the server's own, echoes the client's (if sane, else
+    the server's) in ``X-Request-ID``
     with the security headers, binds it to the log context, logs one line per request
     and records its metrics. Errors are ``UnhandledErrorMiddleware``'s, inside."""
 
@@ -46,14 +47,18 @@ class RequestContextMiddleware:
             await self.app(scope, receive, send)
             return
         sent = header(scope, REQUEST_ID_HEADER)
-        request_id = (
-            sent.decode() if sent and SANE_REQUEST_ID.fullmatch(sent) else secrets.token_hex(16)
-        )
+        # The server's own id names the request in the logs and the audit trail; the
+        # client's is echoed and logged beside it, never in its place (a client may send
+        # any id, another request's too).
+        request_id = secrets.token_hex(16)
+        client_request_id = sent.decode() if sent and SANE_REQUEST_ID.fullmatch(sent) else None
         state = scope.setdefault("state", {})
         state["request_id"] = request_id
         state["client_ip"] = self.client_ip(scope)
         logged_as = REQUEST_ID.set(request_id)
-        added = [*SECURITY_HEADERS, (REQUEST_ID_HEADER, request_id.encode())]
+        client_logged_as = CLIENT_REQUEST_ID.set(client_request_id)
+        echoed = client_request_id or request_id
+        added = [*SECURITY_HEADERS, (REQUEST_ID_HEADER, echoed.encode())]
         api = scope["path"].startswith("/api/")
         status = 500  # unless a response starts: the server then ends the connection
         start = time.perf_counter()
@@ -70,7 +75,14 @@ class RequestContextMiddleware:
 
         # Whatever the request changes is recorded as done by its client (by its user,
         # once a token says who: ``current_principal``).
-        acting = act_as(Actor(ActorType.USER, request_id=request_id, ip=state["client_ip"]))
+        acting = act_as(
+            Actor(
+                ActorType.USER,
+                request_id=request_id,
+                client_request_id=client_request_id,
+                ip=state["client_ip"],
+            )
+        )
         try:
             await self.app(scope, receive, send_with_id)
         finally:
@@ -87,6 +99,7 @@ class RequestContextMiddleware:
                     duration_ms=round(elapsed * 1000, 2),
                     client=state["client_ip"],
                 )
+            CLIENT_REQUEST_ID.reset(client_logged_as)
             REQUEST_ID.reset(logged_as)
 
 
