@@ -20,7 +20,7 @@ from sqlalchemy import (
     update,
 )
 
-from adapters.orm import BigId, UTCDateTime, metadata, users
+from adapters.orm import BigId, UTCDateTime, metadata
 from adapters.registry import SqlRepository
 from domain.email_tokens import EmailToken, EmailTokenRepository, Purpose
 
@@ -47,22 +47,23 @@ _USABLE = (
     email_tokens.c.expires_at > bindparam("now"),
 )
 _INSERT = insert(email_tokens)
-# Held until the transaction ends: the next issue for this user waits, then sees this
-# one's token (each statement reads what is committed when it starts) and ends it.
-_LOCK_USER = select(users.c.id).where(users.c.id == bindparam("uid")).with_for_update()
 _FIND_USABLE = select(email_tokens).where(*_USABLE)
 # One statement: of concurrent redemptions, the database lets exactly one match.
 _REDEEM = (
     update(email_tokens).where(*_USABLE).values(used_at=bindparam("at")).returning(*email_tokens.c)
 )
-_END_ALL = (
-    update(email_tokens)
-    .where(
-        email_tokens.c.user_id == bindparam("uid"),
-        email_tokens.c.purpose == bindparam("p_purpose"),
-        email_tokens.c.used_at.is_(None),
-    )
-    .values(used_at=bindparam("at"))
+_UNUSED_OF_USER = (
+    email_tokens.c.user_id == bindparam("uid"),
+    email_tokens.c.used_at.is_(None),
+)
+_END = update(email_tokens).values(used_at=bindparam("at"))
+_END_ALL = _END.where(*_UNUSED_OF_USER)
+_END_ALL_OF_PURPOSE = _END_ALL.where(email_tokens.c.purpose == bindparam("p_purpose"))
+# Issued before the token that was just sent, or at the same instant (a clock may not
+# tell two issues apart; the one sent last is the one that stays).
+_SUPERSEDE = _END_ALL_OF_PURPOSE.where(
+    email_tokens.c.created_at <= bindparam("created"),
+    email_tokens.c.id != bindparam("token_id"),
 )
 _DELETE_SPENT = delete(email_tokens).where(
     email_tokens.c.id.in_(
@@ -88,9 +89,17 @@ def _token(row: Mapping[str, Any] | None) -> EmailToken | None:
 
 class SqlEmailTokenRepository(SqlRepository, EmailTokenRepository):
     async def issue(self, token: EmailToken) -> None:
-        await self._db.one(_LOCK_USER, {"uid": token.user_id})
-        await self.end_all(token.user_id, token.purpose, token.created_at)
         await self._db.execute(_INSERT, {**vars(token), "purpose": token.purpose.value})
+
+    async def supersede(self, token: EmailToken, at: datetime) -> int:
+        params = {
+            "uid": token.user_id,
+            "p_purpose": token.purpose.value,
+            "created": token.created_at,
+            "token_id": token.id,
+            "at": at,
+        }
+        return await self._db.execute(_SUPERSEDE, params)
 
     async def find_usable(
         self, token_id: str, purpose: Purpose, now: datetime
@@ -104,9 +113,11 @@ class SqlEmailTokenRepository(SqlRepository, EmailTokenRepository):
         row = await self._db.one(_REDEEM, params)
         return _token(row)
 
-    async def end_all(self, user_id: int, purpose: Purpose, at: datetime) -> int:
+    async def end_all(self, user_id: int, purpose: Purpose | None, at: datetime) -> int:
+        if purpose is None:
+            return await self._db.execute(_END_ALL, {"uid": user_id, "at": at})
         params = {"uid": user_id, "p_purpose": purpose.value, "at": at}
-        return await self._db.execute(_END_ALL, params)
+        return await self._db.execute(_END_ALL_OF_PURPOSE, params)
 
     async def delete_spent(self, before: datetime, limit: int) -> int:
         return await self._db.execute(_DELETE_SPENT, {"before": before, "limit": limit})

@@ -10,11 +10,13 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from application.audit import record
+from application.auth import end_all_sessions
 from application.email import email_changed, password_changed, queue_message
 from application.users import UNSET, Unset, delete_user, ensure_free
 from domain.audit import Action
 from domain.errors import (
     CannotChangeOwnAccess,
+    InvalidValue,
     LastSuperuser,
     UserNotFound,
 )
@@ -97,7 +99,7 @@ class SetPassword:
             assert user.id is not None
             now = self._clock.now()
             await uow.users.set_password_hash(user.id, new_hash)
-            await uow.end_all_sessions(user.id, now)
+            await end_all_sessions(uow, user.id, now)
             user = await _reread(uow, user)
             await password_changed(uow, user, now)
             await record(uow, Action.PASSWORD_CHANGED, user.id, now)
@@ -156,7 +158,7 @@ async def change_access(
         changed.append(name)
         await record(uow, gained if wanted else lost, user.id, now)
         if not wanted and not ended:
-            await uow.end_all_sessions(user.id, now)
+            await end_all_sessions(uow, user.id, now)
             ended = True
     return changed
 
@@ -177,9 +179,10 @@ class UserChanges:
 class UpdateUser:
     """Change any account: its email, username, full name, and whether it is active, a
     superuser and confirmed. Deactivating or demoting ends every session of the user at
-    once. Nobody removes their own access, and the last active superuser keeps theirs.
-    A new address is unconfirmed unless the change says otherwise, and both the new and
-    the old address get a mail."""
+    once. Nobody removes their own access or moves their own address here, and the last
+    active superuser keeps theirs. A new address is unconfirmed until the link mailed to
+    it is followed, every link mailed before stops working, and the old address is
+    told."""
 
     def __init__(self, uow: UowFactory, clock: Clock) -> None:
         self._uow = uow
@@ -189,6 +192,9 @@ class UpdateUser:
         self, ref: UserRef, changes: UserChanges, *, acting_user: int | None = None
     ) -> User:
         email = validate_email(changes.email) if changes.email is not None else None
+        if email is not None and changes.is_verified:
+            # The new address is confirmed by the link mailed to it, never by decree.
+            raise InvalidValue("is_verified", "cannot be set together with a new email")
         username = validate_username(changes.username) if changes.username is not None else None
         full_name = changes.full_name
         if not isinstance(full_name, Unset):
@@ -196,11 +202,16 @@ class UpdateUser:
         async with self._uow() as uow:
             user = await find_user(uow, ref)
             assert user.id is not None
-            if user.id == acting_user and False in (changes.is_active, changes.is_superuser):
+            new_email = email if email not in (None, user.email) else None
+            # A superuser's own address is changed through /users/me, with the password:
+            # a stolen access token alone must not move an account to another mailbox.
+            if user.id == acting_user and (
+                False in (changes.is_active, changes.is_superuser) or new_email is not None
+            ):
                 raise CannotChangeOwnAccess()
             now = self._clock.now()
             update = ProfileUpdate(
-                email=email if email not in (None, user.email) else None,
+                email=new_email,
                 username=username if username not in (None, user.username) else None,
                 full_name=None if isinstance(full_name, Unset) else full_name,
                 set_full_name=not isinstance(full_name, Unset) and full_name != user.full_name,
@@ -304,7 +315,7 @@ class EndUserSessions:
             user = await find_user(uow, ref)
             assert user.id is not None
             now = self._clock.now()
-            await uow.end_all_sessions(user.id, now)
+            await end_all_sessions(uow, user.id, now)
             await record(uow, Action.SESSIONS_REVOKED, user.id, now)
             await uow.commit()
 

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 from application.audit import record
 from application.tokens import TokenPolicy, issue_pair
 from domain.audit import Action
+from domain.email_tokens import EmailTokenRepository
 from domain.errors import (
     EmailNotVerified,
     InvalidCredentials,
@@ -15,7 +17,14 @@ from domain.errors import (
     SessionNotFound,
 )
 from domain.model import Principal, Session, TokenPair, User, is_id
-from domain.ports import Clock, FailedLoginCounter, PasswordHasher, TokenCodec, UowFactory
+from domain.ports import (
+    Clock,
+    FailedLoginCounter,
+    PasswordHasher,
+    TokenCodec,
+    UnitOfWork,
+    UowFactory,
+)
 from domain.rules import normalize_login
 
 USER_AGENT_MAX_LENGTH = 255
@@ -44,6 +53,18 @@ async def counted_check(
     if matches:
         await failed_checks.succeeded(account)
     return matches
+
+
+async def end_all_sessions(uow: UnitOfWork, user_id: int, at: datetime) -> bool:
+    """End every session of the user: every access and refresh token issued so far
+    stops working at once, and so does every link mailed to the user (reset and
+    verification), since whatever ends a user's sessions must not leave a way to open
+    a new one. Whether the user exists."""
+    if not await uow.users.revoke_tokens(user_id):
+        return False
+    await uow.sessions.revoke_all(user_id, at)
+    await uow.repository(EmailTokenRepository).end_all(user_id, None, at)
+    return True
 
 
 @dataclass(frozen=True)
@@ -239,7 +260,7 @@ class LogOutEverywhere:
     async def __call__(self, principal: Principal) -> None:
         async with self._uow() as uow:
             now = self._clock.now()
-            if not await uow.end_all_sessions(principal.user_id, now):
+            if not await end_all_sessions(uow, principal.user_id, now):
                 raise InvalidToken()
             await record(uow, Action.SESSIONS_REVOKED, principal.user_id, now)
             await uow.commit()

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from application.audit import record
+from application.auth import end_all_sessions
 from domain.audit import Action
 from domain.email_tokens import TOKEN_MAX_LENGTH, EmailTokenRepository, Purpose, token_hash
 from domain.errors import (
@@ -69,9 +70,12 @@ async def queue_verification(uow: UnitOfWork, user: User, now: datetime) -> None
 async def email_changed(
     uow: UnitOfWork, user: User, old_email: str, now: datetime, *, verify: bool = True
 ) -> None:
-    """What follows a change of address: a verification mail to the new one (unless it
-    counts as confirmed), and a notice to the old one (so a hijacked account does not
-    change hands silently)."""
+    """What follows a change of address: every link mailed before stops working (a
+    reset link in the old mailbox must not take the account back), a verification mail
+    goes to the new one (unless it counts as confirmed), and a notice to the old one (so
+    a hijacked account does not change hands silently)."""
+    assert user.id is not None
+    await uow.repository(EmailTokenRepository).end_all(user.id, None, now)
     if verify:
         await queue_verification(uow, user, now)
     await queue_message(
@@ -85,10 +89,8 @@ async def email_changed(
 
 
 async def password_changed(uow: UnitOfWork, user: User, now: datetime) -> None:
-    """What follows any new password: outstanding reset links stop working, and the
-    account's address hears of it."""
-    assert user.id is not None
-    await uow.repository(EmailTokenRepository).end_all(user.id, Purpose.PASSWORD_RESET, now)
+    """What follows any new password (whose change also ended every session and mailed
+    link, ``end_all_sessions``): the account's address hears of it."""
     context = {"username": user.username}
     await queue_message(uow, Template.PASSWORD_CHANGED, user.email, now, user=user, context=context)
 
@@ -148,6 +150,23 @@ class ResendVerification:
             await uow.commit()
 
 
+class RequestVerificationLink:
+    """Ask for a new verification link by address, without logging in (a login may be
+    what an unconfirmed address prevents). Every well-formed address gets the same
+    answer, at the same cost: the request only records the address, and the relay
+    mails an active, unconfirmed account that has it; nobody else gets anything."""
+
+    def __init__(self, uow: UowFactory, clock: Clock) -> None:
+        self._uow = uow
+        self._clock = clock
+
+    async def __call__(self, email: str) -> None:
+        address = validate_email(email)
+        async with self._uow() as uow:
+            await queue_message(uow, Template.VERIFY_EMAIL, address, self._clock.now())
+            await uow.commit()
+
+
 class RequestPasswordReset:
     """Ask for a password reset link. Every well-formed address gets the same answer,
     at the same cost: the request only records the address, and the relay looks the
@@ -165,9 +184,10 @@ class RequestPasswordReset:
 
 
 class ResetPassword:
-    """Set a new password with the token of a reset mail. The token works once; every
-    session of the user ends, the address counts as confirmed (the user has just read
-    a mail sent to it), and the user is told of the change."""
+    """Set a new password with the token of a reset mail. The token works once, and
+    only while the account still has the address it was sent to; every session of the
+    user ends, the address counts as confirmed (the user has just read a mail sent to
+    it), and the user is told of the change."""
 
     def __init__(self, uow: UowFactory, hasher: PasswordHasher, clock: Clock) -> None:
         self._uow = uow
@@ -193,11 +213,17 @@ class ResetPassword:
                 token_id, Purpose.PASSWORD_RESET, now
             )
             user = await uow.users.get(redeemed.user_id) if redeemed else None
-            if redeemed is None or user is None or not user.is_active:
+            # A link sent to an address the account no longer has resets nothing.
+            if (
+                redeemed is None
+                or user is None
+                or not user.is_active
+                or user.email != redeemed.email
+            ):
                 raise InvalidResetToken()
             assert user.id is not None
             await uow.users.set_password_hash(user.id, new_hash)
-            await uow.end_all_sessions(user.id, now)
+            await end_all_sessions(uow, user.id, now)
             await uow.users.mark_verified(user.id, if_email=redeemed.email)
             await password_changed(uow, user, now)
             await record(uow, Action.PASSWORD_RESET, user.id, now)

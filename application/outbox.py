@@ -9,14 +9,17 @@ due again when their lease ends: every message is sent at least once.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from enum import StrEnum
 
+from application.audit import record
 from application.email import EmailPolicy
+from domain.audit import Action
 from domain.email_tokens import EmailToken, EmailTokenRepository, Purpose
-from domain.errors import NotFound
+from domain.errors import LimitsUnavailable, NotFound
 from domain.mail import Mail, MailNotSent, MailTemplates, MailTransport, mask_address
 from domain.model import User, new_id
 from domain.outbox import (
@@ -27,10 +30,12 @@ from domain.outbox import (
     Status,
     Template,
 )
-from domain.ports import Clock, UnitOfWork, UowFactory
+from domain.ports import Clock, RateLimits, UnitOfWork, UowFactory
 from domain.rules import validate_email
 
 TEST_TEMPLATE = "test_message"
+# The limit (``MAIL_PER_RECIPIENT_LIMIT``) on the mails one address receives.
+RECIPIENT_LIMIT = "mail_recipient"
 
 
 @dataclass(frozen=True)
@@ -54,6 +59,8 @@ class Outcome(StrEnum):
     DEAD = "dead"
     # The claim had lapsed and another relay took the message over.
     LOST = "lost"
+    # Not sent: the address has had as many mails as it may (MAIL_PER_RECIPIENT_LIMIT).
+    CAPPED = "capped"
 
 
 @dataclass(frozen=True)
@@ -66,6 +73,9 @@ class Delivery:
     attempt: int
     outcome: Outcome
     error: str | None = None
+    # Asked for by an address (a reset, a new verification link) rather than about an
+    # account: whether it was sent tells whether the address has an account.
+    by_address: bool = False
 
 
 @dataclass(frozen=True)
@@ -78,8 +88,20 @@ class RelayResult:
         return sum(1 for d in self.deliveries if d.outcome is outcome)
 
 
+@dataclass(frozen=True)
+class _Prepared:
+    """A message made ready to send: the mail (None: nothing to send), its outcome
+    once sent, and the token in its link, if any."""
+
+    mail: Mail | None
+    outcome: Outcome
+    token: EmailToken | None = None
+
+
 class RelayOutbox:
-    """Deliver the messages that are due, one batch; what became of each."""
+    """Deliver the messages that are due, one batch; what became of each. An address
+    gets at most the per-recipient limit of mails; those past it are capped (settled,
+    not sent)."""
 
     def __init__(
         self,
@@ -89,6 +111,7 @@ class RelayOutbox:
         clock: Clock,
         email_policy: EmailPolicy,
         relay_policy: RelayPolicy,
+        rate_limits: RateLimits,
     ) -> None:
         self._uow = uow
         self._transport = transport
@@ -96,6 +119,7 @@ class RelayOutbox:
         self._clock = clock
         self._email = email_policy
         self._relay = relay_policy
+        self._limits = rate_limits
 
     async def __call__(self) -> RelayResult:
         claim = new_id()
@@ -127,10 +151,11 @@ class RelayOutbox:
 
     async def _deliver(self, message: OutboxMessage, claim: str) -> Delivery:
         error = None
+        prepared = _Prepared(None, Outcome.DROPPED)
         try:
-            mail = await self._prepare(message)
-            if mail is not None:
-                await self._transport.send(mail)
+            prepared = await self._prepare(message)
+            if prepared.mail is not None:
+                await self._transport.send(prepared.mail)
         except MailNotSent as exc:
             error = exc.detail
         async with self._uow() as uow:
@@ -138,7 +163,10 @@ class RelayOutbox:
             now = self._clock.now()
             if error is None:
                 settled = await outbox.mark_sent(message.id, claim, now)
-                outcome = Outcome.SENT if mail is not None else Outcome.DROPPED
+                outcome = prepared.outcome
+                if prepared.token is not None:
+                    # Only now that the new link is out do the older ones stop working.
+                    await uow.repository(EmailTokenRepository).supersede(prepared.token, now)
             else:
                 retry_at = self._relay.retry.next_attempt(message.attempts, now)
                 settled = await outbox.mark_failed(message.id, claim, error, retry_at)
@@ -151,28 +179,43 @@ class RelayOutbox:
             attempt=message.attempts,
             outcome=outcome if settled else Outcome.LOST,
             error=error,
+            by_address=message.user_id is None,
         )
 
-    async def _prepare(self, message: OutboxMessage) -> Mail | None:
-        """The mail to send for ``message``, or None when there is nothing to send."""
+    async def _prepare(self, message: OutboxMessage) -> _Prepared:
+        """What to send for ``message``: a mail, or nothing (dropped or capped)."""
         if message.template is Template.VERIFY_EMAIL:
             return await self._with_token(message, Purpose.VERIFY_EMAIL)
         if message.template is Template.PASSWORD_RESET:
             return await self._with_token(message, Purpose.PASSWORD_RESET)
-        return self._render(message.id, message.recipient, message.template, message.context)
+        if not await self._may_receive(message.recipient):
+            return _Prepared(None, Outcome.CAPPED)
+        mail = self._render(message.id, message.recipient, message.template, message.context)
+        return _Prepared(mail, Outcome.SENT)
 
-    async def _with_token(self, message: OutboxMessage, purpose: Purpose) -> Mail | None:
+    async def _may_receive(self, address: str) -> bool:
+        """Whether ``address`` may get one more mail (and count it). A limit store that
+        cannot be reached holds the message back for a retry: never sent uncounted."""
+        key = hashlib.sha256(address.encode()).hexdigest()[:32]
+        try:
+            return await self._limits.hit(RECIPIENT_LIMIT, key) is None
+        except LimitsUnavailable as exc:
+            raise MailNotSent("the rate limit store is unavailable") from exc
+
+    async def _with_token(self, message: OutboxMessage, purpose: Purpose) -> _Prepared:
         # The token is made now, in a transaction of its own, and exists in the mail
-        # alone. A retry makes a new one, which ends the one before.
+        # alone. A retry makes a new one; the older links end once one is sent.
         async with self._uow() as uow:
             user = await _recipient_account(uow, message, purpose)
-            if user is None:
-                return None
-            assert user.id is not None
-            now = self._clock.now()
-            verifying = purpose is Purpose.VERIFY_EMAIL
-            ttl = self._email.verification_ttl if verifying else self._email.reset_ttl
-            value, stored = EmailToken.issue(purpose, user.id, user.email, now, ttl)
+        if user is None:
+            return _Prepared(None, Outcome.DROPPED)
+        if not await self._may_receive(user.email):
+            return _Prepared(None, Outcome.CAPPED)
+        assert user.id is not None
+        verifying = purpose is Purpose.VERIFY_EMAIL
+        ttl = self._email.verification_ttl if verifying else self._email.reset_ttl
+        value, stored = EmailToken.issue(purpose, user.id, user.email, self._clock.now(), ttl)
+        async with self._uow() as uow:
             await uow.repository(EmailTokenRepository).issue(stored)
             await uow.commit()
         context: dict[str, object] = {
@@ -183,7 +226,8 @@ class RelayOutbox:
             context["expires_hours"] = int(ttl.total_seconds() // 3600)
         else:
             context["expires_minutes"] = int(ttl.total_seconds() // 60)
-        return self._render(message.id, user.email, message.template, context)
+        mail = self._render(message.id, user.email, message.template, context)
+        return _Prepared(mail, Outcome.SENT, stored)
 
     def _render(
         self, message_id: str, to: str, template: str, context: Mapping[str, object]
@@ -250,7 +294,11 @@ class RetryOutbox:
                     found = await outbox.get(message_id)
                     if found is None or found.status is not Status.DEAD:
                         raise NotFound(f"No dead message with id {message_id!r}.")
-            revived = await outbox.retry(message_ids, self._clock.now())
+            now = self._clock.now()
+            revived = await outbox.retry(message_ids, now)
+            if revived:
+                ids = "all dead" if message_ids is None else sorted(message_ids)
+                await record(uow, Action.OUTBOX_RETRIED, None, now, messages=ids, count=revived)
             await uow.commit()
         return revived
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from application.audit import record
-from application.auth import account_of, counted_check
+from application.auth import account_of, counted_check, end_all_sessions
 from application.email import email_changed, password_changed, queue_verification
 from domain.audit import Action
 from domain.errors import (
@@ -69,6 +69,8 @@ class RegisterUser:
             )
             await queue_verification(uow, user, now)
             await record(uow, Action.REGISTERED, user.id, now)
+            if user.is_superuser:
+                await record(uow, Action.SUPERUSER_GRANTED, user.id, now)
             await uow.commit()
         return user
 
@@ -149,7 +151,7 @@ class UpdateProfile:
                 raise InvalidToken()
             now = self._clock.now()
             if new_hash is not None:
-                await uow.end_all_sessions(principal.user_id, now)
+                await end_all_sessions(uow, principal.user_id, now)
             updated = await uow.users.get(principal.user_id)
             assert updated is not None
             if update.email is not None:

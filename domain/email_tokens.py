@@ -63,9 +63,15 @@ class EmailToken:
 class EmailTokenRepository(abc.ABC):
     @abc.abstractmethod
     async def issue(self, token: EmailToken) -> None:
-        """Store a newly issued token and end the user's older unused ones of its
-        purpose. Issues for one user take turns (the user's row is held until the
-        transaction ends), so however many run at once, only the last stays usable."""
+        """Store a newly issued token. The user's older tokens of its purpose stay
+        usable until ``supersede`` says this one has gone out: a mail that fails to
+        leave never takes the previous link away."""
+
+    @abc.abstractmethod
+    async def supersede(self, token: EmailToken, at: datetime) -> int:
+        """``token`` has been sent: end the user's other unused tokens of its purpose
+        issued before it or at the same instant; how many. However the sends of
+        several tokens interleave, the newest one sent stays usable."""
 
     @abc.abstractmethod
     async def find_usable(
@@ -80,9 +86,10 @@ class EmailTokenRepository(abc.ABC):
         get None, as do unknown, expired and superseded tokens."""
 
     @abc.abstractmethod
-    async def end_all(self, user_id: int, purpose: Purpose, at: datetime) -> int:
-        """End every unused token of the user for ``purpose`` (a newer one supersedes
-        them, or what they were for has been done another way); how many."""
+    async def end_all(self, user_id: int, purpose: Purpose | None, at: datetime) -> int:
+        """End every unused token of the user for ``purpose`` (every purpose when it
+        is None): what they were for has been done another way, or the account
+        changed under them. How many."""
 
     @abc.abstractmethod
     async def delete_spent(self, before: datetime, limit: int) -> int:

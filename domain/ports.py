@@ -221,14 +221,6 @@ class UnitOfWork(abc.ABC):
     ) -> None:
         await self.rollback()
 
-    async def end_all_sessions(self, user_id: int, at: datetime) -> bool:
-        """End every session of the user: every access and refresh token issued so far
-        stops working at once. Whether the user exists."""
-        if not await self.users.revoke_tokens(user_id):
-            return False
-        await self.sessions.revoke_all(user_id, at)
-        return True
-
     @abc.abstractmethod
     async def commit(self) -> None:
         """Make everything done in this unit of work durable, at once."""

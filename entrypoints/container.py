@@ -67,8 +67,11 @@ def codec_kind(settings: Settings) -> str:
 
 
 def ip_limits(settings: Settings) -> dict[str, str]:
-    """The per-client-IP limits by name, as the HTTP API applies them."""
+    """The named limits: per client IP, user or address as the HTTP API applies them,
+    and the mails one address may receive, as the relay applies it."""
     return {
+        "email_change": settings.rate_limit_email_change,
+        "mail_recipient": settings.mail_per_recipient_limit,
         "login": settings.rate_limit_login,
         "refresh": settings.rate_limit_refresh,
         "logout": settings.rate_limit_logout,

@@ -90,8 +90,9 @@ PURGE_DURATION = Histogram(
 )
 MAIL_DELIVERIES = Counter(
     "mail_deliveries_total",
-    "Outbox messages settled by a relay, by template and outcome"
-    " (sent, dropped, retry, dead, lost).",
+    "Outbox messages settled by a relay, by template and outcome (sent, dropped, capped,"
+    " retry, dead, lost; 'handled' for one asked for by an address and sent, dropped or"
+    " capped).",
     ["template", "outcome"],
 )
 OUTBOX_PENDING = Gauge("outbox_pending_messages", "Messages waiting in the mail outbox.")

@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, settings
 from application.tokens import TokenPolicy
 from domain.audit import AuditEvent, AuditFilter, AuditLog
 from domain.email_tokens import EmailToken, EmailTokenRepository, Purpose
-from domain.errors import EmailTaken, UsernameTaken
+from domain.errors import EmailTaken, LimitsUnavailable, UsernameTaken
 from domain.mail import Mail, MailNotSent, MailTemplates, MailTransport, RenderedMail
 from domain.model import (
     Credentials,
@@ -33,6 +33,7 @@ from domain.ports import (
     Clock,
     FailedLoginCounter,
     PasswordHasher,
+    RateLimits,
     RefreshTokenRepository,
     SessionRepository,
     UnitOfWork,
@@ -315,8 +316,21 @@ class FakeEmailTokenRepository(EmailTokenRepository):
         self.store = store
 
     async def issue(self, token: EmailToken) -> None:
-        await self.end_all(token.user_id, token.purpose, token.created_at)
         self.store.email_tokens[token.id] = copy.copy(token)
+
+    async def supersede(self, token: EmailToken, at: datetime) -> int:
+        ended = 0
+        for other in self.store.email_tokens.values():
+            if (
+                other.user_id == token.user_id
+                and other.purpose is token.purpose
+                and other.used_at is None
+                and other.created_at <= token.created_at
+                and other.id != token.id
+            ):
+                other.used_at = at
+                ended += 1
+        return ended
 
     async def find_usable(
         self, token_id: str, purpose: Purpose, now: datetime
@@ -332,10 +346,14 @@ class FakeEmailTokenRepository(EmailTokenRepository):
             self.store.email_tokens[token_id].used_at = now
         return found
 
-    async def end_all(self, user_id: int, purpose: Purpose, at: datetime) -> int:
+    async def end_all(self, user_id: int, purpose: Purpose | None, at: datetime) -> int:
         ended = 0
         for token in self.store.email_tokens.values():
-            if token.user_id == user_id and token.purpose is purpose and token.used_at is None:
+            if (
+                token.user_id == user_id
+                and purpose in (None, token.purpose)
+                and token.used_at is None
+            ):
                 token.used_at = at
                 ended += 1
         return ended
@@ -557,6 +575,28 @@ class FakeFailedLoginCounter(FailedLoginCounter):
 
     async def succeeded(self, account: str) -> None:
         self.failures.pop(account, None)
+
+
+class FakeRateLimits(RateLimits):
+    """Named limits as plain counts (no window): ``limits`` maps a name to how many hits
+    a key may make; ``unavailable`` makes every hit fail as an unreachable store does."""
+
+    def __init__(self, limits: dict[str, int] | None = None) -> None:
+        self.limits = dict(limits or {})
+        self.hits: dict[tuple[str, str], int] = {}
+        self.unavailable = False
+
+    def names(self) -> frozenset[str]:
+        return frozenset(self.limits)
+
+    async def hit(self, name: str, key: str) -> int | None:
+        if self.unavailable:
+            raise LimitsUnavailable()
+        count = self.hits.get((name, key), 0)
+        if count >= self.limits.get(name, 1_000_000):
+            return 60
+        self.hits[(name, key)] = count + 1
+        return None
 
 
 SECRET_KEY = "unit-test-signing-key-0123456789abcdef-0123456789abcdef-01234567"

@@ -55,6 +55,17 @@ async def current_principal(
 CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
 
 
+async def optional_principal(
+    token: Annotated[str | None, Depends(bearer)],
+    authenticate: Annotated[Authenticate, use(Authenticate)],
+) -> Principal | None:
+    """The caller when a token came (401 if it is not valid), else None."""
+    return await current_principal(token, authenticate) if token else None
+
+
+OptionalPrincipal = Annotated[Principal | None, Depends(optional_principal)]
+
+
 async def current_superuser(principal: CurrentPrincipal) -> Principal:
     """The caller, who must be an active superuser; 403 for anyone else."""
     if not principal.user.is_superuser:
@@ -77,6 +88,7 @@ class IpLimit(StrEnum):
     # Counted per user and per submitted address rather than per IP (see the routes).
     VERIFICATION_EMAIL = "verification_email"
     PASSWORD_RESET = "password_reset"  # noqa: S105 - a limit's name
+    EMAIL_CHANGE = "email_change"
 
 
 def check_ip_limits(limits: RateLimits) -> None:

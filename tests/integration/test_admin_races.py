@@ -26,6 +26,7 @@ from adapters.orm import sessions, users
 from adapters.unit_of_work import unit_of_work
 from application.admin import DeleteUser, SetActive, UpdateUser, UserChanges
 from application.audit import record
+from application.auth import end_all_sessions
 from domain.audit import Action, Actor, ActorType, acting_as
 from domain.errors import LastSuperuser
 from domain.model import User
@@ -286,7 +287,7 @@ async def _event_count(database: Database) -> int:
 
 async def _change_and_record(uow: UnitOfWork, user_id: int) -> None:
     assert await uow.users.set_active(user_id, False)
-    await uow.end_all_sessions(user_id, NOW)
+    await end_all_sessions(uow, user_id, NOW)
     await record(uow, Action.DEACTIVATED, user_id, NOW, reason="test")
 
 

@@ -41,7 +41,7 @@ async def add(new_uow: UowFactory, *issued: EmailToken) -> None:
 
 
 async def insert_raw(database: Database, *stored: EmailToken) -> None:
-    """Tokens put in as they are, several live at once (``issue`` would end the older)."""
+    """Tokens put in as they are, bypassing the repository."""
     async with database.engine.begin() as conn:
         for token in stored:
             await conn.execute(
@@ -222,17 +222,60 @@ async def test_delete_spent_deletes_used_and_expired_tokens_up_to_the_limit(
     assert left == {live[1].id, used_just_now[1].id}
 
 
-async def test_issuing_a_token_ends_the_older_unused_ones_of_its_purpose_only(
+async def test_issuing_keeps_the_older_tokens_until_the_new_one_is_sent(
+    database: Database, new_uow: UowFactory
+) -> None:
+    ada, bob = await add_user(database, "ada"), await add_user(database, "bob")
+    first, reset = issue(ada, VERIFY), issue(ada, RESET)
+    second = issue(ada, VERIFY, at=timedelta(minutes=1))
+    later = issue(ada, VERIFY, at=timedelta(minutes=2))  # issued, not yet sent
+    bobs = issue(bob, VERIFY)
+    await add(new_uow, first[1], reset[1], second[1], later[1], bobs[1])
+    # A failed send would stop here: every link mailed so far still works.
+    assert await usable(new_uow, first[0]) is not None
+
+    async with new_uow() as uow:
+        ended = await tokens(uow).supersede(second[1], NOW + timedelta(minutes=3))
+        await uow.commit()
+
+    assert ended == 1
+    assert await usable(new_uow, first[0]) is None
+    assert await usable(new_uow, second[0]) is not None
+    # Issued after the one sent, of another purpose, or another user's: untouched.
+    assert await usable(new_uow, later[0]) is not None
+    assert await usable(new_uow, reset[0], RESET) is not None
+    assert await usable(new_uow, bobs[0]) is not None
+
+
+async def test_a_token_sent_supersedes_one_issued_at_the_same_instant(
     database: Database, new_uow: UowFactory
 ) -> None:
     ada = await add_user(database, "ada")
-    first, reset = issue(ada, VERIFY), issue(ada, RESET)
-    second = issue(ada, VERIFY, at=timedelta(minutes=1))
-    await add(new_uow, first[1], reset[1], second[1])
+    one, other = issue(ada, RESET), issue(ada, RESET)
+    await add(new_uow, one[1], other[1])
 
-    assert await usable(new_uow, first[0]) is None
-    assert await usable(new_uow, second[0]) is not None
-    assert await usable(new_uow, reset[0], RESET) is not None
+    async with new_uow() as uow:
+        assert await tokens(uow).supersede(other[1], NOW) == 1
+        await uow.commit()
+
+    assert await usable(new_uow, one[0], RESET) is None
+    assert await usable(new_uow, other[0], RESET) is not None
+
+
+async def test_end_all_without_a_purpose_ends_every_unused_token_of_the_user(
+    database: Database, new_uow: UowFactory
+) -> None:
+    ada, bob = await add_user(database, "ada"), await add_user(database, "bob")
+    verify, reset, bobs = issue(ada, VERIFY), issue(ada, RESET), issue(bob, RESET)
+    await add(new_uow, verify[1], reset[1], bobs[1])
+
+    async with new_uow() as uow:
+        assert await tokens(uow).end_all(ada.id or 0, None, NOW) == 2
+        await uow.commit()
+
+    assert await usable(new_uow, verify[0]) is None
+    assert await usable(new_uow, reset[0], RESET) is None
+    assert await usable(new_uow, bobs[0], RESET) is not None
 
 
 async def test_deleting_the_user_deletes_its_tokens(

@@ -10,6 +10,7 @@ from application.users import (
     NewUser,
     RegisterUser,
 )
+from domain.audit import Action
 from domain.errors import EmailTaken, InvalidValue, UsernameTaken
 from domain.model import PageRequest, User
 from domain.ports import UowFactory
@@ -61,6 +62,11 @@ async def test_registration_stores_the_user_with_a_hash_never_the_password(
 
 async def test_registration_can_create_a_superuser(register: RegisterUser, store: Store) -> None:
     user = await register(new_user(is_superuser=True))
+
+    assert [(e.action, e.target_user_id) for e in store.audit] == [
+        (Action.REGISTERED, user.id),
+        (Action.SUPERUSER_GRANTED, user.id),
+    ]
 
     assert store.users[user.id].is_superuser  # type: ignore[index]
 

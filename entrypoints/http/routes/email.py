@@ -6,12 +6,18 @@ from typing import Annotated
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from application.email import RequestPasswordReset, ResendVerification, ResetPassword, VerifyEmail
-from domain.rules import normalize_email
+from application.email import (
+    RequestPasswordReset,
+    RequestVerificationLink,
+    ResendVerification,
+    ResetPassword,
+    VerifyEmail,
+)
+from domain.rules import canonical
 from entrypoints.http import schemas
 from entrypoints.http.dependencies import (
-    CurrentPrincipal,
     IpLimit,
+    OptionalPrincipal,
     hit_ip_limit,
     hit_limit,
     ip_rate_limit,
@@ -19,6 +25,7 @@ from entrypoints.http.dependencies import (
     use,
 )
 from entrypoints.http.openapi import described, problems
+from entrypoints.http.problems import NotAuthenticated
 from entrypoints.presenters import User
 
 router = APIRouter(prefix="/api/v1/auth", tags=["email"])
@@ -43,22 +50,40 @@ async def verify_email(
 @router.post(
     "/verify-email/resend",
     summary="Send me a new verification link",
-    description=described(ResendVerification),
+    description=described(ResendVerification)
+    + "\n\n**Without a token** (an unconfirmed address may keep you from logging in),"
+    ' send `{"email"}`. ' + described(RequestVerificationLink),
     status_code=202,
     response_class=Response,
     responses={
         202: {"description": "Queued: the mail goes out shortly."},
-        **problems(401, 409, 429, 503),
+        **problems(401, 409, 413, 422, 429, 503),
     },
 )
 async def resend_verification(
     request: Request,
-    principal: CurrentPrincipal,
+    principal: OptionalPrincipal,
     resend: Annotated[ResendVerification, use(ResendVerification)],
+    request_link: Annotated[RequestVerificationLink, use(RequestVerificationLink)],
+    body: schemas.VerificationRequest | None = None,
 ) -> Response:
-    await hit_limit(request, IpLimit.VERIFICATION_EMAIL, f"user:{principal.user_id}")
-    await resend(principal)
+    if principal is not None:
+        await hit_limit(request, IpLimit.VERIFICATION_EMAIL, f"user:{principal.user_id}")
+        await resend(principal)
+        return Response(status_code=202)
+    if body is None:
+        raise NotAuthenticated()
+    # As for a reset request: both limits count every request, and the address only
+    # by its hash.
+    await hit_ip_limit(request, IpLimit.VERIFICATION_EMAIL)
+    await hit_limit(request, IpLimit.VERIFICATION_EMAIL, f"email:{_address_key(body.email)}")
+    await request_link(body.email)
     return Response(status_code=202)
+
+
+def _address_key(email: str) -> str:
+    """What the limits count a submitted address by: never the address itself."""
+    return hashlib.sha256(canonical(email).encode()).hexdigest()[:32]
 
 
 @router.post(
@@ -81,8 +106,7 @@ async def request_password_reset(
     # 429 says nothing about one. The address is counted by its hash: the limiter's
     # storage never holds it.
     await hit_ip_limit(request, IpLimit.PASSWORD_RESET)
-    address = hashlib.sha256(normalize_email(body.email).encode()).hexdigest()[:32]
-    await hit_limit(request, IpLimit.PASSWORD_RESET, f"email:{address}")
+    await hit_limit(request, IpLimit.PASSWORD_RESET, f"email:{_address_key(body.email)}")
     await request_reset(body.email)
     return Response(status_code=202)
 

@@ -15,11 +15,13 @@ from application.users import (
     UpdateProfile,
 )
 from domain.model import MAX_PAGE_SIZE, PageRequest
+from domain.rules import normalize_email
 from entrypoints.http import schemas
 from entrypoints.http.dependencies import (
     CurrentPrincipal,
     IpLimit,
     hit_ip_limit,
+    hit_limit,
     ip_rate_limit,
     json_response,
     use,
@@ -98,6 +100,9 @@ async def update_me(
     if body.current_password is not None:
         # A password check, like a login: limited per client IP as well as per account.
         await hit_ip_limit(request, IpLimit.LOGIN)
+    if body.email is not None and normalize_email(body.email) != principal.user.email:
+        # Each change mails both addresses: limited per user, whatever the IP.
+        await hit_limit(request, IpLimit.EMAIL_CHANGE, f"user:{principal.user_id}")
     user = await update_profile(
         principal,
         ProfileChanges(
