@@ -150,37 +150,39 @@ class ResendVerification:
             await uow.commit()
 
 
-class RequestVerificationLink:
+class _RequestByAddress:
+    """Records a request for mail to an address, and nothing else: every well-formed
+    address gets the same answer at the same cost, and the relay looks the account up
+    when it sends."""
+
+    template: Template
+
+    def __init__(self, uow: UowFactory, clock: Clock) -> None:
+        self._uow = uow
+        self._clock = clock
+
+    async def __call__(self, email: str) -> None:
+        address = validate_email(email)
+        async with self._uow() as uow:
+            await queue_message(uow, self.template, address, self._clock.now())
+            await uow.commit()
+
+
+class RequestVerificationLink(_RequestByAddress):
     """Ask for a new verification link by address, without logging in (a login may be
     what an unconfirmed address prevents). Every well-formed address gets the same
     answer, at the same cost: the request only records the address, and the relay
     mails an active, unconfirmed account that has it; nobody else gets anything."""
 
-    def __init__(self, uow: UowFactory, clock: Clock) -> None:
-        self._uow = uow
-        self._clock = clock
-
-    async def __call__(self, email: str) -> None:
-        address = validate_email(email)
-        async with self._uow() as uow:
-            await queue_message(uow, Template.VERIFY_EMAIL, address, self._clock.now())
-            await uow.commit()
+    template = Template.VERIFY_EMAIL
 
 
-class RequestPasswordReset:
+class RequestPasswordReset(_RequestByAddress):
     """Ask for a password reset link. Every well-formed address gets the same answer,
     at the same cost: the request only records the address, and the relay looks the
     account up when it sends (an active account gets the mail; nobody else does)."""
 
-    def __init__(self, uow: UowFactory, clock: Clock) -> None:
-        self._uow = uow
-        self._clock = clock
-
-    async def __call__(self, email: str) -> None:
-        address = validate_email(email)
-        async with self._uow() as uow:
-            await queue_message(uow, Template.PASSWORD_RESET, address, self._clock.now())
-            await uow.commit()
+    template = Template.PASSWORD_RESET
 
 
 class ResetPassword:
