@@ -63,6 +63,7 @@ async def _render(request: Request, exc: Exception) -> Response | None:
 def _with_error_member(response: Response) -> Response:
     body = orjson.loads(response.body)
     body["error"] = OAUTH2_ERRORS.get(body.get("code"), "invalid_request")
+    body["error_description"] = body.get("detail", "")
     headers = {k: v for k, v in response.headers.items() if k.lower() != "content-length"}
     return Response(
         orjson.dumps(body),

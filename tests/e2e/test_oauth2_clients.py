@@ -105,6 +105,7 @@ def assert_oauth2_problem(
 ) -> dict[str, Any]:
     body = assert_problem(response, status, code)
     assert body["error"] == error, body
+    assert body["error_description"] == body["detail"]
     return body
 
 
