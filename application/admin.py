@@ -16,8 +16,11 @@ from application.users import UNSET, Unset, delete_user, ensure_free
 from domain.audit import Action
 from domain.errors import (
     CannotChangeOwnAccess,
+    EmailTaken,
     InvalidValue,
     LastSuperuser,
+    Raises,
+    UsernameTaken,
     UserNotFound,
 )
 from domain.model import Page, PageRequest, ProfileUpdate, Session, User, UserFilter
@@ -76,6 +79,8 @@ async def _reread(uow: UnitOfWork, user: User) -> User:
 class GetUser:
     """Look a user up by id, email or username."""
 
+    raises: Raises = (UserNotFound,)
+
     def __init__(self, reader: UowFactory) -> None:
         self._reader = reader
 
@@ -86,6 +91,8 @@ class GetUser:
 
 class SetPassword:
     """Give a user a new password and end all of the user's sessions."""
+
+    raises: Raises = (InvalidValue, UserNotFound)
 
     def __init__(self, uow: UowFactory, hasher: PasswordHasher, clock: Clock) -> None:
         self._uow = uow
@@ -110,6 +117,8 @@ class SetPassword:
 class SetActive:
     """Activate or deactivate a user; deactivation ends all of the user's sessions, and
     the last active superuser is never deactivated."""
+
+    raises: Raises = (UserNotFound, LastSuperuser)
 
     def __init__(self, uow: UowFactory, clock: Clock) -> None:
         self._uow = uow
@@ -184,6 +193,15 @@ class UpdateUser:
     it is followed, every link mailed before stops working, and the old address is
     told."""
 
+    raises: Raises = (
+        InvalidValue,
+        UserNotFound,
+        CannotChangeOwnAccess,
+        LastSuperuser,
+        EmailTaken,
+        UsernameTaken,
+    )
+
     def __init__(self, uow: UowFactory, clock: Clock) -> None:
         self._uow = uow
         self._clock = clock
@@ -243,6 +261,8 @@ class DeleteUser:
     """Delete any account with its sessions and tokens. Nobody deletes themselves here,
     and the last active superuser is never deleted."""
 
+    raises: Raises = (UserNotFound, CannotChangeOwnAccess, LastSuperuser)
+
     def __init__(self, uow: UowFactory, clock: Clock) -> None:
         self._uow = uow
         self._clock = clock
@@ -261,6 +281,8 @@ class SearchUsers:
     """One page of every user (inactive ones too), ordered by id: by a substring of the
     email or username, and by state."""
 
+    raises: Raises = ()
+
     def __init__(self, reader: UowFactory) -> None:
         self._reader = reader
 
@@ -272,6 +294,8 @@ class SearchUsers:
 
 class QueuePasswordReset:
     """Mail a password reset link to a user (the admin never sees or sets the password)."""
+
+    raises: Raises = (UserNotFound,)
 
     def __init__(self, uow: UowFactory, clock: Clock) -> None:
         self._uow = uow
@@ -290,6 +314,8 @@ class QueuePasswordReset:
 class ListUserSessions:
     """A user's active sessions, newest first."""
 
+    raises: Raises = (UserNotFound,)
+
     def __init__(self, reader: UowFactory, clock: Clock) -> None:
         self._reader = reader
         self._clock = clock
@@ -305,6 +331,8 @@ class ListUserSessions:
 
 class EndUserSessions:
     """End every session of a user: all of the user's tokens stop working at once."""
+
+    raises: Raises = (UserNotFound,)
 
     def __init__(self, uow: UowFactory, clock: Clock) -> None:
         self._uow = uow
@@ -339,6 +367,8 @@ class PurgeTokens:
     table is never locked for long and a stop loses at most the batch in flight; after
     each full batch the purge rests ``purge_pause_factor`` times the batch's duration.
     """
+
+    raises: Raises = ()
 
     def __init__(
         self,

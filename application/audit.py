@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from domain.audit import Action, AuditEvent, AuditFilter, AuditLog, current_actor
+from domain.errors import Raises
 from domain.model import Page, PageRequest
 from domain.ports import UnitOfWork, UowFactory
 
@@ -24,6 +25,8 @@ async def record(
 
 class ListAuditEvents:
     """The audit events, newest first, optionally by action, actor or target user."""
+
+    raises: Raises = ()
 
     def __init__(self, reader: UowFactory) -> None:
         self._reader = reader

@@ -13,6 +13,7 @@ from domain.errors import (
     EmailNotVerified,
     InvalidCredentials,
     InvalidToken,
+    Raises,
     RateLimited,
     SessionNotFound,
 )
@@ -80,6 +81,8 @@ class LogIn:
     With ``require_verified_email``, a right password of an account whose address is
     not confirmed opens no session.
     """
+
+    raises: Raises = (InvalidCredentials, EmailNotVerified, RateLimited)
 
     def __init__(
         self,
@@ -160,6 +163,8 @@ class Authenticate:
     """Accept an access token only if its user is active, its token version is the
     user's current one and its session is live."""
 
+    raises: Raises = (InvalidToken,)
+
     def __init__(self, reader: UowFactory, codec: TokenCodec, clock: Clock) -> None:
         self._reader = reader
         self._codec = codec
@@ -187,6 +192,8 @@ class RefreshTokens:
     A rotated token presented again is reuse: the whole session is revoked, so the
     thief's copy and the victim's die together.
     """
+
+    raises: Raises = (InvalidToken,)
 
     def __init__(
         self, uow: UowFactory, codec: TokenCodec, clock: Clock, policy: TokenPolicy
@@ -233,6 +240,8 @@ class RefreshTokens:
 class LogOut:
     """End the session of a refresh token. Ending an ended session is not an error."""
 
+    raises: Raises = (InvalidToken,)
+
     def __init__(self, uow: UowFactory, codec: TokenCodec, clock: Clock) -> None:
         self._uow = uow
         self._codec = codec
@@ -253,6 +262,8 @@ class LogOut:
 class LogOutEverywhere:
     """End every session of the caller; every access token issued so far dies."""
 
+    raises: Raises = (InvalidToken,)
+
     def __init__(self, uow: UowFactory, clock: Clock) -> None:
         self._uow = uow
         self._clock = clock
@@ -269,6 +280,8 @@ class LogOutEverywhere:
 class ListSessions:
     """The caller's active sessions, newest first."""
 
+    raises: Raises = ()
+
     def __init__(self, reader: UowFactory, clock: Clock) -> None:
         self._reader = reader
         self._clock = clock
@@ -282,6 +295,8 @@ class ListSessions:
 
 class EndSession:
     """End one of the caller's own sessions; its access and refresh tokens stop working."""
+
+    raises: Raises = (SessionNotFound,)
 
     def __init__(self, uow: UowFactory, clock: Clock) -> None:
         self._uow = uow

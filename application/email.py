@@ -18,7 +18,9 @@ from domain.errors import (
     AlreadyVerified,
     InvalidResetToken,
     InvalidToken,
+    InvalidValue,
     InvalidVerificationToken,
+    Raises,
 )
 from domain.mail import mask_address
 from domain.model import Principal, User
@@ -106,6 +108,8 @@ class VerifyEmail:
     """Confirm an email address with the token mailed to it. The token works once,
     and only while the account still has the address it was sent to."""
 
+    raises: Raises = (InvalidVerificationToken,)
+
     def __init__(self, uow: UowFactory, clock: Clock) -> None:
         self._uow = uow
         self._clock = clock
@@ -135,6 +139,8 @@ class ResendVerification:
     """Mail a fresh verification link to the caller's current address; the older links
     stop working once the new one is made (by the relay, as it sends)."""
 
+    raises: Raises = (InvalidToken, AlreadyVerified)
+
     def __init__(self, uow: UowFactory, clock: Clock) -> None:
         self._uow = uow
         self._clock = clock
@@ -154,6 +160,8 @@ class _RequestByAddress:
     """Records a request for mail to an address, and nothing else: every well-formed
     address gets the same answer at the same cost, and the relay looks the account up
     when it sends."""
+
+    raises: Raises = (InvalidValue,)
 
     template: Template
 
@@ -190,6 +198,8 @@ class ResetPassword:
     only while the account still has the address it was sent to; every session of the
     user ends, the address counts as confirmed (the user has just read a mail sent to
     it), and the user is told of the change."""
+
+    raises: Raises = (InvalidValue, InvalidResetToken)
 
     def __init__(self, uow: UowFactory, hasher: PasswordHasher, clock: Clock) -> None:
         self._uow = uow

@@ -19,7 +19,7 @@ from application.audit import record
 from application.email import EmailPolicy
 from domain.audit import Action
 from domain.email_tokens import EmailToken, EmailTokenRepository, Purpose
-from domain.errors import LimitsUnavailable, NotFound
+from domain.errors import InvalidValue, LimitsUnavailable, NotFound, Raises
 from domain.mail import Mail, MailNotSent, MailTemplates, MailTransport, mask_address
 from domain.model import User, new_id
 from domain.outbox import (
@@ -102,6 +102,8 @@ class RelayOutbox:
     """Deliver the messages that are due, one batch; what became of each. An address
     gets at most the per-recipient limit of mails; those past it are capped (settled,
     not sent)."""
+
+    raises: Raises = ()
 
     def __init__(
         self,
@@ -270,6 +272,8 @@ async def _recipient_account(
 class ListOutbox:
     """The newest messages of the outbox, of one status if given, newest first."""
 
+    raises: Raises = ()
+
     def __init__(self, reader: UowFactory) -> None:
         self._reader = reader
 
@@ -281,6 +285,8 @@ class ListOutbox:
 class RetryOutbox:
     """Put dead messages back in the queue, due now with a fresh set of attempts: the
     ones named (each must be dead), or every dead one."""
+
+    raises: Raises = (NotFound,)
 
     def __init__(self, uow: UowFactory, clock: Clock) -> None:
         self._uow = uow
@@ -306,6 +312,8 @@ class RetryOutbox:
 class OutboxState:
     """How many messages wait, how many are dead, and the age of the oldest waiting."""
 
+    raises: Raises = ()
+
     def __init__(self, reader: UowFactory) -> None:
         self._reader = reader
 
@@ -317,6 +325,8 @@ class OutboxState:
 class SendTestMail:
     """Send one test message through the configured transport at once, outside the
     outbox, so an operator sees whether mail works: ``MailNotSent`` says why not."""
+
+    raises: Raises = (InvalidValue, MailNotSent)
 
     def __init__(self, transport: MailTransport, templates: MailTemplates) -> None:
         self._transport = transport

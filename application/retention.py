@@ -9,6 +9,7 @@ from datetime import timedelta
 
 from domain.audit import AuditLog
 from domain.email_tokens import EmailTokenRepository
+from domain.errors import Raises
 from domain.outbox import OutboxRepository
 from domain.ports import Clock, UnitOfWork, UowFactory
 
@@ -31,6 +32,8 @@ class RetentionResult:
 class ApplyRetention:
     """Delete mail sent and audit events recorded longer ago than the policy keeps them,
     and email tokens that are used or expired (they can never work again)."""
+
+    raises: Raises = ()
 
     def __init__(
         self,

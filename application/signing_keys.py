@@ -11,6 +11,7 @@ from datetime import datetime
 
 from application.audit import record
 from domain.audit import Action
+from domain.errors import Raises
 from domain.ports import Clock, UnitOfWork
 from domain.signing_keys import (
     KeyMaker,
@@ -20,6 +21,8 @@ from domain.signing_keys import (
     SigningKey,
     SigningKeyNotFound,
     SigningKeyRepository,
+    SigningKeysUnavailable,
+    SigningKeyUnreadable,
     activation_time,
     in_order,
     published,
@@ -43,6 +46,8 @@ class EnsureSigningKey:
     created: the database decides, not a read. Raises ``SigningKeyUnreadable`` when
     SECRET_KEY cannot decrypt the key that signs. With an HMAC algorithm it does
     nothing and touches no database."""
+
+    raises: Raises = (SigningKeyUnreadable,)
 
     def __init__(
         self,
@@ -90,6 +95,8 @@ class RotateSigningKeys:
     deployment's raises ``SigningKeyUnreadable`` and changes nothing (it would store a
     key no process could sign with). Records ``key.rotated``. Raises
     ``SigningKeysUnavailable`` with an HMAC algorithm."""
+
+    raises: Raises = (SigningKeysUnavailable, SigningKeyUnreadable)
 
     def __init__(
         self, uow: UowFactory, key_maker: KeyMaker, clock: Clock, key_policy: KeyPolicy
@@ -150,6 +157,8 @@ class RevokeSigningKey:
     key. Raises ``SigningKeyNotFound`` for an unknown kid (or one revoked meanwhile) and
     ``SigningKeysUnavailable`` with an HMAC algorithm."""
 
+    raises: Raises = (SigningKeysUnavailable, SigningKeyNotFound, SigningKeyUnreadable)
+
     def __init__(
         self, uow: UowFactory, key_maker: KeyMaker, clock: Clock, key_policy: KeyPolicy
     ) -> None:
@@ -205,6 +214,8 @@ class ListSigningKeys:
     keys of its own algorithm), in the order they start signing. Raises
     ``SigningKeysUnavailable`` with an HMAC algorithm."""
 
+    raises: Raises = (SigningKeysUnavailable,)
+
     def __init__(self, reader: UowFactory, clock: Clock, key_policy: KeyPolicy) -> None:
         self._reader = reader
         self._clock = clock
@@ -222,6 +233,8 @@ class PublishedSigningKeys:
     """The public keys that may sign or still verify a live token: every key of the
     configured algorithm, pending ones included, until the last token it signed has
     expired. Empty with an HMAC algorithm: there is nothing public to verify with."""
+
+    raises: Raises = ()
 
     def __init__(self, reader: UowFactory, clock: Clock, key_policy: KeyPolicy) -> None:
         self._reader = reader
@@ -254,6 +267,8 @@ class RunKeyLifecycle:
     algorithm are never retired: a process configured with it may sign with them.
     Returns how many keys it retired and deleted; with an HMAC algorithm it does
     nothing."""
+
+    raises: Raises = ()
 
     def __init__(self, uow: UowFactory, clock: Clock, key_policy: KeyPolicy) -> None:
         self._uow = uow

@@ -14,6 +14,8 @@ from domain.errors import (
     InvalidToken,
     InvalidValue,
     LastSuperuser,
+    Raises,
+    RateLimited,
     UsernameTaken,
     UserNotFound,
     WrongPassword,
@@ -40,6 +42,8 @@ class NewUser:
 class RegisterUser:
     """Create a user account. Email and username must be free, case-insensitively. A
     mail asks the new user to confirm the address."""
+
+    raises: Raises = (InvalidValue, EmailTaken, UsernameTaken)
 
     def __init__(self, uow: UowFactory, hasher: PasswordHasher, clock: Clock) -> None:
         self._uow = uow
@@ -104,6 +108,15 @@ class UpdateProfile:
 
     Wrong current passwords count against the account like failed logins, so a stolen
     access token does not allow guessing the password online."""
+
+    raises: Raises = (
+        InvalidValue,
+        WrongPassword,
+        RateLimited,
+        EmailTaken,
+        UsernameTaken,
+        InvalidToken,
+    )
 
     def __init__(
         self,
@@ -179,6 +192,8 @@ class DeleteAccount:
     """Delete one's own account with its sessions and tokens; email and username
     become free again. The last active superuser cannot leave."""
 
+    raises: Raises = (UserNotFound, LastSuperuser)
+
     def __init__(self, uow: UowFactory, clock: Clock) -> None:
         self._uow = uow
         self._clock = clock
@@ -201,6 +216,8 @@ async def delete_user(uow: UnitOfWork, user: User, now: datetime) -> None:
 
 class ListUsers:
     """One page of users ordered by id: active ones only, unless ``include_inactive``."""
+
+    raises: Raises = ()
 
     def __init__(self, reader: UowFactory) -> None:
         self._reader = reader

@@ -6,7 +6,7 @@ import abc
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from domain.errors import DomainError
+from domain.errors import DomainError, ErrorCategory
 
 
 @dataclass(frozen=True)
@@ -44,6 +44,9 @@ class MailNotSent(DomainError):
     """A delivery failed; ``reason`` says why in one line, without the message's content
     (never a token or a link)."""
 
+    # The mail server (or the limit store that counts mail) did not take it: another
+    # attempt may succeed.
+    category = ErrorCategory.UNAVAILABLE
     code = "mail_not_sent"
     message = "The message could not be sent."
 

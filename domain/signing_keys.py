@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from domain.errors import DomainError, NotFound
+from domain.errors import DomainError, ErrorCategory, NotFound
 
 ASYMMETRIC_ALGORITHMS = frozenset({"ES256", "EdDSA"})
 # A replica may go on signing with a superseded key until its next reload of the key
@@ -29,6 +29,8 @@ RELOAD_MARGIN = timedelta(minutes=5)
 
 
 class SigningKeysUnavailable(DomainError):
+    # Not an outage: this deployment's algorithm has no keys to manage.
+    category = ErrorCategory.REJECTED
     code = "signing_keys_unavailable"
     message = (
         "Signing keys are only used with ALGORITHM=ES256 or EdDSA; with an HMAC algorithm"
@@ -39,6 +41,8 @@ class SigningKeysUnavailable(DomainError):
 class SigningKeyUnreadable(DomainError):
     """SECRET_KEY cannot decrypt a stored private key: not the key it was sealed with."""
 
+    # The deployment cannot sign until an operator gives it the right SECRET_KEY.
+    category = ErrorCategory.UNAVAILABLE
     code = "signing_key_unreadable"
 
     def __init__(self, kid: str) -> None:

@@ -1,6 +1,7 @@
 """How every command runs: the settings are read when it runs, it gets services of its
 own (closed at the end), and one handler turns any failure into exactly one line on
-stderr and exit status 1."""
+stderr and exit status 1 (a domain error's exit status is its category's, in
+``EXIT_STATUS_BY_CATEGORY``)."""
 
 from __future__ import annotations
 
@@ -20,13 +21,25 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
 from domain.audit import Actor, ActorType, acting_as
-from domain.errors import DomainError, InvalidValue, ServiceUnavailable
+from domain.errors import DomainError, ErrorCategory, InvalidValue, ServiceUnavailable, category_of
 from entrypoints.logging import configure_logging, get_logger
 from entrypoints.services import Services
 from entrypoints.settings import InvalidSettings, Settings, load_settings
 
 T = TypeVar("T")
 EXIT_FAILURE = 1
+# The one table from a domain error to the exit status of the command it ends, by its
+# category. OPERATIONS.md: 1 for every domain error (2 is bad usage, Typer's).
+EXIT_STATUS_BY_CATEGORY: dict[ErrorCategory, int] = {
+    ErrorCategory.REJECTED: EXIT_FAILURE,
+    ErrorCategory.UNAUTHENTICATED: EXIT_FAILURE,
+    ErrorCategory.FORBIDDEN: EXIT_FAILURE,
+    ErrorCategory.NOT_FOUND: EXIT_FAILURE,
+    ErrorCategory.CONFLICT: EXIT_FAILURE,
+    ErrorCategory.INVALID: EXIT_FAILURE,
+    ErrorCategory.THROTTLED: EXIT_FAILURE,
+    ErrorCategory.UNAVAILABLE: EXIT_FAILURE,
+}
 
 log = get_logger("entrypoints.cli")
 
@@ -69,9 +82,16 @@ def runtime_of(ctx: typer.Context) -> Runtime:
     return runtime
 
 
-def fail(message: str) -> NoReturn:
+def fail(message: str, status: int = EXIT_FAILURE) -> NoReturn:
     typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(EXIT_FAILURE)
+    raise typer.Exit(status)
+
+
+def exit_status_of(error: DomainError) -> int:
+    """The exit status a domain error ends a command with, from its category. One
+    without a category is a programming error: a failure like any unexpected one."""
+    category = category_of(error)
+    return EXIT_STATUS_BY_CATEGORY[category] if category is not None else EXIT_FAILURE
 
 
 def load_cli_settings(*, one_shot: bool = True) -> Settings:
@@ -130,11 +150,14 @@ def reported_errors(
     except InvalidSettings as exc:
         fail(str(exc))
     except InvalidValue as exc:
-        fail(f"{exc.field}: {exc.detail}")
+        fail(f"{exc.field}: {exc.detail}", exit_status_of(exc))
     except ServiceUnavailable as exc:
-        fail(_unavailable(database_url, exc.__cause__ or exc, is_unavailable))
+        fail(_unavailable(database_url, exc.__cause__ or exc, is_unavailable), exit_status_of(exc))
     except DomainError as exc:
-        fail(exc.detail)
+        if category_of(exc) is None:
+            log.debug("command failed", exc_info=True)
+            fail(f"unexpected {type(exc).__name__}: {exc.detail}")
+        fail(exc.detail, exit_status_of(exc))
     except MigrationError as exc:
         fail(_first_line(str(exc)))
     except Exception as exc:

@@ -1,11 +1,19 @@
 """The OpenAPI document (its operation ids, its error responses) and Swagger UI served
-from a package."""
+from a package.
+
+A route's error responses come from what it calls (``errors_of``): the domain errors
+its use cases declare in ``raises``, each documented with the status its category gets,
+plus what the HTTP layer itself answers (``BODY``, ``BEARER``…). So the documented
+statuses are the ones the app answers with, and a new error is documented where it can
+occur as soon as its use case declares it.
+"""
 
 from __future__ import annotations
 
 import inspect
+from collections.abc import Iterable
 from http import HTTPStatus
-from typing import Any
+from typing import Any, TypeAlias
 
 import swagger_ui_bundle
 from fastapi import FastAPI
@@ -15,7 +23,9 @@ from fastapi.responses import HTMLResponse
 from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 
-from entrypoints.http.problems import PROBLEM_JSON
+from application.auth import Authenticate
+from domain.errors import DomainError, Forbidden, LimitsUnavailable, RateLimited, ServiceUnavailable
+from entrypoints.http.problems import HTTP_CODES, PROBLEM_JSON, status_of
 from entrypoints.http.schemas import openapi_components
 
 DOCS_STATIC = "/docs/static"
@@ -54,18 +64,78 @@ def operation_id(route: APIRoute) -> str:
 
 
 def problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI ``responses`` entries for these error statuses, as problem+json."""
-    out: dict[int | str, dict[str, Any]] = {}
-    for status in statuses:
-        schema = "ValidationProblem" if status == 422 else "Problem"
-        entry: dict[str, Any] = {
-            "description": _DESCRIPTIONS.get(status, HTTPStatus(status).phrase),
-            "content": {PROBLEM_JSON: {"schema": {"$ref": f"#/components/schemas/{schema}"}}},
-        }
-        if status in _HEADERS:
-            entry["headers"] = _HEADERS[status]
-        out[status] = entry
-    return out
+    """OpenAPI ``responses`` entries for these error statuses, as problem+json. Routes
+    that call use cases use ``errors_of``, which derives the statuses."""
+    return {status: _problem_entry(status) for status in statuses}
+
+
+def _problem_entry(status: int, codes: Iterable[str] = ()) -> dict[str, Any]:
+    schema = "ValidationProblem" if status == 422 else "Problem"
+    description = _DESCRIPTIONS.get(status, HTTPStatus(status).phrase)
+    if named := sorted(set(codes)):
+        description += ": " + ", ".join(f"`{code}`" for code in named) + "."
+    entry: dict[str, Any] = {
+        "description": description,
+        "content": {PROBLEM_JSON: {"schema": {"$ref": f"#/components/schemas/{schema}"}}},
+    }
+    if status in _HEADERS:
+        entry["headers"] = _HEADERS[status]
+    return entry
+
+
+# What a route may name in ``errors_of``: a use case (the errors of its ``raises``), a
+# domain error the route raises itself, an HTTP status the HTTP layer answers on its
+# own, or a tuple of these.
+ErrorSource: TypeAlias = type | int | tuple["ErrorSource", ...]
+
+# What the HTTP layer answers by itself, to name beside a route's use cases.
+BODY = (413, 422)  # a request body: over 1 MiB, or not valid
+PARAMS = (422,)  # path or query parameters out of their bounds
+BEARER = (401, Authenticate)  # ``CurrentPrincipal``: no token, or one not valid
+SUPERUSER = (*BEARER, Forbidden)  # ``CurrentSuperuser``: also 403 for anyone else
+RATE_LIMITED = (RateLimited, LimitsUnavailable)  # a limit: reached, or its store away
+# The codes of the statuses the HTTP layer answers on its own.
+_HTTP_LAYER_CODES = {
+    **{status: code for status, (code, _detail) in HTTP_CODES.items()},
+    422: "validation_error",
+}
+
+
+def errors_of(*sources: ErrorSource) -> dict[int | str, dict[str, Any]]:
+    """A route's error ``responses``, each status with the codes it may carry:
+    ``responses=errors_of(RegisterUser, BODY, RATE_LIMITED)``.
+
+    A use case contributes every error of its ``raises``, and ``ServiceUnavailable``:
+    every use case reaches the database, which may be away (503). A use case without
+    ``raises`` is refused, as is an error without a category: the document is built
+    from them, so it cannot promise a status the app does not answer."""
+    codes: dict[int, set[str]] = {}
+    for error in _errors(sources):
+        if isinstance(error, int):
+            codes.setdefault(error, set()).add(_HTTP_LAYER_CODES[error])
+            continue
+        status = status_of(error)
+        if status is None:
+            raise TypeError(f"{error.__qualname__} has no category: it cannot be documented")
+        codes.setdefault(status, set()).add(error.code)
+    return {status: _problem_entry(status, codes[status]) for status in sorted(codes)}
+
+
+def _errors(sources: Iterable[ErrorSource]) -> Iterable[type[DomainError] | int]:
+    for source in sources:
+        if isinstance(source, tuple):
+            yield from _errors(source)
+        elif isinstance(source, int) or issubclass(source, DomainError):
+            yield source
+        else:
+            raises = getattr(source, "raises", None)
+            if not isinstance(raises, tuple):
+                raise TypeError(
+                    f"{source.__qualname__} declares no `raises`: name the domain errors"
+                    " it may raise (an empty tuple for none)"
+                )
+            yield from raises
+            yield ServiceUnavailable
 
 
 def install_openapi(app: FastAPI, *, description: str) -> None:

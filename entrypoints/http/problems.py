@@ -1,7 +1,8 @@
 """RFC 9457 problem details: the one place where errors become HTTP responses.
 
-Domain errors map through ``ERRORS``; the framework's own errors (404, 405, 422, bad
-bodies) are reshaped here too, so every error a client sees has the same form.
+A domain error's status follows from its category alone (``STATUS_BY_CATEGORY``); the
+framework's own errors (404, 405, 422, bad bodies) are reshaped here too, so every
+error a client sees has the same form.
 """
 
 from __future__ import annotations
@@ -17,49 +18,22 @@ from starlette.exceptions import HTTPException
 from starlette.responses import Response
 from starlette.routing import Match
 
-from domain.errors import (
-    AlreadyVerified,
-    CannotChangeOwnAccess,
-    DomainError,
-    EmailNotVerified,
-    EmailTaken,
-    Forbidden,
-    InvalidCredentials,
-    InvalidResetToken,
-    InvalidToken,
-    InvalidValue,
-    InvalidVerificationToken,
-    LastSuperuser,
-    NotFound,
-    RateLimited,
-    ServiceUnavailable,
-    UnsupportedGrantType,
-    UsernameTaken,
-    WrongPassword,
-)
+from domain.errors import DomainError, ErrorCategory, category_of
 
 PROBLEM_JSON = "application/problem+json"
 BEARER_CHALLENGE = {"WWW-Authenticate": "Bearer"}
 
-# The error table: domain error -> HTTP status. The first match along the MRO wins.
-ERRORS: dict[type[DomainError], int] = {
-    InvalidCredentials: 401,
-    InvalidToken: 401,
-    InvalidVerificationToken: 400,
-    UnsupportedGrantType: 400,
-    InvalidResetToken: 400,
-    WrongPassword: 403,
-    EmailNotVerified: 403,
-    Forbidden: 403,
-    AlreadyVerified: 409,
-    CannotChangeOwnAccess: 409,
-    LastSuperuser: 409,
-    NotFound: 404,
-    EmailTaken: 409,
-    UsernameTaken: 409,
-    InvalidValue: 422,
-    RateLimited: 429,
-    ServiceUnavailable: 503,
+# The one table from a domain error to its HTTP status: by its category. An error with
+# no category is a programming error, answered as a 500, never guessed at.
+STATUS_BY_CATEGORY: dict[ErrorCategory, int] = {
+    ErrorCategory.REJECTED: 400,
+    ErrorCategory.UNAUTHENTICATED: 401,
+    ErrorCategory.FORBIDDEN: 403,
+    ErrorCategory.NOT_FOUND: 404,
+    ErrorCategory.CONFLICT: 409,
+    ErrorCategory.INVALID: 422,
+    ErrorCategory.THROTTLED: 429,
+    ErrorCategory.UNAVAILABLE: 503,
 }
 
 # Framework errors that carry no domain error: status -> (code, detail).
@@ -121,15 +95,41 @@ def _clean_error(error: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def status_of(error: type[DomainError]) -> int | None:
+    """The HTTP status of a domain error class, from its category; None without one."""
+    category = category_of(error)
+    return STATUS_BY_CATEGORY[category] if category is not None else None
+
+
+class UncategorisedError(TypeError):
+    """A domain error reached the HTTP layer without a category: a programming error."""
+
+
 async def domain_error_handler(_request: Request, exc: Exception) -> Response:
     assert isinstance(exc, DomainError)
-    if isinstance(exc, InvalidValue):
-        return validation_problem(
-            [{"loc": ["body", exc.field], "msg": exc.detail, "type": "value_error"}]
-        )
-    status = next((ERRORS[cls] for cls in type(exc).__mro__ if cls in ERRORS), 400)
+    status = status_of(type(exc))
+    if status is None:
+        # Raised on: the last-resort handler answers 500 and logs it with its traceback.
+        raise UncategorisedError(
+            f"{type(exc).__qualname__} has no category: give it `category = ErrorCategory.…`"
+        ) from exc
+    if status == 422:
+        # Every invalid value has the 422 shape: ``errors`` says which input.
+        return _invalid_value_problem(exc)
     headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after is not None else None
     return problem(status, exc.code, exc.detail, headers=headers)
+
+
+def _invalid_value_problem(exc: DomainError) -> Response:
+    # ``InvalidValue`` names its input; a new invalid-value error may too.
+    field = getattr(exc, "field", None)
+    loc = ["body", field] if field else ["body"]
+    return problem(
+        422,
+        exc.code,
+        "The request is not valid.",
+        errors=[_clean_error({"loc": loc, "msg": exc.detail, "type": "value_error"})],
+    )
 
 
 async def request_validation_handler(_request: Request, exc: Exception) -> Response:

@@ -25,7 +25,7 @@ from domain.audit import Action, AuditFilter
 from domain.model import MAX_PAGE_SIZE, PageRequest, UserFilter
 from entrypoints.http import schemas
 from entrypoints.http.dependencies import CurrentSuperuser, json_response, use
-from entrypoints.http.openapi import described, problems
+from entrypoints.http.openapi import BODY, PARAMS, SUPERUSER, described, errors_of
 from entrypoints.presenters import AdminUserPage, AuditPage, Session, User
 
 router = APIRouter(prefix="/api/v1/admin", tags=["admin"])
@@ -35,7 +35,6 @@ MAX_PAGE = 10_000_000
 UserId = Annotated[int, Path(ge=1, le=2**63 - 1, description="The user's id.")]
 Page = Annotated[int, Query(ge=1, le=MAX_PAGE)]
 Size = Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)]
-ADMIN_ERRORS = (401, 403)
 
 
 @router.get(
@@ -43,7 +42,7 @@ ADMIN_ERRORS = (401, 403)
     summary="Search users",
     description=described(SearchUsers),
     response_model=AdminUserPage,
-    responses=problems(*ADMIN_ERRORS, 422, 503),
+    responses=errors_of(SearchUsers, SUPERUSER, PARAMS),
 )
 async def search_users(
     _admin: CurrentSuperuser,
@@ -72,7 +71,7 @@ async def search_users(
     "/users/{user_id}",
     summary="Get a user",
     response_model=User,
-    responses=problems(*ADMIN_ERRORS, 404, 422, 503),
+    responses=errors_of(GetUser, SUPERUSER, PARAMS),
 )
 async def get_user(
     user_id: UserId, _admin: CurrentSuperuser, get: Annotated[GetUser, use(GetUser)]
@@ -85,7 +84,7 @@ async def get_user(
     summary="Change a user",
     description=described(UpdateUser),
     response_model=User,
-    responses=problems(*ADMIN_ERRORS, 404, 409, 413, 422, 503),
+    responses=errors_of(UpdateUser, SUPERUSER, BODY),
 )
 async def update_user(
     user_id: UserId,
@@ -110,7 +109,7 @@ async def update_user(
     summary="Delete a user",
     description=described(DeleteUser),
     status_code=204,
-    responses=problems(*ADMIN_ERRORS, 404, 409, 422, 503),
+    responses=errors_of(DeleteUser, SUPERUSER, PARAMS),
 )
 async def delete_user(
     user_id: UserId, admin: CurrentSuperuser, delete: Annotated[DeleteUser, use(DeleteUser)]
@@ -127,7 +126,7 @@ async def delete_user(
     response_class=Response,
     responses={
         202: {"description": "Queued: the mail goes out shortly."},
-        **problems(*ADMIN_ERRORS, 404, 422, 503),
+        **errors_of(QueuePasswordReset, SUPERUSER, PARAMS),
     },
 )
 async def queue_password_reset(
@@ -144,7 +143,7 @@ async def queue_password_reset(
     summary="List a user's sessions",
     description=described(ListUserSessions),
     response_model=list[Session],
-    responses=problems(*ADMIN_ERRORS, 404, 422, 503),
+    responses=errors_of(ListUserSessions, SUPERUSER, PARAMS),
 )
 async def list_user_sessions(
     user_id: UserId,
@@ -161,7 +160,7 @@ async def list_user_sessions(
     summary="End all of a user's sessions",
     description=described(EndUserSessions),
     status_code=204,
-    responses=problems(*ADMIN_ERRORS, 404, 422, 503),
+    responses=errors_of(EndUserSessions, SUPERUSER, PARAMS),
 )
 async def end_user_sessions(
     user_id: UserId,
@@ -177,7 +176,7 @@ async def end_user_sessions(
     summary="List audit events",
     description=described(ListAuditEvents),
     response_model=AuditPage,
-    responses=problems(*ADMIN_ERRORS, 422, 503),
+    responses=errors_of(ListAuditEvents, SUPERUSER, PARAMS),
 )
 async def list_audit_events(
     _admin: CurrentSuperuser,

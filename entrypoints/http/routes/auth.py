@@ -26,7 +26,14 @@ from entrypoints.http.dependencies import (
     use,
 )
 from entrypoints.http.oauth2 import OAuth2TokenRoute
-from entrypoints.http.openapi import described, problems
+from entrypoints.http.openapi import (
+    BEARER,
+    BODY,
+    PARAMS,
+    RATE_LIMITED,
+    described,
+    errors_of,
+)
 from entrypoints.metrics import LOGINS
 from entrypoints.presenters import Session, TokenPair
 
@@ -107,7 +114,7 @@ def _pick(form: FormData) -> dict[str, Any]:
     + "\n\nThe OAuth2 token endpoint: with a form, `grant_type=refresh_token` refreshes"
     " as `/refresh` does. Errors carry the RFC 6749 `error` member.",
     response_model=TokenPair,
-    responses=problems(400, 401, 413, 422, 429, 503),
+    responses=errors_of(LogIn, RefreshTokens, UnsupportedGrantType, BODY, RATE_LIMITED),
     openapi_extra=_token_body(
         schemas.LoginRequest, schemas.PasswordGrantForm, schemas.RefreshGrantForm
     ),
@@ -142,7 +149,7 @@ async def log_in(
     + "\n\nJSON, or the OAuth2 form (`grant_type=refresh_token`). Errors carry the"
     " RFC 6749 `error` member.",
     response_model=TokenPair,
-    responses=problems(400, 401, 413, 422, 429, 503),
+    responses=errors_of(RefreshTokens, UnsupportedGrantType, BODY, RATE_LIMITED),
     openapi_extra=_token_body(schemas.RefreshRequest, schemas.RefreshForm),
     dependencies=[ip_rate_limit(IpLimit.REFRESH)],
 )
@@ -164,7 +171,7 @@ router.include_router(token_router)
     summary="Log out",
     description=described(LogOut),
     status_code=204,
-    responses=problems(401, 413, 422, 429, 503),
+    responses=errors_of(LogOut, BODY, RATE_LIMITED),
     dependencies=[ip_rate_limit(IpLimit.LOGOUT)],
 )
 async def log_out(
@@ -180,7 +187,7 @@ async def log_out(
     summary="Log out everywhere",
     description=described(LogOutEverywhere),
     status_code=204,
-    responses=problems(401, 503),
+    responses=errors_of(LogOutEverywhere, BEARER),
 )
 async def log_out_everywhere(
     principal: CurrentPrincipal,
@@ -195,7 +202,7 @@ async def log_out_everywhere(
     summary="List my sessions",
     description=described(ListSessions),
     response_model=list[Session],
-    responses=problems(401, 503),
+    responses=errors_of(ListSessions, BEARER),
 )
 async def list_sessions(
     principal: CurrentPrincipal,
@@ -211,7 +218,7 @@ async def list_sessions(
     summary="End one of my sessions",
     description=described(EndSession),
     status_code=204,
-    responses=problems(401, 404, 422, 503),
+    responses=errors_of(EndSession, BEARER, PARAMS),
 )
 async def end_session(
     session_id: Annotated[str, Path(max_length=64)],

@@ -24,7 +24,7 @@ from entrypoints.http.dependencies import (
     json_response,
     use,
 )
-from entrypoints.http.openapi import described, problems
+from entrypoints.http.openapi import BEARER, BODY, RATE_LIMITED, described, errors_of
 from entrypoints.http.problems import NotAuthenticated
 from entrypoints.presenters import User
 
@@ -36,7 +36,7 @@ router = APIRouter(prefix="/api/v1/auth", tags=["email"])
     summary="Confirm my email address",
     description=described(VerifyEmail),
     response_model=User,
-    responses=problems(400, 413, 422, 429, 503),
+    responses=errors_of(VerifyEmail, BODY, RATE_LIMITED),
     dependencies=[ip_rate_limit(IpLimit.EMAIL_TOKEN)],
 )
 async def verify_email(
@@ -57,7 +57,7 @@ async def verify_email(
     response_class=Response,
     responses={
         202: {"description": "Queued: the mail goes out shortly."},
-        **problems(401, 409, 413, 422, 429, 503),
+        **errors_of(ResendVerification, RequestVerificationLink, BEARER, BODY, RATE_LIMITED),
     },
 )
 async def resend_verification(
@@ -94,7 +94,7 @@ def _address_key(email: str) -> str:
     response_class=Response,
     responses={
         202: {"description": "Recorded: an active account with this address gets a mail."},
-        **problems(413, 422, 429, 503),
+        **errors_of(RequestPasswordReset, BODY, RATE_LIMITED),
     },
 )
 async def request_password_reset(
@@ -116,7 +116,7 @@ async def request_password_reset(
     summary="Set a new password with a reset link",
     description=described(ResetPassword),
     status_code=204,
-    responses=problems(400, 413, 422, 429, 503),
+    responses=errors_of(ResetPassword, BODY, RATE_LIMITED),
     dependencies=[ip_rate_limit(IpLimit.EMAIL_TOKEN)],
 )
 async def reset_password(

@@ -8,7 +8,7 @@ from starlette.responses import Response
 
 from application.signing_keys import PublishedSigningKeys
 from entrypoints.http.dependencies import json_response, use
-from entrypoints.http.openapi import described, problems
+from entrypoints.http.openapi import described, errors_of
 
 router = APIRouter(tags=["keys"])
 JWKS_PATH = "/.well-known/jwks.json"
@@ -47,7 +47,7 @@ class Jwks(BaseModel):
                 }
             }
         },
-        **problems(503),
+        **errors_of(PublishedSigningKeys),
     },
 )
 async def get_jwks(

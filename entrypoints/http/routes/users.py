@@ -26,7 +26,14 @@ from entrypoints.http.dependencies import (
     json_response,
     use,
 )
-from entrypoints.http.openapi import described, problems
+from entrypoints.http.openapi import (
+    BEARER,
+    BODY,
+    PARAMS,
+    RATE_LIMITED,
+    described,
+    errors_of,
+)
 from entrypoints.presenters import User, UserPage
 
 router = APIRouter(prefix="/api/v1/users", tags=["users"])
@@ -40,7 +47,7 @@ MAX_PAGE = 10_000_000
     description=described(RegisterUser),
     status_code=201,
     response_model=User,
-    responses=problems(409, 413, 422, 429, 503),
+    responses=errors_of(RegisterUser, BODY, RATE_LIMITED),
     dependencies=[ip_rate_limit(IpLimit.REGISTER)],
 )
 async def register_user(
@@ -63,7 +70,7 @@ async def register_user(
     summary="List users",
     description=described(ListUsers).split("\n")[0] + " Emails are never shown.",
     response_model=UserPage,
-    responses=problems(422, 503),
+    responses=errors_of(ListUsers, PARAMS),
 )
 async def list_users(
     list_users: Annotated[ListUsers, use(ListUsers)],
@@ -78,7 +85,7 @@ async def list_users(
     "/me",
     summary="My profile",
     response_model=User,
-    responses=problems(401, 503),
+    responses=errors_of(BEARER),
 )
 async def get_me(principal: CurrentPrincipal) -> Response:
     return json_response(User.of(principal.user))
@@ -89,7 +96,7 @@ async def get_me(principal: CurrentPrincipal) -> Response:
     summary="Update my profile",
     description=described(UpdateProfile),
     response_model=User,
-    responses=problems(401, 403, 409, 413, 422, 429, 503),
+    responses=errors_of(UpdateProfile, BEARER, BODY, RATE_LIMITED),
 )
 async def update_me(
     request: Request,
@@ -121,7 +128,7 @@ async def update_me(
     summary="Delete my account",
     description=described(DeleteAccount),
     status_code=204,
-    responses=problems(401, 503),
+    responses=errors_of(DeleteAccount, BEARER),
 )
 async def delete_me(
     principal: CurrentPrincipal,
