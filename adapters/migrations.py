@@ -66,6 +66,16 @@ def current(database_url: str) -> tuple[str, ...]:
     return asyncio.run(current_revisions(database_url))
 
 
+def next_revision(config: Config) -> str:
+    """The id of the next revision: the project's are numbered, 0001 onwards."""
+    numbers = [
+        int(script.revision)
+        for script in ScriptDirectory.from_config(config).walk_revisions()
+        if script.revision.isdigit()
+    ]
+    return f"{max(numbers, default=0) + 1:04d}"
+
+
 def autogenerate(database_url: str, message: str) -> Path:
     """Write a new revision for what the tables define and the database (upgraded to
     head first) lacks; the new file's path."""
@@ -76,7 +86,9 @@ def autogenerate(database_url: str, message: str) -> Path:
         with warnings.catch_warnings():
             # SQLite cannot reflect the expression indexes (lower(email)): nothing to diff.
             warnings.filterwarnings("ignore", message=".*expression-based index")
-            script = command.revision(config, message=message, autogenerate=True)
+            script = command.revision(
+                config, message=message, autogenerate=True, rev_id=next_revision(config)
+            )
         scripts = script if isinstance(script, list) else [script]
         written.extend(Path(s.path) for s in scripts if s is not None)
 

@@ -553,7 +553,7 @@ async def _purge_with_cli(
 
 
 async def _purge_in_process(env: dict[str, str]) -> float:
-    from entrypoints.container import close_container, create_container  # noqa: PLC0415
+    from entrypoints.container import build_services  # noqa: PLC0415
     from entrypoints.settings import Settings  # noqa: PLC0415
 
     settings = Settings(
@@ -562,11 +562,11 @@ async def _purge_in_process(env: dict[str, str]) -> float:
         environment="production",
         secret_key=env["SECRET_KEY"],
     )
-    container = create_container(settings)
+    services = build_services(settings)
     try:
-        purge = container.get(PurgeTokens)
+        purge = services.get(PurgeTokens)
         started = time.perf_counter()
         await purge()
         return time.perf_counter() - started
     finally:
-        await close_container(container)
+        await services.close()

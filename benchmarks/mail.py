@@ -90,7 +90,7 @@ async def _relay_throughput(env: dict[str, str], count: int) -> dict[str, Any]:
         try:
             now = datetime.now(UTC)
             for start in range(0, count, SEED_BATCH):
-                async with services.container.uow() as uow:
+                async with services.container.adapters.uow() as uow:
                     outbox = uow.repository(OutboxRepository)
                     for n in range(start, min(start + SEED_BATCH, count)):
                         await outbox.add(
@@ -127,7 +127,7 @@ def registration_cost(env: dict[str, str], count: int = REGISTRATIONS) -> dict[s
 
 async def _registration_cost(env: dict[str, str], count: int) -> dict[str, Any]:
     services = _services(env)
-    services.container.hasher.override(providers.Object(_NoHash()))
+    services.container.adapters.hasher.override(providers.Object(_NoHash()))
     try:
         register = services.get(RegisterUser)
 

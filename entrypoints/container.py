@@ -1,12 +1,17 @@
-"""The composition root: every port bound to its adapter, every use case to its ports.
+"""The composition root: every port bound to its adapter (``Adapters``), every use case
+to its ports (``UseCases``), each declared once, by name, with dependency-injector.
 
-The HTTP API, the CLI and the job runner all resolve their use cases here, so no
-business rule is wired twice. Tests swap an adapter with ``provider.override(...)``.
+The HTTP API, the CLI and the job runner all resolve their use cases here, by type
+(``services.get(LogIn)``), so no business rule is wired twice; "who builds ``LogIn``?"
+is a grep. A new use case is one ``providers.Factory`` line in ``UseCases``; at start-up
+``check_wiring`` refuses a dependency whose type does not fit its parameter. Tests swap
+anything with the library's own ``provider.override(...)``, at any time.
 """
 
 from __future__ import annotations
 
-import inspect
+import typing
+from collections.abc import AsyncIterator, Iterable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, TypeVar
@@ -23,11 +28,55 @@ from adapters.key_file import load_or_create_key
 from adapters.locks import DatabaseJobLock
 from adapters.rate_limit import LimitsFailedLoginCounter, NamedRateLimits, RateLimiter
 from adapters.unit_of_work import unit_of_work
-from application.email import EmailPolicy
-from application.outbox import RelayPolicy
-from application.retention import RetentionPolicy
-from application.signing_keys import PublishedSigningKeys
+from application.admin import (
+    DeleteUser,
+    EndUserSessions,
+    GetUser,
+    ListUserSessions,
+    PurgeTokens,
+    QueuePasswordReset,
+    SearchUsers,
+    SetActive,
+    SetPassword,
+    UpdateUser,
+)
+from application.audit import ListAuditEvents
+from application.auth import (
+    Authenticate,
+    EndSession,
+    ListSessions,
+    LogIn,
+    LogOut,
+    LogOutEverywhere,
+    RefreshTokens,
+)
+from application.email import (
+    EmailPolicy,
+    RequestPasswordReset,
+    RequestVerificationLink,
+    ResendVerification,
+    ResetPassword,
+    VerifyEmail,
+)
+from application.outbox import (
+    ListOutbox,
+    OutboxState,
+    RelayOutbox,
+    RelayPolicy,
+    RetryOutbox,
+    SendTestMail,
+)
+from application.retention import ApplyRetention, RetentionPolicy
+from application.signing_keys import (
+    EnsureSigningKey,
+    ListSigningKeys,
+    PublishedSigningKeys,
+    RevokeSigningKey,
+    RotateSigningKeys,
+    RunKeyLifecycle,
+)
 from application.tokens import TokenPolicy
+from application.users import DeleteAccount, ListUsers, RegisterUser, UpdateProfile
 from domain.mail import MailTemplates, MailTransport
 from domain.outbox import RetryPolicy
 from domain.ports import (
@@ -144,13 +193,22 @@ def retention_of(settings: Settings) -> RetentionPolicy:
     )
 
 
-class Container(containers.DeclarativeContainer):
-    """Every port bound to its adapter. A use case's constructor names the ports it
-    needs (``uow``, ``reader``, ``clock``…); these providers go by the same names."""
+async def release_on_shutdown(database: Database, hasher: PasswordHasher) -> AsyncIterator[None]:
+    """What the adapters hold, released by ``shutdown_resources()``: the database pool
+    and the hasher's threads. Nothing to open: the pool connects on first use."""
+    try:
+        yield
+    finally:
+        await database.dispose()
+        if isinstance(hasher, Argon2Hasher):
+            hasher.close()
+
+
+class Adapters(containers.DeclarativeContainer):
+    """Every port bound to its adapter, built on first use: nothing connects at import."""
 
     settings = providers.Dependency(instance_of=Settings)
 
-    # Singletons are built on first use: nothing connects at import.
     database = providers.Singleton(
         Database,
         url=settings.provided.database_url,
@@ -164,6 +222,10 @@ class Container(containers.DeclarativeContainer):
     key_maker = providers.Singleton(
         AesGcmKeyMaker, secret_key=providers.Callable(signing_key, settings)
     )
+    # Units of work: use cases get the factory itself (``.provider``), one per transaction.
+    uow = providers.Factory(unit_of_work, database=database)
+    # For use cases that only read: no transaction, one round trip per query.
+    reader = providers.Factory(unit_of_work, database=database, read_only=True)
     codec = providers.Selector(
         providers.Callable(codec_kind, settings),
         hmac=providers.Singleton(
@@ -178,11 +240,7 @@ class Container(containers.DeclarativeContainer):
         keys=providers.Singleton(
             JwksCodec,
             load_keys=providers.Factory(
-                PublishedSigningKeys,
-                # A factory of read-only units of work, as ``reader`` below.
-                reader=providers.Factory(unit_of_work, database=database, read_only=True).provider,
-                clock=clock,
-                key_policy=key_policy,
+                PublishedSigningKeys, reader=reader.provider, clock=clock, key_policy=key_policy
             ),
             key_maker=key_maker,
             algorithm=settings.provided.algorithm,
@@ -209,13 +267,12 @@ class Container(containers.DeclarativeContainer):
         limiter=rate_limiter,
         limit=settings.provided.rate_limit_login_account,
     )
-    policy = providers.Singleton(
+    token_policy = providers.Singleton(
         TokenPolicy,
         access_ttl=settings.provided.access_token_ttl,
         refresh_ttl=settings.provided.refresh_token_ttl,
     )
     email_policy = providers.Singleton(email_policy_of, settings)
-    require_verified_email = settings.provided.require_verified_email
     transport = providers.Singleton(mail_transport, settings)
     templates = providers.Singleton(
         mail_templates,
@@ -224,15 +281,144 @@ class Container(containers.DeclarativeContainer):
     )
     relay_policy = providers.Singleton(relay_policy_of, settings)
     retention = providers.Singleton(retention_of, settings)
-    uow = providers.Factory(unit_of_work, database=database)
-    # For use cases that only read: no transaction, one round trip per query.
-    reader = providers.Factory(unit_of_work, database=database, read_only=True)
     # Keeps job runner replicas from running the same job at once.
     job_lock = providers.Singleton(DatabaseJobLock, database=database)
-    purge_pause_factor = settings.provided.token_purge_pause_factor
+    resources = providers.Resource(release_on_shutdown, database=database, hasher=hasher)
 
 
-# Ports asked for by class (``services.get(Clock)``): the provider of each.
+class UseCases(containers.DeclarativeContainer):
+    """Every use case, built from the ports it needs, named here one by one. Factories:
+    a use case holds no state, and one built anew sees every override at once."""
+
+    adapters = providers.DependenciesContainer()
+    settings = providers.Dependency(instance_of=Settings)
+    uow, reader = adapters.uow.provider, adapters.reader.provider
+    clock = adapters.clock
+
+    # Accounts and sessions
+    register_user = providers.Factory(RegisterUser, uow=uow, hasher=adapters.hasher, clock=clock)
+    log_in = providers.Factory(
+        LogIn,
+        uow=uow,
+        hasher=adapters.hasher,
+        codec=adapters.codec,
+        clock=clock,
+        failed_logins=adapters.failed_logins,
+        policy=adapters.token_policy,
+        require_verified_email=settings.provided.require_verified_email,
+    )
+    authenticate = providers.Factory(Authenticate, reader=reader, codec=adapters.codec, clock=clock)
+    refresh_tokens = providers.Factory(
+        RefreshTokens, uow=uow, codec=adapters.codec, clock=clock, policy=adapters.token_policy
+    )
+    log_out = providers.Factory(LogOut, uow=uow, codec=adapters.codec, clock=clock)
+    log_out_everywhere = providers.Factory(LogOutEverywhere, uow=uow, clock=clock)
+    list_sessions = providers.Factory(ListSessions, reader=reader, clock=clock)
+    end_session = providers.Factory(EndSession, uow=uow, clock=clock)
+    update_profile = providers.Factory(
+        UpdateProfile,
+        uow=uow,
+        hasher=adapters.hasher,
+        clock=clock,
+        failed_logins=adapters.failed_logins,
+    )
+    delete_account = providers.Factory(DeleteAccount, uow=uow, clock=clock)
+    list_users = providers.Factory(ListUsers, reader=reader)
+
+    # Mailed links
+    verify_email = providers.Factory(VerifyEmail, uow=uow, clock=clock)
+    resend_verification = providers.Factory(ResendVerification, uow=uow, clock=clock)
+    request_verification_link = providers.Factory(RequestVerificationLink, uow=uow, clock=clock)
+    request_password_reset = providers.Factory(RequestPasswordReset, uow=uow, clock=clock)
+    reset_password = providers.Factory(ResetPassword, uow=uow, hasher=adapters.hasher, clock=clock)
+
+    # Administration
+    get_user = providers.Factory(GetUser, reader=reader)
+    search_users = providers.Factory(SearchUsers, reader=reader)
+    update_user = providers.Factory(UpdateUser, uow=uow, clock=clock)
+    set_active = providers.Factory(SetActive, uow=uow, clock=clock)
+    set_password = providers.Factory(SetPassword, uow=uow, hasher=adapters.hasher, clock=clock)
+    delete_user = providers.Factory(DeleteUser, uow=uow, clock=clock)
+    queue_password_reset = providers.Factory(QueuePasswordReset, uow=uow, clock=clock)
+    list_user_sessions = providers.Factory(ListUserSessions, reader=reader, clock=clock)
+    end_user_sessions = providers.Factory(EndUserSessions, uow=uow, clock=clock)
+    list_audit_events = providers.Factory(ListAuditEvents, reader=reader)
+
+    # Mail
+    relay_outbox = providers.Factory(
+        RelayOutbox,
+        uow=uow,
+        transport=adapters.transport,
+        templates=adapters.templates,
+        clock=clock,
+        email_policy=adapters.email_policy,
+        relay_policy=adapters.relay_policy,
+        rate_limits=adapters.rate_limits,
+    )
+    list_outbox = providers.Factory(ListOutbox, reader=reader)
+    outbox_state = providers.Factory(OutboxState, reader=reader)
+    retry_outbox = providers.Factory(RetryOutbox, uow=uow, clock=clock)
+    send_test_mail = providers.Factory(
+        SendTestMail, transport=adapters.transport, templates=adapters.templates
+    )
+
+    # Signing keys
+    ensure_signing_key = providers.Factory(
+        EnsureSigningKey,
+        uow=uow,
+        reader=reader,
+        key_maker=adapters.key_maker,
+        clock=clock,
+        key_policy=adapters.key_policy,
+        key_set=adapters.key_set,
+    )
+    published_signing_keys = providers.Factory(
+        PublishedSigningKeys, reader=reader, clock=clock, key_policy=adapters.key_policy
+    )
+    list_signing_keys = providers.Factory(
+        ListSigningKeys, reader=reader, clock=clock, key_policy=adapters.key_policy
+    )
+    rotate_signing_keys = providers.Factory(
+        RotateSigningKeys,
+        uow=uow,
+        key_maker=adapters.key_maker,
+        clock=clock,
+        key_policy=adapters.key_policy,
+    )
+    revoke_signing_key = providers.Factory(
+        RevokeSigningKey,
+        uow=uow,
+        key_maker=adapters.key_maker,
+        clock=clock,
+        key_policy=adapters.key_policy,
+    )
+    run_key_lifecycle = providers.Factory(
+        RunKeyLifecycle, uow=uow, clock=clock, key_policy=adapters.key_policy
+    )
+
+    # Housekeeping
+    purge_tokens = providers.Factory(
+        PurgeTokens,
+        uow=uow,
+        clock=clock,
+        purge_pause_factor=settings.provided.token_purge_pause_factor,
+    )
+    apply_retention = providers.Factory(
+        ApplyRetention, uow=uow, clock=clock, retention=adapters.retention
+    )
+
+    # Resources of your own (``app scaffold resource`` adds theirs above this line)
+
+
+class Container(containers.DeclarativeContainer):
+    """The adapters and the use cases of one process, over its settings."""
+
+    settings = providers.Dependency(instance_of=Settings)
+    adapters = providers.Container(Adapters, settings=settings)
+    use_cases = providers.Container(UseCases, adapters=adapters, settings=settings)
+
+
+# Ports asked for by class (``services.get(Clock)``): the adapter provider of each.
 PORTS: dict[type, str] = {
     Clock: "clock",
     PasswordHasher: "hasher",
@@ -241,7 +427,7 @@ PORTS: dict[type, str] = {
     RateLimits: "rate_limits",
     DatabaseProbe: "database",
     JobLock: "job_lock",
-    TokenPolicy: "policy",
+    TokenPolicy: "token_policy",
     MailTransport: "transport",
     MailTemplates: "templates",
     EmailPolicy: "email_policy",
@@ -249,45 +435,106 @@ PORTS: dict[type, str] = {
     KeyMaker: "key_maker",
     KeySetCache: "key_set",
 }
-# Constructor parameters that take a factory of units of work rather than an instance.
-UNIT_OF_WORK_FACTORIES = ("uow", "reader")
+
+
+class UnknownDependency(LookupError):
+    """A use case or port that no provider of the container offers."""
 
 
 class ContainerServices:
-    """``Services`` over the container: ports from their providers, and use cases
-    built once each from the ports their constructors name. Adding a use case
-    registers nothing: its constructor says what it needs."""
+    """``Services`` over the container, by type: each use case from its provider in
+    ``UseCases`` (built anew each time, so an override of any provider applies at once),
+    each port from its adapter's provider (``PORTS``)."""
 
     def __init__(self, container: Container) -> None:
         self.container = container
-        self._built: dict[type, Any] = {}
+        self._providers: dict[type, providers.Provider[Any]] = {
+            kind: getattr(container.adapters, name) for kind, name in PORTS.items()
+        }
+        for provider in use_case_providers(container):
+            self._providers[provider.cls] = provider
 
     def get(self, kind: type[T]) -> T:
-        found = self._built.get(kind)
+        return self.provider(kind)()
+
+    def provider(self, kind: type[T]) -> providers.Provider[T]:
+        """The provider of ``kind``: ``services.provider(LogIn).override(...)`` stands
+        something else in for it (the library's own override)."""
+        found = self._providers.get(kind)
         if found is None:
-            found = self._built[kind] = self._make(kind)
+            raise UnknownDependency(
+                f"nothing provides {kind.__name__}: declare it in entrypoints/container.py"
+            )
         return found
 
-    def _make(self, kind: type[T]) -> T:
-        if kind in PORTS:
-            return getattr(self.container, PORTS[kind])()  # type: ignore[no-any-return]
-        arguments: dict[str, Any] = {}
-        for name, parameter in inspect.signature(kind).parameters.items():
-            provider = getattr(self.container, name, None)
-            if name in UNIT_OF_WORK_FACTORIES:
-                arguments[name] = provider  # called for each new unit of work
-            elif isinstance(provider, providers.Provider):
-                arguments[name] = provider()
-            elif parameter.default is inspect.Parameter.empty:
-                raise TypeError(f"{kind.__name__} needs {name!r}, which no provider offers")
-        return kind(**arguments)
+    def require(self, kinds: Iterable[type]) -> None:
+        """Refuse, naming them, what no provider offers (checked at start-up)."""
+        missing = sorted({kind.__name__ for kind in kinds if kind not in self._providers})
+        if missing:
+            raise UnknownDependency(
+                f"nothing provides {', '.join(missing)}: declare it in entrypoints/container.py"
+            )
 
-    def override(self, kind: type[T], instance: T) -> None:
-        """Serve ``instance`` for ``kind`` from now on (tests swap a use case so)."""
-        self._built[kind] = instance
+    async def open(self) -> None:
+        await _awaited(self.container.adapters.init_resources())
 
     async def close(self) -> None:
-        await close_container(self.container)
+        # Whatever was built is released, whether or not ``open`` ran.
+        await self.open()
+        await _awaited(self.container.adapters.shutdown_resources())
+
+
+async def _awaited(result: object) -> None:
+    if result is not None:
+        await typing.cast(typing.Awaitable[object], result)
+
+
+def use_case_providers(container: Container) -> list[providers.Factory[Any]]:
+    found = container.use_cases.container.providers.values()
+    return [provider for provider in found if isinstance(provider, providers.Factory)]
+
+
+class WiringError(TypeError):
+    """A use case is given a dependency of another type than its parameter asks for."""
+
+
+def check_wiring(container: Container) -> None:
+    """Every use case's declared dependencies fit the types its constructor asks for:
+    a ``policy: NotePolicy`` given the ``TokenPolicy``, or a ``database: str`` given the
+    database, stops the start naming both, instead of failing on first use."""
+    for provider in use_case_providers(container):
+        hints = typing.get_type_hints(provider.cls.__init__)
+        for name, given in provider.kwargs.items():
+            wanted = hints.get(name)
+            if not isinstance(wanted, type):
+                continue  # a callable (a unit of work factory), a union: nothing to say
+            for made in _provided_types(given):
+                if not issubclass(made, wanted):
+                    raise WiringError(
+                        f"{provider.cls.__name__}({name}: {wanted.__name__}) is given"
+                        f" {made.__name__}: fix its line in entrypoints/container.py"
+                    )
+
+
+def _provided_types(given: object) -> list[type]:
+    """The types a dependency may provide, as far as its declaration says: the class it
+    builds, a function's declared return, a value; for a selector, its choice under
+    this process's settings."""
+    if isinstance(given, providers.Dependency) and given.overridden:
+        given = given.last_overriding
+    if isinstance(given, providers.Selector) and given.selector is not None:
+        return _provided_types(given.providers[given.selector()])
+    if isinstance(given, providers.Factory | providers.Singleton | providers.Callable):
+        built = given.provides
+        if isinstance(built, type):
+            return [built]
+        returned = typing.get_type_hints(built).get("return")
+        return [returned] if isinstance(returned, type) else []
+    if isinstance(given, providers.Object):
+        return [type(given.provides)]
+    if not isinstance(given, providers.Provider):
+        return [type(given)]
+    return []
 
 
 def create_container(settings: Settings) -> Container:
@@ -295,13 +542,8 @@ def create_container(settings: Settings) -> Container:
 
 
 def build_services(settings: Settings) -> ContainerServices:
-    """The services of a process: a container of its own over ``settings``."""
-    return ContainerServices(create_container(settings))
-
-
-async def close_container(container: Container) -> None:
-    """Release what the container's singletons hold (pool, threads), if they were built."""
-    await container.database().dispose()
-    hasher = container.hasher()
-    if isinstance(hasher, Argon2Hasher):
-        hasher.close()
+    """The services of a process: a container of its own over ``settings``, its wiring
+    checked."""
+    container = create_container(settings)
+    check_wiring(container)
+    return ContainerServices(container)

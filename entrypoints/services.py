@@ -7,6 +7,7 @@ they need, by class.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Protocol, TypeVar
 
 T = TypeVar("T")
@@ -14,8 +15,17 @@ T = TypeVar("T")
 
 class Services(Protocol):
     def get(self, kind: type[T]) -> T:
-        """The one instance of ``kind``: a use case (built with the ports its
-        constructor names) or a port (bound to its adapter)."""
+        """The instance of ``kind`` its provider makes: a use case (built with the ports
+        declared for it) or a port (bound to its adapter)."""
+        ...
+
+    def require(self, kinds: Iterable[type]) -> None:
+        """Raise ``LookupError`` naming every one of ``kinds`` that nothing provides:
+        an entrypoint calls it at start-up with everything it will ask for."""
+        ...
+
+    async def open(self) -> None:
+        """Set up what must be released later (``close``)."""
         ...
 
     async def close(self) -> None:

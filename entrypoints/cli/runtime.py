@@ -129,6 +129,7 @@ def operator() -> Actor:
 
 async def _with(services: Services, work: Callable[[Services], Awaitable[T]]) -> T:
     try:
+        await services.open()
         return await work(services)
     finally:
         await services.close()

@@ -45,13 +45,7 @@ def _camel(name: str) -> str:
 
 def files_for(names: str, name: str) -> dict[Path, str]:
     """The files of the resource ``names`` (its singular ``name``), by path."""
-    values = {
-        "name": name,
-        "names": names,
-        "Name": _camel(name),
-        "Names": _camel(names),
-        "NAMES": names.upper(),
-    }
+    values = _values(names, name)
     templates = {
         f"domain/{names}.py": "domain",
         f"application/{names}.py": "application",
@@ -63,6 +57,67 @@ def files_for(names: str, name: str) -> dict[Path, str]:
     return {
         ROOT / path: Template(_template(template)).substitute(values)
         for path, template in templates.items()
+    }
+
+
+CONTAINER = "entrypoints/container.py"
+ROUTES = "entrypoints/http/routes/__init__.py"
+CONTAINER_MARK = "    # Resources of your own"
+ROUTERS_END = ")"
+
+
+def registrations(names: str, name: str) -> dict[Path, str]:
+    """The two explicit lists a resource joins, as they read with it: its use cases'
+    providers in ``UseCases`` and its router in ``ROUTERS``."""
+    values = _values(names, name)
+    container = (ROOT / CONTAINER).read_text()
+    providers = Template(_template("container")).substitute(values)
+    imports = Template(
+        "from application.$names import Create$Name, Delete$Name, Get$Name, List$Names,"
+        " Rename$Name\n"
+    ).substitute(values)
+    container = _insert(container, "from application.users import", imports, before=True)
+    container = _insert(container, CONTAINER_MARK, providers, before=True)
+    routes = (ROOT / ROUTES).read_text()
+    imported = "from entrypoints.http.routes import "
+    if routes.count(imported) != 1:
+        raise ScaffoldError(f"cannot find where to add the resource ({imported.strip()!r})")
+    routes = routes.replace(imported, f"{imported}{names}, ")
+    routes = _insert(routes, ROUTERS_END, f"    {names}.router,\n", before=True, last=True)
+    return {ROOT / CONTAINER: container, ROOT / ROUTES: routes}
+
+
+def _insert(text: str, anchor: str, added: str, *, before: bool, last: bool = False) -> str:
+    """``added`` before (or after) the one line that starts with ``anchor`` (the last
+    such line with ``last``); a file whose anchor moved is an error, not a guess."""
+    lines = text.splitlines(keepends=True)
+    hits = [i for i, line in enumerate(lines) if line.startswith(anchor)]
+    if not hits or (len(hits) > 1 and not last):
+        raise ScaffoldError(f"cannot find where to add the resource ({anchor.strip()!r})")
+    at = hits[-1] if before else hits[-1] + 1
+    return "".join([*lines[:at], added, *lines[at:]])
+
+
+def _defined_table(names: str) -> Path | None:
+    """The adapter module that defines a table of this name already, if one does."""
+    defined = re.compile(rf"""Table\(\s*["']{names}["']""")
+    for module in sorted((ROOT / "adapters").glob("*.py")):
+        if defined.search(module.read_text()):
+            return module
+    return None
+
+
+class ScaffoldError(Exception):
+    """The project is not as the scaffold expects it; nothing was written."""
+
+
+def _values(names: str, name: str) -> dict[str, str]:
+    return {
+        "name": name,
+        "names": names,
+        "Name": _camel(name),
+        "Names": _camel(names),
+        "NAMES": names.upper(),
     }
 
 
@@ -100,8 +155,49 @@ def resource(
 ) -> None:
     """Write a resource that each user owns (an entity with a name): the domain module
     with its port, the use cases (create, get, list, rename, delete), the table and the
-    repository, the routes, unit and end-to-end tests, and the migration. Nothing else
-    changes: everything is found where it lives."""
+    repository, the routes, unit and end-to-end tests, and the migration; and add its
+    use cases to `entrypoints/container.py` and its router to
+    `entrypoints/http/routes/__init__.py`. On any failure nothing is left changed."""
+    name = _checked(names, singular)
+    files = files_for(names, name)
+    existing = [path for path in files if path.exists()]
+    if existing:
+        fail(f"{existing[0].relative_to(ROOT)} exists already: nothing was written")
+    if table := _defined_table(names):
+        fail(f"{table.relative_to(ROOT)} defines a table {names!r} already: nothing was written")
+    try:
+        edited = registrations(names, name)
+    except ScaffoldError as exc:
+        fail(str(exc))
+
+    # All or nothing: on any failure the tree is left as it was found.
+    originals = {path: path.read_text() for path in edited}
+    written: list[Path] = []
+    try:
+        for path, text in files.items():
+            path.write_text(text)
+            written.append(path)
+            typer.echo(f"created {path.relative_to(ROOT)}")
+        for path, text in edited.items():
+            path.write_text(text)
+            typer.echo(f"added {names} to {path.relative_to(ROOT)}")
+        if migration:
+            written.append(_migration(ctx, names))
+    except BaseException:
+        for path in written:
+            path.unlink(missing_ok=True)
+        for path, text in originals.items():
+            path.write_text(text)
+        raise
+    _format([*written, *edited])
+    typer.echo(
+        f"Next: read the migration, `app db upgrade`, then `make test`; the routes are under"
+        f" /api/v1/{names}/."
+    )
+
+
+def _checked(names: str, singular: str | None) -> str:
+    """The resource's singular, once its names are fit for a new resource."""
     name = singular or _singular(names)
     if not NAME.fullmatch(names) or (name is not None and not NAME.fullmatch(name)):
         fail(f"{names!r}: use lowercase letters, digits and '_', starting with a letter")
@@ -111,27 +207,16 @@ def resource(
         fail(f"{names!r}: the project has that name already")
     if not (ROOT / "migrations").is_dir() or not (ROOT / "tests").is_dir():
         fail(f"scaffolding needs a checkout of the project; {ROOT} is not one")
-    files = files_for(names, name)
-    existing = [path for path in files if path.exists()]
-    if existing:
-        fail(f"{existing[0].relative_to(ROOT)} exists already: nothing was written")
+    return name
 
-    for path, text in files.items():
-        path.write_text(text)
-        typer.echo(f"created {path.relative_to(ROOT)}")
-    written = list(files)
-    if migration:
-        runtime = runtime_of(ctx)
-        url = load_cli_settings().database_url
-        with reported_errors(url, runtime.is_unavailable):
-            revision = runtime.migrations.autogenerate(url, f"add {names}")
-        typer.echo(f"created {revision.relative_to(ROOT)}")
-        written.append(revision)
-    _format(written)
-    typer.echo(
-        f"Next: read the migration, `app db upgrade`, then `make test`; the routes are under"
-        f" /api/v1/{names}/."
-    )
+
+def _migration(ctx: typer.Context, names: str) -> Path:
+    runtime = runtime_of(ctx)
+    url = load_cli_settings().database_url
+    with reported_errors(url, runtime.is_unavailable):
+        revision = runtime.migrations.autogenerate(url, f"add {names}")
+    typer.echo(f"created {revision.relative_to(ROOT)}")
+    return revision
 
 
 def _format(paths: list[Path]) -> None:

@@ -1,15 +1,14 @@
-"""The HTTP app: routes found where they live, the error table, middleware and docs."""
+"""The HTTP app: the routes listed in ``entrypoints.http.routes``, the error table,
+middleware and docs."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib
-import pkgutil
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import APIRouter, FastAPI
+from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 from starlette.middleware.cors import CORSMiddleware
@@ -18,9 +17,8 @@ from application.signing_keys import EnsureSigningKey
 from domain.errors import DomainError
 from domain.ports import RateLimits
 from domain.signing_keys import KeySetCache
-from entrypoints.http import routes
 from entrypoints.http.client_ip import ClientIPResolver
-from entrypoints.http.dependencies import check_ip_limits, install_services
+from entrypoints.http.dependencies import check_ip_limits, install_services, used_by
 from entrypoints.http.middleware import (
     AllowedHostsMiddleware,
     BodySizeLimitMiddleware,
@@ -35,6 +33,7 @@ from entrypoints.http.problems import (
     request_validation_handler,
 )
 from entrypoints.http.route_index import install_route_index
+from entrypoints.http.routes import ROUTERS
 from entrypoints.http.routes.health import metrics_router
 from entrypoints.logging import get_logger
 from entrypoints.metrics_server import MetricsServer, serve_metrics
@@ -50,18 +49,6 @@ stable `code`. Use **Authorize** to log in with a username (or email) and passwo
 """
 
 
-def routers() -> list[APIRouter]:
-    """Every module of ``entrypoints.http.routes`` that has a ``router``, by name: a new
-    module of routes is served without being listed anywhere."""
-    found = []
-    for module in pkgutil.iter_modules(routes.__path__):
-        imported = importlib.import_module(f"{routes.__name__}.{module.name}")
-        router = getattr(imported, "router", None)
-        if isinstance(router, APIRouter):
-            found.append(router)
-    return found
-
-
 def create_app(settings: Settings, services: Services) -> FastAPI:
     """Build the API over the services of the composition root (``entrypoints.asgi``
     builds them for uvicorn). Nothing connects to the database until a request needs it."""
@@ -75,6 +62,7 @@ def create_app(settings: Settings, services: Services) -> FastAPI:
         metrics = None
         try:
             metrics = _serve_metrics(settings)
+            await services.open()
             # ES256/EdDSA: the first key if there is none, and this process's key set; a
             # SECRET_KEY that cannot decrypt the signing key stops the start here.
             await services.get(EnsureSigningKey)()
@@ -112,11 +100,13 @@ def create_app(settings: Settings, services: Services) -> FastAPI:
     )
     install_services(app, services)
 
-    for router in routers():
+    for router in ROUTERS:
         app.include_router(router)
     if settings.metrics_port is None:  # else /metrics is on a port of its own only
         app.include_router(metrics_router)
     install_route_index(app.router)
+    # Everything a route asks for resolves, or the app refuses to start, naming it.
+    services.require(used_by(app.routes) | {EnsureSigningKey, KeySetCache})
     app.add_exception_handler(DomainError, domain_error_handler)
     app.add_exception_handler(RequestValidationError, request_validation_handler)
     app.add_exception_handler(HTTPException, http_error_handler)

@@ -3,13 +3,16 @@
 # No "from __future__ import annotations" here: FastAPI reads the dependencies from the
 # evaluated annotations.
 
+from collections.abc import Iterable
 from enum import StrEnum
 from typing import Annotated, Any, TypeVar
 
 import orjson
 from fastapi import Depends, FastAPI, Request
+from fastapi.routing import APIRoute
 from fastapi.security import OAuth2PasswordBearer
 from starlette.responses import Response
+from starlette.routing import BaseRoute
 
 from application.auth import Authenticate
 from domain.audit import act_as, current_actor
@@ -34,7 +37,22 @@ def use(kind: type[T]) -> Any:
         return services.get(kind)
 
     resolve.__name__ = f"use_{kind.__name__}"
+    resolve.used = kind  # type: ignore[attr-defined] # read by ``used_by``
     return Depends(resolve)
+
+
+def used_by(routes: Iterable[BaseRoute]) -> set[type]:
+    """Every use case and port the routes ask for through ``use``, their dependencies'
+    included: what the app checks it can resolve before it serves anything."""
+    found: set[type] = set()
+    pending = [route.dependant for route in routes if isinstance(route, APIRoute)]
+    while pending:
+        dependant = pending.pop()
+        kind = getattr(dependant.call, "used", None)
+        if isinstance(kind, type):
+            found.add(kind)
+        pending.extend(dependant.dependencies)
+    return found
 
 
 bearer = OAuth2PasswordBearer(tokenUrl=LOGIN_PATH, auto_error=False)

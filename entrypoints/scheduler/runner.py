@@ -16,7 +16,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy.engine import make_url
 
 from application.admin import PurgeTokens
-from application.outbox import Outcome
+from application.outbox import OutboxState, Outcome, RelayOutbox
 from application.retention import ApplyRetention
 from application.signing_keys import RunKeyLifecycle
 from domain.signing_keys import ASYMMETRIC_ALGORITHMS
@@ -35,6 +35,15 @@ log = get_logger("entrypoints.scheduler")
 STOP_GRACE_SECONDS = 8.0
 RUN_OUTCOMES = ("success", "failure", "skipped", "stopped", "cancelled")
 RETENTION_INTERVAL = timedelta(hours=1)
+# What the jobs below ask the services for.
+JOB_DEPENDENCIES = (
+    JobLock,
+    PurgeTokens,
+    RelayOutbox,
+    OutboxState,
+    ApplyRetention,
+    RunKeyLifecycle,
+)
 KEY_LIFECYCLE_INTERVAL = timedelta(minutes=1)
 
 
@@ -118,6 +127,9 @@ async def run_job_runner(settings: Settings, services: Services) -> None:
     for outcome in RUN_OUTCOMES:
         PURGE_RUNS.labels(outcome=outcome)
 
+    # Everything a job asks for resolves, or the runner refuses to start, naming it.
+    services.require(JOB_DEPENDENCIES)
+    await services.open()
     lock = services.get(JobLock)
     runner = JobRunner(
         PurgeJob(services.get(PurgeTokens), lock),

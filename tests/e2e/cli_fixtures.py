@@ -41,7 +41,7 @@ APP = Path(sys.executable).parent / "app"
 def fast_services(settings: Settings) -> ContainerServices:
     """The production services with a cheap argon2id (real parameters cost ~50 ms)."""
     services = build_services(settings)
-    services.container.hasher.override(
+    services.container.adapters.hasher.override(
         providers.Singleton(Argon2Hasher, time_cost=1, memory_cost=1024)
     )
     return services

@@ -6,8 +6,8 @@ Every test that takes ``api`` runs once on SQLite and once on PostgreSQL (throug
 temporary working directory and with every setting's environment variable removed, so
 neither a developer's ``.env`` nor their shell can change what a test sees.
 
-dependency-injector wires the route modules globally, so only one app may be live at a
-time in this process: ``app_factory`` builds them one after the other.
+Each app has a container of its own; ``app_factory`` overrides its providers with the
+library's own ``override`` (a fast hasher; ``configure`` and ``use_cases`` for more).
 """
 
 from __future__ import annotations
@@ -261,7 +261,7 @@ AppFactory = Callable[..., Any]
 def app_factory(settings_factory: Callable[..., Settings]) -> AppFactory:
     """``async with app_factory(**settings) as api``: a fresh app with its lifespan
     running. ``configure(container)`` may override providers before the app is built, and
-    ``use_cases`` stands instances in for use cases."""
+    ``use_cases`` stands instances in for use cases (through their providers)."""
 
     @asynccontextmanager
     async def start(
@@ -272,12 +272,12 @@ def app_factory(settings_factory: Callable[..., Settings]) -> AppFactory:
     ) -> AsyncIterator[Api]:
         settings = settings_factory(**overrides)
         container = create_container(settings)
-        container.hasher.override(providers.Singleton(Argon2Hasher, **FAST_HASHER))
+        container.adapters.hasher.override(providers.Singleton(Argon2Hasher, **FAST_HASHER))
         if configure is not None:
             configure(container)
         services = ContainerServices(container)
         for kind, instance in (use_cases or {}).items():
-            services.override(kind, instance)
+            services.provider(kind).override(providers.Object(instance))
         app = create_app(settings, services)
         async with app.router.lifespan_context(app):
             transport = httpx.ASGITransport(app=app, client=(client_ip, 4321))

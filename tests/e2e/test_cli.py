@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from dependency_injector import providers
 from typer.testing import Result
 
 import entrypoints.cli.tokens as tokens_commands
@@ -588,7 +589,9 @@ def test_an_unmigrated_database_says_to_migrate(cli: Cli, tmp_path: Path) -> Non
 
 def test_an_unexpected_error_is_one_line(cli: Cli) -> None:
     def broken(services: ContainerServices) -> None:
-        services.override(ListUsers, _raise(RuntimeError("disk on fire")))
+        services.provider(ListUsers).override(
+            providers.Object(_raise(RuntimeError("disk on fire")))
+        )
 
     result = _invoke_with(cli, broken, "users", "list")
 
@@ -598,7 +601,7 @@ def test_an_unexpected_error_is_one_line(cli: Cli) -> None:
 
 def test_ctrl_c_exits_130_without_a_traceback(cli: Cli) -> None:
     def interrupted(services: ContainerServices) -> None:
-        services.override(ListUsers, _raise(KeyboardInterrupt()))
+        services.provider(ListUsers).override(providers.Object(_raise(KeyboardInterrupt())))
 
     result = _invoke_with(cli, interrupted, "users", "list")
 

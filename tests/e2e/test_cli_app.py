@@ -102,6 +102,7 @@ def test_bad_usage_exits_2(runner: CliRunner, args: list[str]) -> None:
         (["users"], "has that name already"),
         (["data"], "--singular"),
         (["sessions", "--singular", "session"], "has that name already"),
+        (["audit_events"], "defines a table 'audit_events' already"),
     ],
 )
 def test_scaffold_refuses_a_bad_name_in_one_line_and_writes_nothing(

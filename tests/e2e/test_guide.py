@@ -43,7 +43,7 @@ SCRIPT = textwrap.dedent(
         settings = Settings(database_url=os.environ["DATABASE_URL"], environment="test",
                             secret_key="k" * 64, rate_limit_enabled=False)
         services = build_services(settings)
-        services.container.hasher.override(
+        services.container.adapters.hasher.override(
             providers.Singleton(Argon2Hasher, time_cost=1, memory_cost=1024))
         app = create_app(settings, services)
         transport = httpx.ASGITransport(app=app)
@@ -115,9 +115,12 @@ def test_the_readme_guide_adds_a_working_resource(tmp_path: Path) -> None:
     guide = steps((ROOT / "README.md").read_text())
     created = [step for step in guide if step.spec.startswith("new ")]
     edited = [step.spec for step in guide if not step.spec.startswith("new ")]
-    # Six files in all (these five and the generated migration), and no registry edited.
+    # Six files in all (these five and the generated migration), and the two lists.
     assert len(created) == 5, [step.spec for step in created]
-    assert edited == [], edited
+    assert {spec.split(",")[0] for spec in edited} == {
+        "in entrypoints/container.py",
+        "in entrypoints/http/routes/__init__.py",
+    }, edited
     for step in guide:
         step.apply(project)
 
@@ -161,11 +164,20 @@ def test_the_scaffold_writes_a_resource_that_passes_lint_and_its_tests(tmp_path:
     written = [line.removeprefix("created ") for line in out.splitlines() if "created" in line]
     assert len(written) == 7, out  # six files (two of them tests) and the migration
     assert 'create_table(\n        "tasks"' in (project / written[-1]).read_text()
+    # Numbered like the project's own migrations, after the last of them.
+    assert (
+        Path(written[-1]).name.split("_")[1]
+        == f"{len(list(ROOT.glob('migrations/versions/*.py'))) + 1:04d}"
+    )
+    # One line in each explicit list: who builds CreateTask, and which routers are served.
+    lists = ["entrypoints/container.py", "entrypoints/http/routes/__init__.py"]
+    assert "providers.Factory(CreateTask" in (project / lists[0]).read_text()
+    assert "tasks.router," in (project / lists[1]).read_text()
     _run([*app, "db", "upgrade"], project, env)
 
-    _run([str(bin_dir / "ruff"), "check", *written], project, env)
-    _run([str(bin_dir / "ruff"), "format", "--check", *written], project, env)
-    _run([str(bin_dir / "mypy"), *written[:-1]], project, env)
+    _run([str(bin_dir / "ruff"), "check", *written, *lists], project, env)
+    _run([str(bin_dir / "ruff"), "format", "--check", *written, *lists], project, env)
+    _run([str(bin_dir / "mypy"), *written[:-1], *lists], project, env)
     _run([str(bin_dir / "lint-imports")], project, env)
     tests = [path for path in written if path.startswith("tests/")]
     result = _run(
@@ -173,3 +185,25 @@ def test_the_scaffold_writes_a_resource_that_passes_lint_and_its_tests(tmp_path:
     )
     assert " passed" in result, result
     assert "failed" not in result, result
+
+
+def test_a_scaffold_that_fails_leaves_the_tree_as_it_found_it(tmp_path: Path) -> None:
+    project, env = _project(tmp_path, *SCAFFOLD_TEST_FILES)
+    before = {path: path.read_bytes() for path in project.rglob("*.py")}
+    app = [sys.executable, "-c", "from entrypoints.console import main; main()"]
+    # The migration cannot be made: nobody listens there.
+    env = {**env, "DATABASE_URL": "postgresql+asyncpg://nobody@127.0.0.1:1/nothing"}
+
+    failed = subprocess.run(
+        [*app, "scaffold", "resource", "tasks"],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+    assert failed.returncode == 1, failed.stdout + failed.stderr
+    assert len(failed.stderr.strip().splitlines()) == 1, failed.stderr
+    assert {path: path.read_bytes() for path in project.rglob("*.py")} == before

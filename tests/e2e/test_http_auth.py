@@ -130,7 +130,7 @@ async def test_login_of_an_unknown_user_still_costs_one_hash_verification(
     hasher = CountingHasher(**FAST_HASHER)
 
     def configure(container: Any) -> None:
-        container.hasher.override(providers.Object(hasher))
+        container.adapters.hasher.override(providers.Object(hasher))
 
     async with app_factory(configure=configure) as api:
         await api.register("ada")
@@ -152,7 +152,7 @@ async def test_login_rehashes_a_password_stored_with_outdated_parameters(
     assert "t=1" in old_hash
 
     def stronger(container: Any) -> None:
-        container.hasher.override(
+        container.adapters.hasher.override(
             providers.Singleton(CountingHasher, time_cost=2, memory_cost=1024)
         )
 
@@ -487,7 +487,7 @@ async def test_a_login_racing_a_revocation_keeps_no_working_refresh_token(
     hasher = GatedHasher(**FAST_HASHER)
 
     def configure(container: Any) -> None:
-        container.hasher.override(providers.Object(hasher))
+        container.adapters.hasher.override(providers.Object(hasher))
 
     async with app_factory(configure=configure) as api:
         await api.register("ada")
@@ -519,7 +519,7 @@ async def test_a_login_racing_account_deletion_is_refused_without_a_500(
     hasher = GatedHasher(**FAST_HASHER)
 
     def configure(container: Any) -> None:
-        container.hasher.override(providers.Object(hasher))
+        container.adapters.hasher.override(providers.Object(hasher))
 
     async with app_factory(configure=configure) as api:
         await api.register("ada")

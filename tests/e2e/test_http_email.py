@@ -210,7 +210,7 @@ async def login(mail: Mailbox, username: str, password: str = PASSWORD) -> httpx
 
 async def usable_tokens(api: Api, tokens: list[str], purpose: Purpose) -> int:
     """How many of ``tokens`` would still redeem (looked at, not used)."""
-    uow: UnitOfWork = api.container.uow()
+    uow: UnitOfWork = api.container.adapters.uow()
     async with uow:
         repository = uow.repository(EmailTokenRepository)
         now = datetime.now(UTC)
@@ -219,7 +219,7 @@ async def usable_tokens(api: Api, tokens: list[str], purpose: Purpose) -> int:
 
 
 async def set_active(api: Api, user_id: int, active: bool) -> None:
-    uow: UnitOfWork = api.container.uow()
+    uow: UnitOfWork = api.container.adapters.uow()
     async with uow:
         assert await uow.users.set_active(user_id, active)
         await uow.commit()
@@ -654,7 +654,7 @@ async def test_an_admin_cannot_set_a_new_address_verified_nor_move_their_own(
 async def admin_tokens(mail: Mailbox) -> str:
     """A superuser's access token (its verification mail relayed away)."""
     await mail.api.register("root")
-    uow: UnitOfWork = mail.api.container.uow()
+    uow: UnitOfWork = mail.api.container.adapters.uow()
     async with uow:
         root = await uow.users.get_by_login("root")
         assert root is not None
@@ -818,7 +818,7 @@ async def test_mail_goes_out_over_starttls_with_authentication(app_factory: AppF
             security="starttls",
             tls_context=sink.client_tls_context(),
         )
-        container.transport.override(providers.Object(transport))
+        container.adapters.transport.override(providers.Object(transport))
 
     async with mail_app(
         app_factory,

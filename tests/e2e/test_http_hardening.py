@@ -41,7 +41,7 @@ async def test_parallel_wrong_passwords_never_pass_the_account_limit(
     hasher = CountingHasher(**FAST_HASHER)
 
     def configure(container: Container) -> None:
-        container.hasher.override(providers.Object(hasher))
+        container.adapters.hasher.override(providers.Object(hasher))
 
     # The per-IP limit is out of the way, as for an attacker with many addresses.
     async with app_factory(
@@ -131,7 +131,7 @@ async def test_a_flood_of_hashing_is_refused_with_503_and_retry_after(
     gate = threading.Event()
 
     def configure(container: Container) -> None:
-        container.hasher.override(providers.Object(hasher))
+        container.adapters.hasher.override(providers.Object(hasher))
 
     async with app_factory(configure) as api:
         busy = asyncio.ensure_future(hasher._run(gate.wait, 30))
@@ -156,14 +156,14 @@ async def test_a_slow_login_that_rehashes_never_undoes_an_operators_change(
     hasher = GatedHasher(**FAST_HASHER)
 
     def configure(container: Container) -> None:
-        container.hasher.override(providers.Object(hasher))
+        container.adapters.hasher.override(providers.Object(hasher))
 
     async with app_factory(configure) as api:
         user = await api.register("ada")
         before = await api.login("ada")
         # An outdated hash: the next login re-hashes, and stops there.
         outdated = argon2.PasswordHasher(time_cost=2, memory_cost=1024).hash(PASSWORD)
-        async with api.container.uow() as uow:
+        async with api.container.adapters.uow() as uow:
             await uow.users.set_password_hash(user["id"], outdated)
             await uow.commit()
         hasher.arm("hash")
@@ -179,7 +179,7 @@ async def test_a_slow_login_that_rehashes_never_undoes_an_operators_change(
         hasher.release.set()
 
         assert_problem(await login, 401, "invalid_credentials")
-        async with api.container.uow() as uow:
+        async with api.container.adapters.uow() as uow:
             stored = await uow.users.get(user["id"])
         assert stored is not None
         assert stored.token_version == 1

@@ -93,7 +93,7 @@ def lifecycle_at(api: Api, clock: Clock) -> RunKeyLifecycle:
     """The job runner's lifecycle use case, at another time."""
 
     def uow() -> UnitOfWork:
-        made: UnitOfWork = api.container.uow()
+        made: UnitOfWork = api.container.adapters.uow()
         return made
 
     return RunKeyLifecycle(uow, clock, api.services.get(KeyPolicy))

@@ -317,8 +317,9 @@ def _settings(database_url: str) -> Settings:
 async def test_the_job_purges_a_real_database_in_batches(database_url: str, events: Events) -> None:
     await seed_expired(database_url, 25)
     container = fast_services(_settings(database_url))
-    container.get(PurgeTokens).batch_size = 10
-    job = PurgeJob(container.get(PurgeTokens), container.get(JobLock))
+    purge = container.get(PurgeTokens)
+    purge.batch_size = 10
+    job = PurgeJob(purge, container.get(JobLock))
     try:
         await job.run()
     finally:

@@ -70,9 +70,9 @@ def with_clock_and_transport(
     clock: FakeClock, transport: MailTransport | None = None
 ) -> Callable[[Container], None]:
     def configure(container: Container) -> None:
-        container.clock.override(providers.Object(clock))
+        container.adapters.clock.override(providers.Object(clock))
         if transport is not None:
-            container.transport.override(providers.Object(transport))
+            container.adapters.transport.override(providers.Object(transport))
 
     return configure
 
@@ -284,9 +284,9 @@ async def test_a_message_claimed_by_a_dead_relay_is_delivered_after_a_restart_on
         }
         async with app_factory(**settings) as api:
             await api.register("ada")
-            lease = api.container.relay_policy().lease
+            lease = api.container.adapters.relay_policy().lease
             # A relay claims the message and dies before it sends or settles anything.
-            uow: UnitOfWork = api.container.uow()
+            uow: UnitOfWork = api.container.adapters.uow()
             async with uow:
                 now = clock.now()
                 claimed = await uow.repository(OutboxRepository).claim(
@@ -345,7 +345,7 @@ async def queue_many(services: ContainerServices, count: int, per_transaction: i
     now = datetime.now(UTC)
     queued = []
     for start in range(0, count, per_transaction):
-        uow: UnitOfWork = services.container.uow()
+        uow: UnitOfWork = services.container.adapters.uow()
         async with uow:
             outbox = uow.repository(OutboxRepository)
             for n in range(start, min(start + per_transaction, count)):
@@ -411,7 +411,7 @@ def kill_first_message(cli: Cli) -> str:
     """Make the oldest pending message dead (as the relay would after its last attempt)."""
 
     async def work(services: ContainerServices) -> str:
-        uow: UnitOfWork = services.container.uow()
+        uow: UnitOfWork = services.container.adapters.uow()
         async with uow:
             outbox = uow.repository(OutboxRepository)
             now = datetime.now(UTC) + timedelta(seconds=1)

@@ -67,7 +67,7 @@ def build_app(tmp_path: Path, sqlite_template: Path) -> FastAPI:
         rate_limit_enabled=False,
     )
     container = create_container(app_settings)
-    container.hasher.override(
+    container.adapters.hasher.override(
         providers.Singleton(Argon2Hasher, time_cost=1, memory_cost=1024, parallelism=1)
     )
     return create_app(app_settings, ContainerServices(container))
