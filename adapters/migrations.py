@@ -1,4 +1,9 @@
-"""Alembic, driven from code: the CLI's ``app db …`` and the tests use these."""
+"""Alembic, driven from code: the CLI's ``app db …`` and the tests use these.
+
+Alembic is imported where a migration runs, not with this module: every process loads
+all the adapter modules (``registry.load_all``), and a server that never migrates
+should not carry Alembic, nor log its plug-ins' set-up.
+"""
 
 from __future__ import annotations
 
@@ -7,18 +12,20 @@ import warnings
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def alembic_config(database_url: str) -> Config:
+    from alembic.config import Config  # noqa: PLC0415 - see the module's docstring
+
     config = Config(str(ROOT / "alembic.ini"))
     config.set_main_option("script_location", str(ROOT / "migrations"))
     config.attributes["database_url"] = database_url
@@ -36,20 +43,28 @@ def _in_thread(fn: Callable[..., None], *args: object) -> None:
 
 def upgrade(database_url: str, revision: str = "head") -> None:
     """Apply migrations up to ``revision``."""
+    from alembic import command  # noqa: PLC0415 - see the module's docstring
+
     _in_thread(command.upgrade, alembic_config(database_url), revision)
 
 
 def downgrade(database_url: str, revision: str) -> None:
     """Revert migrations down to ``revision`` (``base`` for an empty database)."""
+    from alembic import command  # noqa: PLC0415 - see the module's docstring
+
     _in_thread(command.downgrade, alembic_config(database_url), revision)
 
 
 def head_revisions(database_url: str) -> tuple[str, ...]:
+    from alembic.script import ScriptDirectory  # noqa: PLC0415 - see the module's docstring
+
     return tuple(ScriptDirectory.from_config(alembic_config(database_url)).get_heads())
 
 
 async def current_revisions(database_url: str) -> tuple[str, ...]:
     """The revisions the database is at (empty before the first migration)."""
+
+    from alembic.runtime.migration import MigrationContext  # noqa: PLC0415 - as above
 
     def heads(conn: Connection) -> tuple[str, ...]:
         return tuple(MigrationContext.configure(conn).get_current_heads())
@@ -68,6 +83,8 @@ def current(database_url: str) -> tuple[str, ...]:
 
 def next_revision(config: Config) -> str:
     """The id of the next revision: the project's are numbered, 0001 onwards."""
+    from alembic.script import ScriptDirectory  # noqa: PLC0415 - see the module's docstring
+
     numbers = [
         int(script.revision)
         for script in ScriptDirectory.from_config(config).walk_revisions()
@@ -79,6 +96,8 @@ def next_revision(config: Config) -> str:
 def autogenerate(database_url: str, message: str) -> Path:
     """Write a new revision for what the tables define and the database (upgraded to
     head first) lacks; the new file's path."""
+    from alembic import command  # noqa: PLC0415 - see the module's docstring
+
     upgrade(database_url)
     written: list[Path] = []
 
