@@ -1,11 +1,7 @@
-"""Managing accounts (the admin API and the CLI share these use cases), and purging old
-tokens."""
+"""Managing accounts (the admin API and the CLI share these use cases)."""
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -33,15 +29,6 @@ from domain.rules import (
     validate_password,
     validate_username,
 )
-
-# Rows per batch: a batch of expired rows locks only rows nobody uses, and fewer, larger
-# batches cost the database a quarter less than batches of 5,000.
-PURGE_BATCH_SIZE = 20_000
-# After each batch the purge rests this many times as long as the batch took. At 3.5 the
-# database works on the purge about a fifth of the time: a backlog of a million tokens
-# takes seconds longer, and the requests (logins above all) keep the cores meanwhile.
-PURGE_PAUSE_FACTOR = 3.5
-
 
 # A user as the API names one (its id) or as an operator may (an id, email or username).
 UserRef = int | str
@@ -346,101 +333,3 @@ class EndUserSessions:
             await end_all_sessions(uow, user.id, now)
             await record(uow, Action.SESSIONS_REVOKED, user.id, now)
             await uow.commit()
-
-
-@dataclass(frozen=True)
-class PurgeResult:
-    tokens: int
-    sessions: int
-    batches: int
-    dry_run: bool
-
-
-ProgressCallback = Callable[[int], None]
-
-
-class PurgeTokens:
-    """Delete refresh tokens past their expiry, then sessions with no token left.
-
-    Revoked and rotated tokens are kept until they expire, so reuse is still detected.
-    Rows go in batches of ``batch_size``, each in its own short transaction, so a large
-    table is never locked for long and a stop loses at most the batch in flight; after
-    each full batch the purge rests ``purge_pause_factor`` times the batch's duration.
-    """
-
-    raises: Raises = ()
-
-    def __init__(
-        self,
-        uow: UowFactory,
-        clock: Clock,
-        batch_size: int = PURGE_BATCH_SIZE,
-        purge_pause_factor: float = PURGE_PAUSE_FACTOR,
-        *,
-        pause: Callable[[float], Awaitable[None]] = asyncio.sleep,
-        monotonic: Callable[[], float] = time.monotonic,
-    ) -> None:
-        if batch_size < 1:
-            raise ValueError("batch_size must be positive")
-        self._uow = uow
-        self._clock = clock
-        self.batch_size = batch_size
-        self.pause_factor = _rest_factor(purge_pause_factor)
-        self._pause = pause
-        self._monotonic = monotonic
-
-    async def __call__(
-        self,
-        *,
-        dry_run: bool = False,
-        on_progress: ProgressCallback | None = None,
-        pause_factor: float | None = None,
-    ) -> PurgeResult:
-        """``pause_factor`` overrides the constructor's for this run (0: no rest)."""
-        rest = self.pause_factor if pause_factor is None else _rest_factor(pause_factor)
-        now = self._clock.now()
-        if dry_run:
-            async with self._uow() as uow:
-                tokens = await uow.refresh_tokens.delete_expired(now, 0, dry_run=True)
-                sessions = await uow.sessions.delete_orphans(now, 0, dry_run=True)
-            return PurgeResult(tokens=tokens, sessions=sessions, batches=0, dry_run=True)
-
-        tokens, token_batches = await self._drain(
-            lambda uow: uow.refresh_tokens.delete_expired(now, self.batch_size), on_progress, rest
-        )
-        sessions, session_batches = await self._drain(
-            lambda uow: uow.sessions.delete_orphans(now, self.batch_size), on_progress, rest
-        )
-        batches = token_batches + session_batches
-        return PurgeResult(tokens=tokens, sessions=sessions, batches=batches, dry_run=False)
-
-    async def _drain(
-        self,
-        delete_batch: Callable[[UnitOfWork], Awaitable[int]],
-        on_progress: ProgressCallback | None,
-        pause_factor: float,
-    ) -> tuple[int, int]:
-        """Run ``delete_batch`` in one transaction each until a batch comes back short,
-        resting ``pause_factor`` times each full batch's duration before the next."""
-        total = batches = 0
-        while True:
-            started = self._monotonic()
-            async with self._uow() as uow:
-                deleted = await delete_batch(uow)
-                await uow.commit()
-            took = self._monotonic() - started
-            if deleted:
-                total += deleted
-                batches += 1
-                if on_progress:
-                    on_progress(deleted)
-            if deleted < self.batch_size:
-                return total, batches
-            if pause_factor:
-                await self._pause(took * pause_factor)
-
-
-def _rest_factor(value: float) -> float:
-    if value < 0:
-        raise ValueError("the purge's pause factor must not be negative")
-    return value

@@ -12,7 +12,7 @@ from typing import Any
 
 import asyncpg
 
-from application.admin import PurgeTokens
+from application.retention import PurgeTokens
 from benchmarks import client, mail, servers, wrk
 from benchmarks.database import PASSWORD, ROOT, BenchDatabase, venv_script
 from benchmarks.report import Measurement

@@ -33,7 +33,6 @@ from application.admin import (
     EndUserSessions,
     GetUser,
     ListUserSessions,
-    PurgeTokens,
     QueuePasswordReset,
     SearchUsers,
     SetActive,
@@ -66,7 +65,7 @@ from application.outbox import (
     RetryOutbox,
     SendTestMail,
 )
-from application.retention import ApplyRetention, RetentionPolicy
+from application.retention import ApplyRetention, PurgeTokens, RetentionPolicy
 from application.signing_keys import (
     EnsureSigningKey,
     ListSigningKeys,

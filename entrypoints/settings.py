@@ -12,7 +12,7 @@ from limits import parse_many
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from application.admin import PURGE_PAUSE_FACTOR
+from application.retention import PURGE_PAUSE_FACTOR
 from domain.rules import HMAC_MIN_KEY_BYTES as MIN_KEY_BYTES
 
 PRODUCTION_MIN_KEY_BYTES = 32

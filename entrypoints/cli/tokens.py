@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from application.admin import PURGE_PAUSE_FACTOR, PurgeResult, PurgeTokens
+from application.retention import PURGE_PAUSE_FACTOR, PurgeResult, PurgeTokens
 from entrypoints.cli.runtime import run
 from entrypoints.services import Services
 

@@ -12,7 +12,7 @@ from typing import Protocol
 
 import structlog
 
-from application.admin import ProgressCallback, PurgeResult
+from application.retention import ProgressCallback, PurgeResult
 from domain.errors import ServiceUnavailable
 from entrypoints.logging import get_logger
 from entrypoints.metrics import JOB_RUNS, PURGE_DURATION, PURGE_RUNS, PURGED_ROWS

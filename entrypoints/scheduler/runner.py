@@ -15,9 +15,8 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy.engine import make_url
 
-from application.admin import PurgeTokens
 from application.outbox import OutboxState, Outcome, RelayOutbox
-from application.retention import ApplyRetention
+from application.retention import ApplyRetention, PurgeTokens
 from application.signing_keys import RunKeyLifecycle
 from domain.signing_keys import ASYMMETRIC_ALGORITHMS
 from entrypoints.logging import get_logger

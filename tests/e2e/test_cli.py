@@ -17,8 +17,8 @@ from dependency_injector import providers
 from typer.testing import Result
 
 import entrypoints.cli.tokens as tokens_commands
-from application.admin import PurgeResult, PurgeTokens
 from application.auth import Authenticate, LogIn, RefreshTokens
+from application.retention import PurgeResult, PurgeTokens
 from application.users import ListUsers
 from domain.errors import InvalidCredentials, InvalidToken
 from domain.model import TokenPair

@@ -30,7 +30,7 @@ from sqlalchemy import text
 from adapters import migrations
 from adapters.database import Database
 from adapters.locks import DatabaseJobLock
-from application.admin import ProgressCallback, PurgeResult, PurgeTokens
+from application.retention import ProgressCallback, PurgeResult, PurgeTokens
 from application.users import NewUser, RegisterUser
 from domain.errors import ServiceUnavailable
 from domain.model import User

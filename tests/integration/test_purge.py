@@ -14,7 +14,7 @@ from adapters.orm import refresh_tokens, sessions, users
 from adapters.refresh_token_repository import _DELETE_EXPIRED_TOKENS
 from adapters.session_repository import _DELETE_ORPHAN_SESSIONS
 from adapters.unit_of_work import unit_of_work
-from application.admin import PurgeResult, PurgeTokens
+from application.retention import PurgeResult, PurgeTokens
 from domain.model import new_id
 from domain.ports import Clock
 from tests.fakes import FakeClock

@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import pytest
 
-from application.admin import PurgeResult, PurgeTokens
+from application.retention import PurgeResult, PurgeTokens
 from domain.model import User
 from domain.ports import UowFactory
 from tests.fakes import FakeClock, FakeUnitOfWork, Store
