@@ -35,6 +35,7 @@ from entrypoints.container import Container, ContainerServices, create_container
 from entrypoints.http.app import create_app
 from entrypoints.settings import Settings
 from tests.e2e.cli_fixtures import Cli, clean_env
+from tests.forged import forge
 
 SECRET_KEY = "s" * 64
 OTHER_KEY = "o" * 64
@@ -200,11 +201,7 @@ def sign(
     algorithm: str = "HS256",
     typ: str | None = None,
 ) -> str:
-    """A token as a forger would make it; an access payload gets the RFC 9068 header
-    type unless ``typ`` says otherwise."""
-    if typ is None:
-        typ = "at+jwt" if payload.get("type") == "access" else "JWT"
-    return jwt.encode(payload, key, algorithm=algorithm, headers={"typ": typ})
+    return forge(payload, key, algorithm, typ)
 
 
 def unsigned(payload: dict[str, Any]) -> str:

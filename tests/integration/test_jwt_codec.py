@@ -17,6 +17,7 @@ from adapters.jwt_codec import JwtCodec
 from domain.errors import InvalidToken
 from domain.model import AccessClaims, RefreshClaims
 from tests.fakes import RELAXED, SECRET_KEY, FakeClock
+from tests.forged import forge
 
 ACCESS_CLAIMS = ["sub", "type", "sid", "iat", "exp", "jti", "ver"]
 REFRESH_CLAIMS = ["sub", "type", "sid", "iat", "exp", "jti"]
@@ -55,11 +56,7 @@ def sign(
     algorithm: str = "HS256",
     typ: str | None = None,
 ) -> str:
-    """A token as a forger would make it; an access payload gets the RFC 9068 header
-    type unless ``typ`` says otherwise."""
-    if typ is None:
-        typ = "at+jwt" if payload.get("type") == "access" else "JWT"
-    return jwt.encode(payload, key, algorithm=algorithm, headers={"typ": typ})
+    return forge(payload, key, algorithm, typ)
 
 
 def b64(data: dict[str, Any]) -> str:
