@@ -152,6 +152,7 @@ SCAFFOLD_TEST_FILES = [
     "tests/e2e/__init__.py",
     "tests/e2e/conftest.py",
     "tests/e2e/cli_fixtures.py",
+    "tests/forged.py",
 ]
 
 
