@@ -79,7 +79,8 @@ def revoke(
 ) -> None:
     """Revoke a key at once, for a compromise: it leaves the JWKS now, and every token
     it signed is refused within a minute on every replica. When it is the key that
-    signs, a new key signs in its place at once. Needs --yes."""
+    signs, a new key signs in its place at once. Needs --yes. A kid may start with
+    `-`: put `--` before it (`app keys revoke --yes -- KID`)."""
     if not yes:
         fail("revoking a key ends every token it signed at once: confirm with --yes")
 

@@ -323,7 +323,7 @@ def test_revoking_the_active_key_makes_a_new_one_that_signs_at_once(
     rotate(cli, algorithm)
     [old] = listed(cli, algorithm)
 
-    result = cli("keys", "revoke", old["kid"], "--yes", ALGORITHM=algorithm)
+    result = cli("keys", "revoke", "--yes", "--", old["kid"], ALGORITHM=algorithm)
 
     assert result.exit_code == 0, result.stderr
     [new] = listed(cli, algorithm)
@@ -353,7 +353,7 @@ def test_revoking_a_pending_key_removes_it_and_keeps_the_active_one(
     rotate(cli, algorithm)
     [active, pending] = listed(cli, algorithm)
 
-    result = cli("keys", "revoke", pending["kid"], "--yes", ALGORITHM=algorithm)
+    result = cli("keys", "revoke", "--yes", "--", pending["kid"], ALGORITHM=algorithm)
 
     assert result.exit_code == 0, result.stderr
     assert len(result.stdout.splitlines()) == 1
@@ -367,7 +367,7 @@ def test_a_revocation_without_yes_is_refused_and_changes_nothing(cli: Cli, algor
     rotate(cli, algorithm)
     [key] = listed(cli, algorithm)
 
-    result = cli("keys", "revoke", key["kid"], ALGORITHM=algorithm)
+    result = cli("keys", "revoke", "--", key["kid"], ALGORITHM=algorithm)
 
     assert result.exit_code == 1
     assert one_error_line(result) == NEEDS_YES
@@ -381,9 +381,11 @@ def test_revoking_an_unknown_kid_is_one_line(cli: Cli, algorithm: str) -> None:
     [key] = listed(cli, algorithm)
 
     result = cli("keys", "revoke", "no-such-kid\nforged line", "--yes", ALGORITHM=algorithm)
+    # A kid is base64url, so it may start with "-": after "--" it is a kid, not an option.
+    dashed = cli("keys", "revoke", "--yes", "--", "-Qno-such-kid", ALGORITHM=algorithm)
 
-    assert result.exit_code == 1
-    assert one_error_line(result) == UNKNOWN_KID
+    assert result.exit_code == dashed.exit_code == 1
+    assert one_error_line(result) == one_error_line(dashed) == UNKNOWN_KID
     assert listed(cli, algorithm) == [key]
     assert audited(cli, "key.revoked") == []
 
@@ -395,7 +397,13 @@ def test_revoking_the_active_key_with_another_secret_key_changes_nothing(
     [key] = listed(cli, algorithm)
 
     result = cli(
-        "keys", "revoke", key["kid"], "--yes", ALGORITHM=algorithm, SECRET_KEY=OTHER_SECRET_KEY
+        "keys",
+        "revoke",
+        "--yes",
+        "--",
+        key["kid"],
+        ALGORITHM=algorithm,
+        SECRET_KEY=OTHER_SECRET_KEY,
     )
 
     assert result.exit_code == 1
