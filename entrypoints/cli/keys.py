@@ -69,7 +69,8 @@ def rotate(ctx: typer.Context) -> None:
     typer.echo(f"New {key.algorithm} key {key.kid} starts signing at {_iso(key.activates_at)}.")
 
 
-@keys.command()
+# A kid is base64url and may start with "-": taken as the kid, not as an unknown option.
+@keys.command(context_settings={"ignore_unknown_options": True})
 def revoke(
     ctx: typer.Context,
     kid: Annotated[str, typer.Argument(help="The key's kid, as `app keys list` shows it.")],
@@ -79,8 +80,7 @@ def revoke(
 ) -> None:
     """Revoke a key at once, for a compromise: it leaves the JWKS now, and every token
     it signed is refused within a minute on every replica. When it is the key that
-    signs, a new key signs in its place at once. Needs --yes. A kid may start with
-    `-`: put `--` before it (`app keys revoke --yes -- KID`)."""
+    signs, a new key signs in its place at once. Needs --yes."""
     if not yes:
         fail("revoking a key ends every token it signed at once: confirm with --yes")
 

@@ -381,8 +381,8 @@ def test_revoking_an_unknown_kid_is_one_line(cli: Cli, algorithm: str) -> None:
     [key] = listed(cli, algorithm)
 
     result = cli("keys", "revoke", "no-such-kid\nforged line", "--yes", ALGORITHM=algorithm)
-    # A kid is base64url, so it may start with "-": after "--" it is a kid, not an option.
-    dashed = cli("keys", "revoke", "--yes", "--", "-Qno-such-kid", ALGORITHM=algorithm)
+    # A kid is base64url, so it may start with "-": it is a kid, not an option.
+    dashed = cli("keys", "revoke", "-Qno-such-kid", "--yes", ALGORITHM=algorithm)
 
     assert result.exit_code == dashed.exit_code == 1
     assert one_error_line(result) == one_error_line(dashed) == UNKNOWN_KID
