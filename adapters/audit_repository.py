@@ -23,7 +23,7 @@ from sqlalchemy import (
 )
 
 from adapters.orm import BigId, UTCDateTime, metadata
-from adapters.registry import SqlRepository
+from adapters.sql_repository import SqlRepository
 from domain.audit import Action, ActorType, AuditEvent, AuditFilter, AuditLog
 from domain.model import PageRequest
 

@@ -21,7 +21,7 @@ from sqlalchemy import (
 )
 
 from adapters.orm import BigId, UTCDateTime, metadata
-from adapters.registry import SqlRepository
+from adapters.sql_repository import SqlRepository
 from domain.email_tokens import EmailToken, EmailTokenRepository, Purpose
 
 email_tokens = Table(

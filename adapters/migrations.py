@@ -1,8 +1,7 @@
 """Alembic, driven from code: the CLI's ``app db …`` and the tests use these.
 
-Alembic is imported where a migration runs, not with this module: every process loads
-all the adapter modules (``registry.load_all``), and a server that never migrates
-should not carry Alembic, nor log its plug-ins' set-up.
+Alembic is imported where a migration runs, not with this module: a server that never
+migrates should not carry Alembic, nor log its plug-ins' set-up.
 """
 
 from __future__ import annotations

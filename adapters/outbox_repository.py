@@ -24,7 +24,7 @@ from sqlalchemy import (
 )
 
 from adapters.orm import UTCDateTime, metadata
-from adapters.registry import SqlRepository
+from adapters.sql_repository import SqlRepository
 from domain.outbox import OutboxMessage, OutboxRepository, OutboxStats, Status, Template
 
 ERROR_MAX_LENGTH = 500

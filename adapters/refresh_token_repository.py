@@ -8,9 +8,9 @@ from datetime import datetime
 from sqlalchemy import bindparam, delete, func, insert, select, update
 
 from adapters.orm import refresh_tokens, sessions, users
-from adapters.registry import SqlRepository
 from adapters.row_batches import InBatch, RowAddress
 from adapters.rows import SESSION_COLUMNS, SESSION_PREFIX, TOKEN_PREFIX, USER_COLUMNS, split
+from adapters.sql_repository import SqlRepository
 from domain.model import RefreshToken, Session, User
 from domain.ports import RefreshTokenRepository
 

@@ -23,7 +23,7 @@ from sqlalchemy import (
 
 from adapters.executors import ConstraintViolation, Row
 from adapters.orm import UTCDateTime, metadata
-from adapters.registry import SqlRepository
+from adapters.sql_repository import SqlRepository
 from domain.signing_keys import Retirement, SigningKey, SigningKeyRepository
 
 signing_keys = Table(

@@ -14,22 +14,11 @@ from typing import TypeVar
 import asyncpg
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-# The core repositories register as these modules are imported.
-from adapters import (  # noqa: F401
-    refresh_token_repository,
-    session_repository,
-    user_repository,
-)
 from adapters.database import Database, FairPool, is_unavailable
 from adapters.executors import AsyncpgExecutor, Executor, SqlAlchemyExecutor
-from adapters.registry import adapter_for
+from adapters.repositories import adapter_for
 from domain.errors import ServiceUnavailable
-from domain.ports import (
-    RefreshTokenRepository,
-    SessionRepository,
-    UnitOfWork,
-    UserRepository,
-)
+from domain.ports import UnitOfWork
 
 # What asyncpg raises when the server or the connection is gone.
 DISCONNECTED: tuple[type[BaseException], ...] = (
@@ -52,9 +41,6 @@ class _Repositories(UnitOfWork):
     def _attach(self, executor: Executor) -> None:
         self._executor = executor
         self._repositories: dict[type, object] = {}
-        self.users = self.repository(UserRepository)
-        self.sessions = self.repository(SessionRepository)
-        self.refresh_tokens = self.repository(RefreshTokenRepository)
 
     def repository(self, port: type[R]) -> R:
         found = self._repositories.get(port)

@@ -24,8 +24,8 @@ from sqlalchemy import (
 )
 
 from adapters.executors import ConstraintViolation
+from adapters.guards import Guard
 from adapters.orm import email_key, metadata, refresh_tokens, sessions, users
-from adapters.registry import SqlRepository
 from adapters.rows import (
     SESSION_COLUMNS,
     SESSION_PREFIX,
@@ -34,6 +34,7 @@ from adapters.rows import (
     USER_SESSION_IDS,
     split,
 )
+from adapters.sql_repository import SqlRepository
 from domain.errors import DomainError, EmailTaken, UsernameTaken
 from domain.model import Credentials, PageRequest, ProfileUpdate, Session, User, UserFilter
 from domain.ports import UserRepository
@@ -117,13 +118,10 @@ _MARK_VERIFIED = (
 _SET_VERIFIED = (
     update(users).where(users.c.id == bindparam("uid")).values(is_verified=bindparam("flag"))
 )
-# The last active superuser: every active superuser's row is held (in id order, so two
-# guards never deadlock) while a guarded write checks that another one remains.
-_LOCK_SUPERUSERS = (
-    select(users.c.id)
-    .where(users.c.is_superuser, users.c.is_active)
-    .order_by(users.c.id)
-    .with_for_update()
+# The last active superuser (adapters/guards.py): every active superuser's row is held
+# while a guarded write checks that another one remains.
+_SUPERUSERS_GUARD = Guard(
+    select(users.c.id).where(users.c.is_superuser, users.c.is_active).order_by(users.c.id)
 )
 _others = users.alias("others")
 _ANOTHER_SUPERUSER = exists().where(
@@ -340,10 +338,7 @@ class SqlUserRepository(SqlRepository, UserRepository):
         return await self._guarded(_REVOKE_SUPERUSER, user_id)
 
     async def _guarded(self, statement: Any, user_id: int) -> bool:
-        # Held until the transaction ends; a concurrent guard waits here, then sees
-        # this one's outcome (each statement reads what is committed when it starts).
-        await self._db.all(_LOCK_SUPERUSERS, {})
-        return await self._db.execute(statement, {"uid": user_id}) == 1
+        return await _SUPERUSERS_GUARD.execute(self._db, statement, {"uid": user_id}) == 1
 
     async def revoke_tokens(self, user_id: int) -> bool:
         return await self._db.execute(_REVOKE_TOKENS, {"uid": user_id}) == 1

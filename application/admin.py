@@ -21,7 +21,14 @@ from domain.errors import (
 )
 from domain.model import Page, PageRequest, ProfileUpdate, Session, User, UserFilter
 from domain.outbox import Template
-from domain.ports import Clock, PasswordHasher, UnitOfWork, UowFactory
+from domain.ports import (
+    Clock,
+    PasswordHasher,
+    SessionRepository,
+    UnitOfWork,
+    UowFactory,
+    UserRepository,
+)
 from domain.rules import (
     normalize_login,
     validate_email,
@@ -38,7 +45,7 @@ async def find_user(uow: UnitOfWork, ref: UserRef) -> User:
     """The user named by ``ref``: an id; or, for a string, an id, an email or a username
     (in that order)."""
     if isinstance(ref, int):
-        found = await uow.users.get(ref)
+        found = await uow.repository(UserRepository).get(ref)
         if found is None:
             raise UserNotFound()
         return found
@@ -46,9 +53,9 @@ async def find_user(uow: UnitOfWork, ref: UserRef) -> User:
     user = None
     # isascii: str.isdigit() also accepts digits such as "²" that int() refuses.
     if ref.isascii() and ref.isdigit() and len(ref) < 19:
-        user = await uow.users.get(int(ref))
+        user = await uow.repository(UserRepository).get(int(ref))
     if user is None:
-        user = await uow.users.get_by_login(normalize_login(ref))
+        user = await uow.repository(UserRepository).get_by_login(normalize_login(ref))
     if user is None:
         raise UserNotFound(f"No user with id, email or username {ref!r}.")
     return user
@@ -57,7 +64,7 @@ async def find_user(uow: UnitOfWork, ref: UserRef) -> User:
 async def _reread(uow: UnitOfWork, user: User) -> User:
     """The user as a change just left it."""
     assert user.id is not None
-    found = await uow.users.get(user.id)
+    found = await uow.repository(UserRepository).get(user.id)
     if found is None:
         raise UserNotFound()
     return found
@@ -92,7 +99,7 @@ class SetPassword:
             user = await find_user(uow, ref)
             assert user.id is not None
             now = self._clock.now()
-            await uow.users.set_password_hash(user.id, new_hash)
+            await uow.repository(UserRepository).set_password_hash(user.id, new_hash)
             await end_all_sessions(uow, user.id, now)
             user = await _reread(uow, user)
             await password_changed(uow, user, now)
@@ -134,18 +141,19 @@ async def change_access(
     either ends every session of the user at once; the last active superuser keeps
     both (``LastSuperuser``), decided by the database, not by what was read before."""
     assert user.id is not None
+    users = uow.repository(UserRepository)
     changed = []
     ended = False
     for wanted, current, write, gained, lost, name in (
-        (active, user.is_active, uow.users.set_active, Action.ACTIVATED, Action.DEACTIVATED,
+        (active, user.is_active, users.set_active, Action.ACTIVATED, Action.DEACTIVATED,
          "is_active"),
-        (superuser, user.is_superuser, uow.users.set_superuser, Action.SUPERUSER_GRANTED,
+        (superuser, user.is_superuser, users.set_superuser, Action.SUPERUSER_GRANTED,
          Action.SUPERUSER_REVOKED, "is_superuser"),
     ):  # fmt: skip
         if wanted is None or wanted == current:
             continue
         if not await write(user.id, wanted):
-            now_stored = await uow.users.get(user.id)
+            now_stored = await users.get(user.id)
             if now_stored is None:
                 raise UserNotFound()
             if getattr(now_stored, name) == wanted:
@@ -223,14 +231,14 @@ class UpdateUser:
             )
             fields = [name for name in update.fields() if name != "password_hash"]
             await ensure_free(uow, update.email, update.username, except_user=user.id)
-            if fields and not await uow.users.update_details(user.id, update):
+            if fields and not await uow.repository(UserRepository).update_details(user.id, update):
                 raise UserNotFound()
             fields += await change_access(
                 uow, user, now, active=changes.is_active, superuser=changes.is_superuser
             )
             verified = user.is_verified and update.email is None
             if changes.is_verified is not None and changes.is_verified != verified:
-                await uow.users.set_verified(user.id, changes.is_verified)
+                await uow.repository(UserRepository).set_verified(user.id, changes.is_verified)
                 fields.append("is_verified")
                 if changes.is_verified:
                     await record(uow, Action.EMAIL_VERIFIED, user.id, now)
@@ -275,7 +283,7 @@ class SearchUsers:
 
     async def __call__(self, where: UserFilter, request: PageRequest) -> Page[User]:
         async with self._reader() as uow:
-            items, total = await uow.users.search_page(where, request)
+            items, total = await uow.repository(UserRepository).search_page(where, request)
         return Page(items=items, total=total, page=request.page, size=request.size)
 
 
@@ -311,7 +319,7 @@ class ListUserSessions:
         async with self._reader() as uow:
             user = await find_user(uow, ref)
             assert user.id is not None
-            stored = await uow.sessions.list_for_user(user.id)
+            stored = await uow.repository(SessionRepository).list_for_user(user.id)
         now = self._clock.now()
         return [session for session in stored if session.is_active(now)]
 

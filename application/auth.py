@@ -22,9 +22,12 @@ from domain.ports import (
     Clock,
     FailedLoginCounter,
     PasswordHasher,
+    RefreshTokenRepository,
+    SessionRepository,
     TokenCodec,
     UnitOfWork,
     UowFactory,
+    UserRepository,
 )
 from domain.rules import normalize_login
 
@@ -61,9 +64,9 @@ async def end_all_sessions(uow: UnitOfWork, user_id: int, at: datetime) -> bool:
     stops working at once, and so does every link mailed to the user (reset and
     verification), since whatever ends a user's sessions must not leave a way to open
     a new one. Whether the user exists."""
-    if not await uow.users.revoke_tokens(user_id):
+    if not await uow.repository(UserRepository).revoke_tokens(user_id):
         return False
-    await uow.sessions.revoke_all(user_id, at)
+    await uow.repository(SessionRepository).revoke_all(user_id, at)
     await uow.repository(EmailTokenRepository).end_all(user_id, None, at)
     return True
 
@@ -109,7 +112,7 @@ class LogIn:
         # The hash is checked outside any transaction: no connection is held while
         # the CPU works.
         async with self._uow() as uow:
-            found = await uow.users.get_by_login(login)
+            found = await uow.repository(UserRepository).get_by_login(login)
         # Failures count per account, whichever of its names is typed; an unknown
         # name is its own bucket, so probing it reveals nothing.
         account = account_of(found.id) if found and found.id else f"login:{login}"
@@ -137,7 +140,7 @@ class LogIn:
         async with self._uow() as uow:
             now = self._clock.now()
             # Only over the hash just verified: a password set meanwhile stays.
-            if new_hash is not None and await uow.users.set_password_hash(
+            if new_hash is not None and await uow.repository(UserRepository).set_password_hash(
                 user.id, new_hash, if_hash=user.password_hash
             ):
                 user.password_hash = new_hash
@@ -151,10 +154,10 @@ class LogIn:
             )
             # Refused when the user was deactivated, deleted or had every token revoked
             # while the password was being checked.
-            if not await uow.sessions.add(session):
+            if not await uow.repository(SessionRepository).add(session):
                 raise InvalidCredentials()
             pair, refresh = issue_pair(self._codec, self._policy, user, session, now)
-            await uow.refresh_tokens.add(refresh)
+            await uow.repository(RefreshTokenRepository).add(refresh)
             await uow.commit()
         return LoginResult(tokens=pair, user=user)
 
@@ -173,7 +176,9 @@ class Authenticate:
     async def __call__(self, access_token: str) -> Principal:
         claims = self._codec.decode_access(access_token)
         async with self._reader() as uow:
-            found = await uow.users.get_with_session(claims.user_id, claims.session_id)
+            found = await uow.repository(UserRepository).get_with_session(
+                claims.user_id, claims.session_id
+            )
         if found is None:
             raise InvalidToken()
         user, session = found
@@ -207,7 +212,7 @@ class RefreshTokens:
         claims = self._codec.decode_refresh(refresh_token)
         async with self._uow() as uow:
             now = self._clock.now()
-            found = await uow.refresh_tokens.get_with_owner(claims.token_id)
+            found = await uow.repository(RefreshTokenRepository).get_with_owner(claims.token_id)
             if found is None:
                 raise InvalidToken()
             stored, session, user = found
@@ -218,7 +223,7 @@ class RefreshTokens:
             ):
                 raise InvalidToken()
             if stored.rotated_at is not None:
-                await uow.sessions.revoke(stored.session_id, now)
+                await uow.repository(SessionRepository).revoke(stored.session_id, now)
                 await record(
                     uow, Action.REUSE_DETECTED, stored.user_id, now, session_id=stored.session_id
                 )
@@ -228,11 +233,11 @@ class RefreshTokens:
                 raise InvalidToken()
             # A lost race with a concurrent refresh of the same token is refused
             # without revoking: the winner's new pair stays valid.
-            if not await uow.refresh_tokens.mark_rotated(stored.id, now):
+            if not await uow.repository(RefreshTokenRepository).mark_rotated(stored.id, now):
                 raise InvalidToken()
             pair, new_token = issue_pair(self._codec, self._policy, user, session, now)
-            await uow.refresh_tokens.add(new_token)
-            await uow.sessions.extend(session.id, now, new_token.expires_at)
+            await uow.repository(RefreshTokenRepository).add(new_token)
+            await uow.repository(SessionRepository).extend(session.id, now, new_token.expires_at)
             await uow.commit()
         return pair
 
@@ -251,11 +256,11 @@ class LogOut:
         # An expired but genuine token may still end its session.
         claims = self._codec.decode_refresh(refresh_token, verify_expiry=False)
         async with self._uow() as uow:
-            session = await uow.sessions.get(claims.session_id)
+            session = await uow.repository(SessionRepository).get(claims.session_id)
             if session is None or session.user_id != claims.user_id:
                 return
             if session.revoked_at is None:
-                await uow.sessions.revoke(session.id, self._clock.now())
+                await uow.repository(SessionRepository).revoke(session.id, self._clock.now())
                 await uow.commit()
 
 
@@ -288,7 +293,7 @@ class ListSessions:
 
     async def __call__(self, principal: Principal) -> list[Session]:
         async with self._reader() as uow:
-            stored = await uow.sessions.list_for_user(principal.user_id)
+            stored = await uow.repository(SessionRepository).list_for_user(principal.user_id)
         now = self._clock.now()
         return [session for session in stored if session.is_active(now)]
 
@@ -307,12 +312,12 @@ class EndSession:
             raise SessionNotFound()
         async with self._uow() as uow:
             now = self._clock.now()
-            session = await uow.sessions.get(session_id)
+            session = await uow.repository(SessionRepository).get(session_id)
             if (
                 session is None
                 or session.user_id != principal.user_id
                 or not session.is_active(now)
             ):
                 raise SessionNotFound()
-            await uow.sessions.revoke(session.id, now)
+            await uow.repository(SessionRepository).revoke(session.id, now)
             await uow.commit()

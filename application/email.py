@@ -25,7 +25,7 @@ from domain.errors import (
 from domain.mail import mask_address
 from domain.model import Principal, User
 from domain.outbox import OutboxMessage, OutboxRepository, Template
-from domain.ports import Clock, PasswordHasher, UnitOfWork, UowFactory
+from domain.ports import Clock, PasswordHasher, UnitOfWork, UowFactory, UserRepository
 from domain.rules import validate_email, validate_password
 
 
@@ -124,11 +124,11 @@ class VerifyEmail:
                 token_id, Purpose.VERIFY_EMAIL, now
             )
             # Rolled back (the token stays as it was) unless the address still matches.
-            if redeemed is None or not await uow.users.mark_verified(
+            if redeemed is None or not await uow.repository(UserRepository).mark_verified(
                 redeemed.user_id, if_email=redeemed.email
             ):
                 raise InvalidVerificationToken()
-            user = await uow.users.get(redeemed.user_id)
+            user = await uow.repository(UserRepository).get(redeemed.user_id)
             await record(uow, Action.EMAIL_VERIFIED, redeemed.user_id, now)
             await uow.commit()
         assert user is not None
@@ -147,7 +147,7 @@ class ResendVerification:
 
     async def __call__(self, principal: Principal) -> None:
         async with self._uow() as uow:
-            user = await uow.users.get(principal.user_id)
+            user = await uow.repository(UserRepository).get(principal.user_id)
             if user is None or not user.is_active:
                 raise InvalidToken()
             if user.is_verified:
@@ -224,7 +224,7 @@ class ResetPassword:
             redeemed = await uow.repository(EmailTokenRepository).redeem(
                 token_id, Purpose.PASSWORD_RESET, now
             )
-            user = await uow.users.get(redeemed.user_id) if redeemed else None
+            user = await uow.repository(UserRepository).get(redeemed.user_id) if redeemed else None
             # A link sent to an address the account no longer has resets nothing.
             if (
                 redeemed is None
@@ -234,9 +234,9 @@ class ResetPassword:
             ):
                 raise InvalidResetToken()
             assert user.id is not None
-            await uow.users.set_password_hash(user.id, new_hash)
+            await uow.repository(UserRepository).set_password_hash(user.id, new_hash)
             await end_all_sessions(uow, user.id, now)
-            await uow.users.mark_verified(user.id, if_email=redeemed.email)
+            await uow.repository(UserRepository).mark_verified(user.id, if_email=redeemed.email)
             await password_changed(uow, user, now)
             await record(uow, Action.PASSWORD_RESET, user.id, now)
             await uow.commit()

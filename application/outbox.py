@@ -30,7 +30,7 @@ from domain.outbox import (
     Status,
     Template,
 )
-from domain.ports import Clock, RateLimits, UnitOfWork, UowFactory
+from domain.ports import Clock, RateLimits, UnitOfWork, UowFactory, UserRepository
 from domain.rules import validate_email
 
 TEST_TEMPLATE = "test_message"
@@ -259,9 +259,9 @@ async def _recipient_account(
 ) -> User | None:
     """The account a token mail is for, if it should still get one."""
     if message.user_id is not None:
-        user = await uow.users.get(message.user_id)
+        user = await uow.repository(UserRepository).get(message.user_id)
     else:  # a reset asked for by address
-        user = await uow.users.get_by_email(message.recipient)
+        user = await uow.repository(UserRepository).get_by_email(message.recipient)
     if user is None or not user.is_active:
         return None
     if purpose is Purpose.VERIFY_EMAIL and (user.is_verified or user.email != message.recipient):

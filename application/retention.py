@@ -15,7 +15,7 @@ from domain.audit import AuditLog
 from domain.email_tokens import EmailTokenRepository
 from domain.errors import Raises
 from domain.outbox import OutboxRepository
-from domain.ports import Clock, UowFactory
+from domain.ports import Clock, RefreshTokenRepository, SessionRepository, UowFactory
 
 RETENTION_BATCH_SIZE = 5_000
 # Rows per batch: a batch of expired rows locks only rows nobody uses, and fewer, larger
@@ -138,8 +138,12 @@ class PurgeTokens:
         now = self._clock.now()
         if dry_run:
             async with self._uow() as uow:
-                expired = await uow.refresh_tokens.delete_expired(now, 0, dry_run=True)
-                orphans = await uow.sessions.delete_orphans(now, 0, dry_run=True)
+                expired = await uow.repository(RefreshTokenRepository).delete_expired(
+                    now, 0, dry_run=True
+                )
+                orphans = await uow.repository(SessionRepository).delete_orphans(
+                    now, 0, dry_run=True
+                )
             return PurgeResult(tokens=expired, sessions=orphans, batches=0, dry_run=True)
 
         async def rest(took: float) -> None:
@@ -157,8 +161,10 @@ class PurgeTokens:
                 monotonic=self._monotonic,
             )
             for delete_batch in (
-                lambda uow: uow.refresh_tokens.delete_expired(now, self.batch_size),
-                lambda uow: uow.sessions.delete_orphans(now, self.batch_size),
+                lambda uow: uow.repository(RefreshTokenRepository).delete_expired(
+                    now, self.batch_size
+                ),
+                lambda uow: uow.repository(SessionRepository).delete_orphans(now, self.batch_size),
             )
         ]
         return PurgeResult(

@@ -21,7 +21,14 @@ from domain.errors import (
     WrongPassword,
 )
 from domain.model import Credentials, Page, PageRequest, Principal, ProfileUpdate, User
-from domain.ports import Clock, FailedLoginCounter, PasswordHasher, UnitOfWork, UowFactory
+from domain.ports import (
+    Clock,
+    FailedLoginCounter,
+    PasswordHasher,
+    UnitOfWork,
+    UowFactory,
+    UserRepository,
+)
 from domain.rules import (
     validate_email,
     validate_full_name,
@@ -61,7 +68,7 @@ class RegisterUser:
         password_hash = await self._hasher.hash(password)
         async with self._uow() as uow:
             now = self._clock.now()
-            user = await uow.users.add(
+            user = await uow.repository(UserRepository).add(
                 User(
                     email=email,
                     username=username,
@@ -158,14 +165,14 @@ class UpdateProfile:
             await ensure_free(uow, update.email, update.username, except_user=principal.user_id)
             # Written only if nothing revoked the caller's credentials meanwhile (the
             # password and token version it was authenticated with).
-            if not await uow.users.update_profile(
+            if not await uow.repository(UserRepository).update_profile(
                 principal.user_id, update, if_current=Credentials.of(user)
             ):
                 raise InvalidToken()
             now = self._clock.now()
             if new_hash is not None:
                 await end_all_sessions(uow, principal.user_id, now)
-            updated = await uow.users.get(principal.user_id)
+            updated = await uow.repository(UserRepository).get(principal.user_id)
             assert updated is not None
             if update.email is not None:
                 await email_changed(uow, updated, user.email, now)
@@ -207,8 +214,8 @@ class DeleteAccount:
 async def delete_user(uow: UnitOfWork, user: User, now: datetime) -> None:
     """Delete the account (never the last active superuser) and record it."""
     assert user.id is not None
-    if not await uow.users.delete(user.id):
-        if await uow.users.get(user.id) is None:
+    if not await uow.repository(UserRepository).delete(user.id):
+        if await uow.repository(UserRepository).get(user.id) is None:
             raise UserNotFound()
         raise LastSuperuser()
     await record(uow, Action.DELETED, user.id, now)
@@ -224,7 +231,9 @@ class ListUsers:
 
     async def __call__(self, request: PageRequest, *, include_inactive: bool = False) -> Page[User]:
         async with self._reader() as uow:
-            items, total = await uow.users.list_page(request, active_only=not include_inactive)
+            items, total = await uow.repository(UserRepository).list_page(
+                request, active_only=not include_inactive
+            )
         return Page(items=items, total=total, page=request.page, size=request.size)
 
 
@@ -237,7 +246,11 @@ async def ensure_free(
 ) -> None:
     """Refuse an email or username (those given) that another user already has. A clear
     answer up front; the unique indexes still settle a race."""
-    if email is not None and await uow.users.email_taken(email, except_user=except_user):
+    if email is not None and await uow.repository(UserRepository).email_taken(
+        email, except_user=except_user
+    ):
         raise EmailTaken()
-    if username is not None and await uow.users.username_taken(username, except_user=except_user):
+    if username is not None and await uow.repository(UserRepository).username_taken(
+        username, except_user=except_user
+    ):
         raise UsernameTaken()

@@ -201,14 +201,11 @@ class UnitOfWork(abc.ABC):
     """One transaction. ``async with uow:`` opens it; leaving without ``commit()``
     (or through an exception) rolls everything back."""
 
-    users: UserRepository
-    sessions: SessionRepository
-    refresh_tokens: RefreshTokenRepository
-
     @abc.abstractmethod
     def repository(self, port: type[R]) -> R:
-        """The repository for ``port`` in this unit of work (inside ``async with``):
-        any repository port that has an adapter, with nothing to register."""
+        """The repository for ``port`` in this unit of work (inside ``async with``): the
+        one way to reach a repository. ``uow.repository(UserRepository)`` is typed as a
+        ``UserRepository``; a port with no adapter raises ``LookupError``."""
 
     async def __aenter__(self) -> UnitOfWork:
         return self

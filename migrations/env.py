@@ -6,14 +6,14 @@ import asyncio
 from logging.config import fileConfig
 
 from alembic import context
+from alembic.operations.ops import MigrationScript
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from adapters import registry
+# Importing the list of repositories defines every table, a new resource's included.
+import adapters.repositories  # noqa: F401
+from adapters.migrations import next_revision
 from adapters.orm import metadata
-
-# Every table, wherever its adapter defines it (a new resource's module included).
-registry.load_all()
 
 config = context.config
 if config.config_file_name is not None and config.attributes.get("configure_logging", True):
@@ -30,8 +30,17 @@ def _url() -> str:
     return load_settings().database_url
 
 
+def _numbered(_context: object, _revision: object, directives: list[MigrationScript]) -> None:
+    # The project's revisions are numbered, 0001 onwards, whoever writes one (`alembic
+    # revision` or `app scaffold`); an id given with --rev-id is kept.
+    for script in directives:
+        if not str(script.rev_id).isdigit():
+            script.rev_id = next_revision(config)
+
+
 def _configure(connection: Connection | None = None, url: str | None = None) -> None:
     context.configure(
+        process_revision_directives=_numbered,
         connection=connection,
         url=url,
         target_metadata=metadata,

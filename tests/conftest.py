@@ -9,6 +9,7 @@ TEST_REQUIRE_SERVICES=1 (CI), where an unreachable service fails the run.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import secrets
 import shutil
@@ -21,12 +22,10 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from adapters import migrations, registry
+import adapters.repositories  # noqa: F401  (defines every table)
+from adapters import migrations
 from adapters.database import Database
 from adapters.orm import metadata
-
-# Every table, also those defined next to their repositories.
-registry.load_all()
 
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL", "")
 TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "")
@@ -132,12 +131,13 @@ async def empty_tables(database: Database) -> None:
                 await conn.execute(table.delete())
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-async def database_url(
-    request: pytest.FixtureRequest, postgres: Postgres, sqlite_template: Path, tmp_path: Path
+@contextlib.asynccontextmanager
+async def migrated_database(
+    kind: str, postgres: Postgres, sqlite_template: Path, tmp_path: Path
 ) -> AsyncIterator[str]:
-    """The URL of an empty, migrated database: each test runs once per backend."""
-    if request.param == "sqlite":
+    """The URL of an empty, migrated database of ``kind`` (``sqlite`` or ``postgresql``),
+    emptied again afterwards."""
+    if kind == "sqlite":
         path = tmp_path / "test.db"
         shutil.copyfile(sqlite_template, path)
         yield f"sqlite+aiosqlite:///{path}"
@@ -149,6 +149,15 @@ async def database_url(
         await empty_tables(cleanup)
     finally:
         await cleanup.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+async def database_url(
+    request: pytest.FixtureRequest, postgres: Postgres, sqlite_template: Path, tmp_path: Path
+) -> AsyncIterator[str]:
+    """The URL of an empty, migrated database: each test runs once per backend."""
+    async with migrated_database(request.param, postgres, sqlite_template, tmp_path) as url:
+        yield url
 
 
 @pytest.fixture

@@ -1,13 +1,15 @@
 """In-memory fakes of the domain's ports, faithful enough to test every use case.
 
 The fake unit of work works on a copy of the store and writes it back only on
-``commit()``, so "nothing is written on error" is tested for real.
+``commit()``, so "nothing is written on error" is tested for real. Every fake
+repository, the project's (``FAKES``) and a new resource's alike, keeps its rows in
+that copy; ``tests/contracts`` checks each against the SQL adapter of its port.
 """
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
@@ -40,6 +42,7 @@ from domain.ports import (
     UserRepository,
 )
 from domain.rules import canonical
+from domain.signing_keys import Retirement, SigningKey, SigningKeyRepository, in_order
 
 R = TypeVar("R")
 
@@ -53,6 +56,12 @@ class Store:
     outbox: dict[str, OutboxMessage] = field(default_factory=dict)
     audit: list[AuditEvent] = field(default_factory=list)
     next_user_id: int = 1
+    # The rows of other tables (a new resource's), by table name.
+    tables: dict[str, dict[Any, Any]] = field(default_factory=dict)
+
+    def table(self, name: str) -> dict[Any, Any]:
+        """The rows of the table ``name``, by key, in this copy of the store."""
+        return self.tables.setdefault(name, {})
 
 
 class FakeUserRepository(UserRepository):
@@ -117,6 +126,8 @@ class FakeUserRepository(UserRepository):
     async def update_profile(
         self, user_id: int, changes: ProfileUpdate, *, if_current: Credentials
     ) -> bool:
+        if not changes.fields():  # nothing to write: like the SQL adapter, no check either
+            return True
         user = self.store.users.get(user_id)
         if user is None or not user.is_active or Credentials.of(user) != if_current:
             return False
@@ -195,13 +206,15 @@ class FakeUserRepository(UserRepository):
         return True
 
     async def delete(self, user_id: int) -> bool:
+        # Like the SQL adapter, the sessions and tokens go before the guard decides: a
+        # refused delete leaves them gone until the caller rolls back.
+        gone = {s.id for s in self.store.sessions.values() if s.user_id == user_id}
+        self.store.sessions = {k: v for k, v in self.store.sessions.items() if k not in gone}
+        self.store.tokens = {k: v for k, v in self.store.tokens.items() if v.session_id not in gone}
         user = self.store.users.get(user_id)
         if user is None or self._last_superuser(user):
             return False
         self.store.users.pop(user_id, None)
-        gone = {s.id for s in self.store.sessions.values() if s.user_id == user_id}
-        self.store.sessions = {k: v for k, v in self.store.sessions.items() if k not in gone}
-        self.store.tokens = {k: v for k, v in self.store.tokens.items() if v.session_id not in gone}
         self.store.email_tokens = {
             k: v for k, v in self.store.email_tokens.items() if v.user_id != user_id
         }
@@ -250,9 +263,11 @@ class FakeSessionRepository(SessionRepository):
         return sorted(found, key=lambda s: (s.created_at, s.id), reverse=True)
 
     async def extend(self, session_id: str, used_at: datetime, expires_at: datetime) -> None:
-        session = self.store.sessions[session_id]
-        session.last_used_at = used_at
-        session.expires_at = expires_at
+        # Like the adapter's UPDATE: a session that is gone is left alone, no error.
+        session = self.store.sessions.get(session_id)
+        if session is not None:
+            session.last_used_at = used_at
+            session.expires_at = expires_at
 
     async def revoke(self, session_id: str, at: datetime) -> None:
         session = self.store.sessions.get(session_id)
@@ -343,7 +358,8 @@ class FakeEmailTokenRepository(EmailTokenRepository):
     async def redeem(self, token_id: str, purpose: Purpose, now: datetime) -> EmailToken | None:
         found = await self.find_usable(token_id, purpose, now)
         if found is not None:
-            self.store.email_tokens[token_id].used_at = now
+            # Like the adapter's UPDATE ... RETURNING: the token as it is once used.
+            self.store.email_tokens[token_id].used_at = found.used_at = now
         return found
 
     async def end_all(self, user_id: int, purpose: Purpose | None, at: datetime) -> int:
@@ -370,6 +386,9 @@ class FakeEmailTokenRepository(EmailTokenRepository):
 
 
 class FakeOutboxRepository(OutboxRepository):
+    # The SQL column's length: a longer error is cut, as the adapter cuts it.
+    ERROR_MAX_LENGTH = 500
+
     def __init__(self, store: Store) -> None:
         self.store = store
 
@@ -417,7 +436,7 @@ class FakeOutboxRepository(OutboxRepository):
         message = self._held(message_id, claim)
         if message is None:
             return False
-        message.claim, message.last_error = None, error
+        message.claim, message.last_error = None, error[: self.ERROR_MAX_LENGTH]
         if retry_at is None:
             message.status = Status.DEAD
         else:
@@ -462,10 +481,14 @@ class FakeOutboxRepository(OutboxRepository):
 class FakeAuditLog(AuditLog):
     def __init__(self, store: Store) -> None:
         self.store = store
+        # The last id given out: like the table's sequence, never reused after a delete.
+        self.sequence: dict[str, int] = store.table("audit_event_ids")
 
     async def add(self, event: AuditEvent) -> None:
-        event.id = len(self.store.audit) + 1
-        self.store.audit.append(copy.deepcopy(event))
+        # The stored event gets the id; the caller's is left as it was, as the adapter does.
+        stored = copy.deepcopy(event)
+        stored.id = self.sequence["last"] = self.sequence.get("last", 0) + 1
+        self.store.audit.append(stored)
 
     async def page(self, where: AuditFilter, page: PageRequest) -> tuple[list[AuditEvent], int]:
         found = [
@@ -483,32 +506,98 @@ class FakeAuditLog(AuditLog):
         return len(old)
 
 
+class FakeSigningKeyRepository(SigningKeyRepository):
+    """Keys by kid, with the storage's one rule: one unretired "first key" per
+    algorithm."""
+
+    def __init__(self, store: Store) -> None:
+        self.keys: dict[str, SigningKey] = store.table("signing_keys")
+        self.first_of: dict[str, str] = store.table("signing_key_firsts")  # algorithm -> kid
+
+    async def list_all(self) -> list[SigningKey]:
+        return in_order(self.keys.values())
+
+    async def add(self, key: SigningKey) -> None:
+        assert key.kid not in self.keys
+        self.keys[key.kid] = key
+
+    async def add_first(self, key: SigningKey) -> bool:
+        if key.algorithm in self.first_of:
+            return False
+        await self.add(key)
+        self.first_of[key.algorithm] = key.kid
+        return True
+
+    def _forget_first(self, kid: str) -> None:
+        for algorithm in [a for a, first in self.first_of.items() if first == kid]:
+            del self.first_of[algorithm]
+
+    async def retire(self, retirement: Retirement) -> bool:
+        key = self.keys.get(retirement.kid)
+        if key is None or key.retired_at is not None:
+            return False
+        self.keys[key.kid] = replace(
+            key, retired_at=retirement.at, delete_after=retirement.delete_after
+        )
+        self._forget_first(key.kid)
+        return True
+
+    async def delete_expired(self, now: datetime) -> int:
+        doomed = [
+            kid
+            for kid, key in self.keys.items()
+            if key.delete_after is not None and key.delete_after <= now
+        ]
+        for kid in doomed:
+            del self.keys[kid]
+        return len(doomed)
+
+    async def delete(self, kid: str) -> bool:
+        if self.keys.pop(kid, None) is None:
+            return False
+        self._forget_first(kid)
+        return True
+
+
+# A fake repository is made on the unit of work's copy of the store.
+FakeFactory = Callable[[Store], object]
+
+# Which fake stands in for each repository port: the twin of adapters/repositories.py.
+FAKES: Mapping[type, FakeFactory] = {
+    UserRepository: FakeUserRepository,
+    SessionRepository: FakeSessionRepository,
+    RefreshTokenRepository: FakeRefreshTokenRepository,
+    EmailTokenRepository: FakeEmailTokenRepository,
+    OutboxRepository: FakeOutboxRepository,
+    AuditLog: FakeAuditLog,
+    SigningKeyRepository: FakeSigningKeyRepository,
+}
+
+
 class FakeUnitOfWork(UnitOfWork):
     """Works on a deep copy of ``store``; ``commit()`` publishes it.
 
-    ``repositories`` adds fakes of other ports (a new resource's), served as they are by
-    ``repository()``: they see every write, committed or not."""
+    ``repositories`` adds the fakes of other ports (a new resource's), as classes (or
+    any callable) taking the store: ``{NoteRepository: FakeNoteRepository}``. Like the
+    project's own, they keep their rows in the unit of work's copy (``store.table``),
+    so what a unit of work does not commit, no later one sees."""
 
     def __init__(
-        self, store: Store | None = None, repositories: Mapping[type, object] | None = None
+        self, store: Store | None = None, repositories: Mapping[type, FakeFactory] | None = None
     ) -> None:
         self.store = store or Store()
         self.commits = 0
         self.entered = 0
-        self.fakes = dict(repositories or {})
+        self.fakes = {**FAKES, **(repositories or {})}
+        self._open: dict[type, object] = {}
 
     def repository(self, port: type[R]) -> R:
-        core: dict[type, object] = {
-            UserRepository: self.users,
-            SessionRepository: self.sessions,
-            RefreshTokenRepository: self.refresh_tokens,
-            EmailTokenRepository: FakeEmailTokenRepository(self._work),
-            OutboxRepository: FakeOutboxRepository(self._work),
-            AuditLog: FakeAuditLog(self._work),
-        }
-        found = core.get(port) or self.fakes.get(port)
+        found = self._open.get(port)
         if found is None:
-            raise LookupError(f"no fake for {port.__name__}: pass it in `repositories`")
+            make = self.fakes.get(port)
+            if make is None:
+                raise LookupError(f"no fake for {port.__name__}: pass it in `repositories`")
+            found = self._open[port] = make(self._work)
         return found  # type: ignore[return-value]
 
     @property
@@ -517,18 +606,19 @@ class FakeUnitOfWork(UnitOfWork):
 
     async def __aenter__(self) -> FakeUnitOfWork:
         self.entered += 1
-        self._work = copy.deepcopy(self.store)
-        self.users = FakeUserRepository(self._work)
-        self.sessions = FakeSessionRepository(self._work)
-        self.refresh_tokens = FakeRefreshTokenRepository(self._work)
+        self._start()
         return self
+
+    def _start(self) -> None:
+        self._work = copy.deepcopy(self.store)
+        self._open = {}
 
     async def commit(self) -> None:
         self.store.__dict__.update(copy.deepcopy(self._work).__dict__)
         self.commits += 1
 
     async def rollback(self) -> None:
-        self._work = copy.deepcopy(self.store)
+        self._start()
 
 
 class FakeHasher(PasswordHasher):

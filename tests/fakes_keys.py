@@ -1,10 +1,9 @@
-"""In-memory fakes of the signing-key ports, for the unit tests of the rules and use
-cases (plug the repository in with ``FakeUnitOfWork(repositories={...})``)."""
+"""In-memory fakes of the signing-key ports other than the repository (which is in
+``tests/fakes.py``, with the others), for the unit tests of the rules and use cases."""
 
 from __future__ import annotations
 
 import itertools
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from domain.signing_keys import (
@@ -12,11 +11,8 @@ from domain.signing_keys import (
     KeyMaterial,
     KeyPolicy,
     KeySetCache,
-    Retirement,
     SigningKey,
-    SigningKeyRepository,
     SigningKeyUnreadable,
-    in_order,
 )
 
 NOW = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
@@ -24,55 +20,6 @@ LIFETIME = timedelta(days=7)
 DELAY = timedelta(minutes=10)
 ES256 = KeyPolicy(algorithm="ES256", token_lifetime=LIFETIME, activation_delay=DELAY)
 HS256 = KeyPolicy(algorithm="HS256", token_lifetime=LIFETIME, activation_delay=DELAY)
-
-
-class FakeSigningKeyRepository(SigningKeyRepository):
-    """Keys by kid, with the storage's one rule: one unretired "first key" per
-    algorithm."""
-
-    def __init__(self, *keys: SigningKey) -> None:
-        self.keys: dict[str, SigningKey] = {key.kid: key for key in keys}
-        self.first_of: dict[str, str] = {}  # algorithm -> kid
-
-    async def list_all(self) -> list[SigningKey]:
-        return in_order(self.keys.values())
-
-    async def add(self, key: SigningKey) -> None:
-        assert key.kid not in self.keys
-        self.keys[key.kid] = key
-
-    async def add_first(self, key: SigningKey) -> bool:
-        if key.algorithm in self.first_of:
-            return False
-        await self.add(key)
-        self.first_of[key.algorithm] = key.kid
-        return True
-
-    async def retire(self, retirement: Retirement) -> bool:
-        key = self.keys.get(retirement.kid)
-        if key is None or key.retired_at is not None:
-            return False
-        self.keys[key.kid] = replace(
-            key, retired_at=retirement.at, delete_after=retirement.delete_after
-        )
-        self.first_of = {a: kid for a, kid in self.first_of.items() if kid != key.kid}
-        return True
-
-    async def delete_expired(self, now: datetime) -> int:
-        doomed = [
-            kid
-            for kid, key in self.keys.items()
-            if key.delete_after is not None and key.delete_after <= now
-        ]
-        for kid in doomed:
-            del self.keys[kid]
-        return len(doomed)
-
-    async def delete(self, kid: str) -> bool:
-        if self.keys.pop(kid, None) is None:
-            return False
-        self.first_of = {a: k for a, k in self.first_of.items() if k != kid}
-        return True
 
 
 class FakeKeyMaker(KeyMaker):

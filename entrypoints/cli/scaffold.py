@@ -1,8 +1,10 @@
-"""``app scaffold resource NAME``: the six files of a new resource, as the README's guide
-has them (with get, rename and delete too), and its migration."""
+"""``app scaffold resource NAME``: the files of a new resource, as the README's guide has
+them (with get, rename and delete too), its migration, and one line in each explicit
+list (use cases, routers, repositories)."""
 
 from __future__ import annotations
 
+import importlib
 import re
 import subprocess
 import sys
@@ -43,48 +45,87 @@ def _camel(name: str) -> str:
     return "".join(part.capitalize() for part in name.split("_"))
 
 
-def files_for(names: str, name: str) -> dict[Path, str]:
-    """The files of the resource ``names`` (its singular ``name``), by path."""
-    values = _values(names, name)
+def files_for(names: str, name: str, max_per_owner: int | None = None) -> dict[Path, str]:
+    """The files of the resource ``names`` (its singular ``name``), by path; with
+    ``max_per_owner``, each user has at most that many, and a race test proves it."""
+    values = _values(names, name, max_per_owner)
     templates = {
         f"domain/{names}.py": "domain",
         f"application/{names}.py": "application",
         f"adapters/{names}.py": "adapter",
         f"entrypoints/http/routes/{names}.py": "routes",
         f"tests/unit/test_{names}.py": "unit_test",
+        f"tests/contracts/test_{names}.py": "contract_test",
         f"tests/e2e/test_http_{names}.py": "e2e_test",
     }
+    if max_per_owner is not None:
+        templates[f"tests/integration/test_{names}_limit.py"] = "race_test"
     return {
-        ROOT / path: Template(_template(template)).substitute(values)
+        ROOT / path: _render(template, values, limited=max_per_owner is not None)
         for path, template in templates.items()
     }
 
 
+def _render(template: str, values: dict[str, str], *, limited: bool) -> str:
+    """The template with ``$name``s filled in and its sections chosen: the lines between
+    ``# {limit}`` and the next ``# {plain}`` or ``# {end}`` are kept only for a resource
+    with a limit per owner, those between ``# {plain}`` and ``# {end}`` only without."""
+    kept: list[str] = []
+    section = None
+    for line in _template(template).splitlines(keepends=True):
+        marker = line.strip()
+        if marker in ("# {limit}", "# {plain}", "# {end}"):
+            section = None if marker == "# {end}" else marker
+            continue
+        if section is None or (section == "# {limit}") == limited:
+            kept.append(line)
+    return Template("".join(kept)).substitute(values)
+
+
 CONTAINER = "entrypoints/container.py"
 ROUTES = "entrypoints/http/routes/__init__.py"
-CONTAINER_MARK = "    # Resources of your own"
+REPOSITORIES = "adapters/repositories.py"
+OWN_MARK = "    # Resources of your own"
 ROUTERS_END = ")"
 
 
 def registrations(names: str, name: str) -> dict[Path, str]:
-    """The two explicit lists a resource joins, as they read with it: its use cases'
-    providers in ``UseCases`` and its router in ``ROUTERS``."""
+    """The three explicit lists a resource joins, as they read with it: its use cases'
+    providers in ``UseCases``, its router in ``ROUTERS`` and its repository in
+    ``REPOSITORIES``."""
     values = _values(names, name)
     container = (ROOT / CONTAINER).read_text()
-    providers = Template(_template("container")).substitute(values)
+    providers = _render("container", values, limited=False)
     imports = Template(
         "from application.$names import Create$Name, Delete$Name, Get$Name, List$Names,"
         " Rename$Name\n"
     ).substitute(values)
     container = _insert(container, "from application.users import", imports, before=True)
-    container = _insert(container, CONTAINER_MARK, providers, before=True)
+    container = _insert(container, OWN_MARK, providers, before=True)
+    repositories = (ROOT / REPOSITORIES).read_text()
+    repositories = _insert(
+        repositories,
+        "from domain.",
+        Template(
+            "from adapters.$names import Sql${Name}Repository\n"
+            "from domain.$names import ${Name}Repository\n"
+        ).substitute(values),
+        before=True,
+        last=True,
+    )
+    repositories = _insert(
+        repositories,
+        OWN_MARK,
+        Template("    ${Name}Repository: Sql${Name}Repository,\n").substitute(values),
+        before=True,
+    )
     routes = (ROOT / ROUTES).read_text()
     imported = "from entrypoints.http.routes import "
     if routes.count(imported) != 1:
         raise ScaffoldError(f"cannot find where to add the resource ({imported.strip()!r})")
     routes = routes.replace(imported, f"{imported}{names}, ")
     routes = _insert(routes, ROUTERS_END, f"    {names}.router,\n", before=True, last=True)
-    return {ROOT / CONTAINER: container, ROOT / ROUTES: routes}
+    return {ROOT / CONTAINER: container, ROOT / ROUTES: routes, ROOT / REPOSITORIES: repositories}
 
 
 def _insert(text: str, anchor: str, added: str, *, before: bool, last: bool = False) -> str:
@@ -111,13 +152,14 @@ class ScaffoldError(Exception):
     """The project is not as the scaffold expects it; nothing was written."""
 
 
-def _values(names: str, name: str) -> dict[str, str]:
+def _values(names: str, name: str, max_per_owner: int | None = None) -> dict[str, str]:
     return {
         "name": name,
         "names": names,
         "Name": _camel(name),
         "Names": _camel(names),
         "NAMES": names.upper(),
+        "max_per_owner": str(max_per_owner),
     }
 
 
@@ -152,14 +194,25 @@ def resource(
             help="Generate its migration (Alembic's autogenerate against DATABASE_URL).",
         ),
     ] = True,
+    max_per_owner: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            max=1_000_000,
+            help="At most this many per user, held under concurrency by the database"
+            " (with a PostgreSQL race test).",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Write a resource that each user owns (an entity with a name): the domain module
     with its port, the use cases (create, get, list, rename, delete), the table and the
-    repository, the routes, unit and end-to-end tests, and the migration; and add its
-    use cases to `entrypoints/container.py` and its router to
-    `entrypoints/http/routes/__init__.py`. On any failure nothing is left changed."""
+    repository, the routes, unit, contract and end-to-end tests, and the migration; and
+    add its use cases to `entrypoints/container.py`, its router to
+    `entrypoints/http/routes/__init__.py` and its repository to
+    `adapters/repositories.py`. On any failure nothing is left changed."""
     name = _checked(names, singular)
-    files = files_for(names, name)
+    files = files_for(names, name, max_per_owner)
     existing = [path for path in files if path.exists()]
     if existing:
         fail(f"{existing[0].relative_to(ROOT)} exists already: nothing was written")
@@ -211,6 +264,10 @@ def _checked(names: str, singular: str | None) -> str:
 
 
 def _migration(ctx: typer.Context, names: str) -> Path:
+    # This process loaded the list of repositories before the scaffold added to it: the
+    # new table joins the metadata that Alembic compares as its module is imported.
+    importlib.invalidate_caches()
+    importlib.import_module(f"adapters.{names}")
     runtime = runtime_of(ctx)
     url = load_cli_settings().database_url
     with reported_errors(url, runtime.is_unavailable):

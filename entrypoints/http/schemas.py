@@ -15,6 +15,7 @@ from pydantic import (
     model_validator,
 )
 
+from domain.fields import Text as DomainText
 from domain.rules import (
     EMAIL_MAX_LENGTH,
     FULL_NAME_MAX_LENGTH,
@@ -228,3 +229,9 @@ def openapi_components() -> dict[str, Any]:
         components.update(schema.pop("$defs", {}))
         components[model.__name__] = schema
     return components
+
+
+def text(limits: DomainText) -> StringConstraints:
+    """A text field's request schema, from the limits its domain module declares: the
+    pattern accepts exactly what the domain's rule does (``domain.fields``)."""
+    return StringConstraints(pattern=limits.pattern)

@@ -26,6 +26,7 @@ from adapters.hasher import Argon2Hasher
 from adapters.orm import refresh_tokens, sessions
 from adapters.unit_of_work import SqlAlchemyUnitOfWork
 from domain.model import RefreshToken, Session
+from domain.ports import RefreshTokenRepository, SessionRepository
 from entrypoints.cli.runtime import Runtime
 from entrypoints.console import AlembicMigrations, app
 from entrypoints.container import ContainerServices, build_services
@@ -160,9 +161,9 @@ async def seed_session(
             for fields in tokens
         ]
         async with SqlAlchemyUnitOfWork(database) as uow:
-            await uow.sessions.add(session)
+            await uow.repository(SessionRepository).add(session)
             for token in made:
-                await uow.refresh_tokens.add(token)
+                await uow.repository(RefreshTokenRepository).add(token)
             await uow.commit()
         return session.id, [token.id for token in made]
     finally:

@@ -26,7 +26,17 @@ COPIED = [
     "pyproject.toml",
     "scripts",
 ]
-TEST_FILES = ["tests/__init__.py", "tests/fakes.py", "tests/unit/__init__.py"]
+TEST_FILES = [
+    "tests/__init__.py",
+    "tests/conftest.py",
+    "tests/fakes.py",
+    "tests/unit/__init__.py",
+    "tests/contracts/__init__.py",
+    "tests/contracts/conftest.py",
+    "tests/contracts/builders.py",
+    "tests/integration/__init__.py",
+    "tests/integration/builders.py",
+]
 
 pytestmark = pytest.mark.slow
 
@@ -59,11 +69,17 @@ SCRIPT = textwrap.dedent(
             assert created.status_code == 201, created.text
             blank = await client.post("/api/v1/projects/", json={"name": " "}, headers=auth)
             assert blank.status_code == 422 and blank.json()["code"] == "validation_error"
+            for number in range(99):
+                more = {"name": f"Project {number}"}
+                assert (await client.post("/api/v1/projects/", json=more, headers=auth)).is_success
+            over = await client.post("/api/v1/projects/", json={"name": "Over"}, headers=auth)
+            assert over.status_code == 409 and over.json()["code"] == "project_limit", over.text
             assert (await client.get("/api/v1/projects/")).status_code == 401
             listed = await client.get("/api/v1/projects/", headers=auth)
-            assert [p["name"] for p in listed.json()] == ["Apollo"], listed.text
+            assert [p["name"] for p in listed.json()][:2] == ["Apollo", "Project 0"], listed.text
             schema = (await client.get("/openapi.json")).json()
-            assert "/api/v1/projects/" in schema["paths"]
+            create = schema["paths"]["/api/v1/projects/"]["post"]
+            assert "409" in create["responses"]
         print("guide ok")
 
     asyncio.run(main())
@@ -115,11 +131,12 @@ def test_the_readme_guide_adds_a_working_resource(tmp_path: Path) -> None:
     guide = steps((ROOT / "README.md").read_text())
     created = [step for step in guide if step.spec.startswith("new ")]
     edited = [step.spec for step in guide if not step.spec.startswith("new ")]
-    # Six files in all (these five and the generated migration), and the two lists.
-    assert len(created) == 5, [step.spec for step in created]
+    # Seven files in all (these six and the generated migration), and the three lists.
+    assert len(created) == 6, [step.spec for step in created]
     assert {spec.split(",")[0] for spec in edited} == {
         "in entrypoints/container.py",
         "in entrypoints/http/routes/__init__.py",
+        "in adapters/repositories.py",
     }, edited
     for step in guide:
         step.apply(project)
@@ -132,11 +149,23 @@ def test_the_readme_guide_adds_a_working_resource(tmp_path: Path) -> None:
     )
     generated = list((project / "migrations" / "versions").glob("*add_projects.py"))
     assert len(generated) == 1
+    # Numbered like the project's own, even when written by `alembic revision`.
+    number = f"{len(list(ROOT.glob('migrations/versions/*.py'))) + 1:04d}"
+    assert f"Revision ID: {number}\n" in generated[0].read_text()
     assert "create_table('projects'" in generated[0].read_text()
     _run([python, "-m", "alembic", "upgrade", "head"], project, env)
 
     _run(
-        [python, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/unit/test_projects.py"],
+        [
+            python,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "tests/unit/test_projects.py",
+            "tests/contracts/test_projects.py",
+        ],
         project,
         env,
     )
@@ -152,39 +181,80 @@ SCAFFOLD_TEST_FILES = [
     "tests/e2e/__init__.py",
     "tests/e2e/conftest.py",
     "tests/e2e/cli_fixtures.py",
+    "tests/e2e/test_schema.py",
     "tests/forged.py",
+    "tests/contracts/__init__.py",
+    "tests/contracts/conftest.py",
+    "tests/contracts/builders.py",
+    "tests/integration/__init__.py",
+    "tests/integration/conftest.py",
+    "tests/integration/builders.py",
 ]
+# The explicit lists a resource joins, and what each gains.
+LISTS = {
+    "entrypoints/container.py": "providers.Factory(CreateTask",
+    "entrypoints/http/routes/__init__.py": "tasks.router,",
+    "adapters/repositories.py": "TaskRepository: SqlTaskRepository,",
+}
 
 
-def test_the_scaffold_writes_a_resource_that_passes_lint_and_its_tests(tmp_path: Path) -> None:
+def test_the_scaffold_writes_a_resource_with_a_limit_that_passes_lint_and_the_tests(
+    tmp_path: Path,
+) -> None:
     project, env = _project(tmp_path, *SCAFFOLD_TEST_FILES)
     bin_dir = Path(sys.executable).parent
     app = [sys.executable, "-c", "from entrypoints.console import main; main()"]
 
-    out = _run([*app, "scaffold", "resource", "tasks"], project, env)
+    out = _run([*app, "scaffold", "resource", "tasks", "--max-per-owner", "3"], project, env)
     written = [line.removeprefix("created ") for line in out.splitlines() if "created" in line]
-    assert len(written) == 7, out  # six files (two of them tests) and the migration
+    # Five modules, four tests (unit, contract, race, end-to-end) and the migration.
+    assert len(written) == 9, out
+    assert "tests/integration/test_tasks_limit.py" in written
     assert 'create_table(\n        "tasks"' in (project / written[-1]).read_text()
     # Numbered like the project's own migrations, after the last of them.
     assert (
         Path(written[-1]).name.split("_")[1]
         == f"{len(list(ROOT.glob('migrations/versions/*.py'))) + 1:04d}"
     )
-    # One line in each explicit list: who builds CreateTask, and which routers are served.
-    lists = ["entrypoints/container.py", "entrypoints/http/routes/__init__.py"]
-    assert "providers.Factory(CreateTask" in (project / lists[0]).read_text()
-    assert "tasks.router," in (project / lists[1]).read_text()
+    # One line in each explicit list: who builds CreateTask, which routers are served,
+    # which adapter serves the port.
+    for path, line in LISTS.items():
+        assert line in (project / path).read_text(), path
+    assert "MAX_TASKS_PER_OWNER = 3" in (project / "domain/tasks.py").read_text()
     _run([*app, "db", "upgrade"], project, env)
 
-    _run([str(bin_dir / "ruff"), "check", *written, *lists], project, env)
-    _run([str(bin_dir / "ruff"), "format", "--check", *written, *lists], project, env)
-    _run([str(bin_dir / "mypy"), *written[:-1], *lists], project, env)
+    _run([str(bin_dir / "ruff"), "check", *written, *LISTS], project, env)
+    _run([str(bin_dir / "ruff"), "format", "--check", *written, *LISTS], project, env)
+    _run([str(bin_dir / "mypy"), *written[:-1], *LISTS], project, env)
     _run([str(bin_dir / "lint-imports")], project, env)
+    # Its own tests, and the API against its OpenAPI document, the new routes included.
     tests = [path for path in written if path.startswith("tests/")]
+    result = _run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rs", *tests,
+         "tests/e2e/test_schema.py"],
+        project,
+        env,
+    )  # fmt: skip
+    assert " passed" in result, result
+    assert "failed" not in result, result
+    if os.environ.get("TEST_DATABASE_URL"):
+        assert "skipped" not in result, result
+
+
+def test_the_scaffold_without_a_limit_writes_no_race_test(tmp_path: Path) -> None:
+    project, env = _project(tmp_path, *SCAFFOLD_TEST_FILES)
+    app = [sys.executable, "-c", "from entrypoints.console import main; main()"]
+
+    out = _run([*app, "scaffold", "resource", "tasks"], project, env)
+
+    written = [line.removeprefix("created ") for line in out.splitlines() if "created" in line]
+    assert len(written) == 8, out  # five modules, three tests, the migration
+    assert "LimitReached" not in (project / "domain/tasks.py").read_text()
+    tests = [path for path in written if path.startswith("tests/")]
+    _run([*app, "db", "upgrade"], project, env)
     result = _run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *tests], project, env
     )
-    assert " passed" in result, result
     assert "failed" not in result, result
 
 

@@ -25,7 +25,7 @@ from dependency_injector import providers
 from adapters.mail import SmtpTransport
 from application.outbox import Outcome
 from domain.email_tokens import EmailTokenRepository, Purpose, token_hash
-from domain.ports import UnitOfWork
+from domain.ports import UnitOfWork, UserRepository
 from entrypoints.container import Container
 from entrypoints.outbox_relay import relay_once
 from tests.e2e.conftest import (
@@ -221,7 +221,7 @@ async def usable_tokens(api: Api, tokens: list[str], purpose: Purpose) -> int:
 async def set_active(api: Api, user_id: int, active: bool) -> None:
     uow: UnitOfWork = api.container.adapters.uow()
     async with uow:
-        assert await uow.users.set_active(user_id, active)
+        assert await uow.repository(UserRepository).set_active(user_id, active)
         await uow.commit()
 
 
@@ -656,10 +656,10 @@ async def admin_tokens(mail: Mailbox) -> str:
     await mail.api.register("root")
     uow: UnitOfWork = mail.api.container.adapters.uow()
     async with uow:
-        root = await uow.users.get_by_login("root")
+        root = await uow.repository(UserRepository).get_by_login("root")
         assert root is not None
         assert root.id is not None
-        assert await uow.users.set_superuser(root.id, True)
+        assert await uow.repository(UserRepository).set_superuser(root.id, True)
         await uow.commit()
     await mail.relay_one("root@example.com")
     return str((await mail.api.login("root"))["access_token"])

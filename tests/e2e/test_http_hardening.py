@@ -13,6 +13,7 @@ from dependency_injector import providers
 
 from adapters.hasher import Argon2Hasher
 from application.admin import SetActive, SetPassword
+from domain.ports import UserRepository
 from entrypoints.container import Container
 from entrypoints.settings import PUBLISHED_SECRET_KEYS
 from tests.e2e.conftest import (
@@ -164,7 +165,7 @@ async def test_a_slow_login_that_rehashes_never_undoes_an_operators_change(
         # An outdated hash: the next login re-hashes, and stops there.
         outdated = argon2.PasswordHasher(time_cost=2, memory_cost=1024).hash(PASSWORD)
         async with api.container.adapters.uow() as uow:
-            await uow.users.set_password_hash(user["id"], outdated)
+            await uow.repository(UserRepository).set_password_hash(user["id"], outdated)
             await uow.commit()
         hasher.arm("hash")
         login = asyncio.ensure_future(
@@ -180,7 +181,7 @@ async def test_a_slow_login_that_rehashes_never_undoes_an_operators_change(
 
         assert_problem(await login, 401, "invalid_credentials")
         async with api.container.adapters.uow() as uow:
-            stored = await uow.users.get(user["id"])
+            stored = await uow.repository(UserRepository).get(user["id"])
         assert stored is not None
         assert stored.token_version == 1
         if change == "deactivate":

@@ -12,7 +12,7 @@ from adapters.database import Database
 from adapters.orm import refresh_tokens, sessions, users
 from adapters.unit_of_work import unit_of_work
 from domain.model import RefreshToken, Session, User
-from domain.ports import UnitOfWork
+from domain.ports import RefreshTokenRepository, SessionRepository, UnitOfWork, UserRepository
 
 # The same instant as FakeClock's default, so use cases and seeds agree on "now".
 NOW = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
@@ -58,7 +58,7 @@ def make_token(session: Session, **fields: object) -> RefreshToken:
 
 async def add_user(database: Database, name: str = "ada", **fields: object) -> User:
     async with unit_of_work(database) as uow:
-        user = await uow.users.add(make_user(name, **fields))
+        user = await uow.repository(UserRepository).add(make_user(name, **fields))
         await uow.commit()
     return user
 
@@ -66,7 +66,7 @@ async def add_user(database: Database, name: str = "ada", **fields: object) -> U
 async def add_session(database: Database, user: User, **fields: object) -> Session:
     session = make_session(user, **fields)
     async with unit_of_work(database) as uow:
-        await uow.sessions.add(session)
+        await uow.repository(SessionRepository).add(session)
         await uow.commit()
     return session
 
@@ -74,7 +74,7 @@ async def add_session(database: Database, user: User, **fields: object) -> Sessi
 async def add_token(database: Database, session: Session, **fields: object) -> RefreshToken:
     token = make_token(session, **fields)
     async with unit_of_work(database) as uow:
-        await uow.refresh_tokens.add(token)
+        await uow.repository(RefreshTokenRepository).add(token)
         await uow.commit()
     return token
 
@@ -90,5 +90,5 @@ async def count_rows(database: Database) -> dict[str, int]:
 
 async def stored_token(uow: UnitOfWork, token_id: str) -> RefreshToken | None:
     """The refresh token as stored (None once it, or its session, is gone)."""
-    found = await uow.refresh_tokens.get_with_owner(token_id)
+    found = await uow.repository(RefreshTokenRepository).get_with_owner(token_id)
     return found[0] if found else None

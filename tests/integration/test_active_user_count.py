@@ -16,6 +16,7 @@ from adapters.database import Database
 from adapters.orm import users
 from adapters.unit_of_work import unit_of_work
 from domain.model import PageRequest
+from domain.ports import UserRepository
 from tests.integration.builders import UowFactory, add_user, make_user
 from tests.integration.test_migrations import fresh_url, upgrade  # noqa: F401
 
@@ -24,7 +25,7 @@ FIRST_PAGE = PageRequest(page=1, size=20)
 
 async def listed_total(new_uow: UowFactory) -> int:
     async with new_uow() as uow:
-        _, total = await uow.users.list_page(FIRST_PAGE, active_only=True)
+        _, total = await uow.repository(UserRepository).list_page(FIRST_PAGE, active_only=True)
     return total
 
 
@@ -43,13 +44,15 @@ async def test_the_total_follows_registrations_deactivations_and_deletions(
     assert await listed_total(new_uow) == 2
 
     async with new_uow() as uow:
-        assert await uow.users.set_active(ada.id or 0, False)
-        assert not await uow.users.set_active(ada.id or 0, False)  # no change: no count
+        assert await uow.repository(UserRepository).set_active(ada.id or 0, False)
+        assert not await uow.repository(UserRepository).set_active(
+            ada.id or 0, False
+        )  # no change: no count
         await uow.commit()
     assert await listed_total(new_uow) == 1
     async with new_uow() as uow:
-        assert await uow.users.delete(bob.id or 0)
-        assert await uow.users.delete(ada.id or 0)  # an inactive one: no count
+        assert await uow.repository(UserRepository).delete(bob.id or 0)
+        assert await uow.repository(UserRepository).delete(ada.id or 0)  # an inactive one: no count
         await uow.commit()
     assert await listed_total(new_uow) == 0 == await counted(database)
 
@@ -58,7 +61,7 @@ async def test_a_rolled_back_registration_counts_nothing(
     database: Database, new_uow: UowFactory
 ) -> None:
     async with new_uow() as uow:
-        await uow.users.add(make_user("ada"))
+        await uow.repository(UserRepository).add(make_user("ada"))
     assert await listed_total(new_uow) == 0
 
 
@@ -72,17 +75,19 @@ async def test_concurrent_registrations_deactivations_and_deletions_keep_it_exac
 
     async def register(n: int) -> None:
         async with new_uow() as uow:
-            await uow.users.add(make_user(f"new{n}", is_active=rng.random() < 0.8))
+            await uow.repository(UserRepository).add(
+                make_user(f"new{n}", is_active=rng.random() < 0.8)
+            )
             await uow.commit()
 
     async def flip(user_id: int) -> None:
         async with new_uow() as uow:
-            await uow.users.set_active(user_id, rng.random() < 0.5)
+            await uow.repository(UserRepository).set_active(user_id, rng.random() < 0.5)
             await uow.commit()
 
     async def remove(user_id: int) -> None:
         async with new_uow() as uow:
-            await uow.users.delete(user_id)
+            await uow.repository(UserRepository).delete(user_id)
             await uow.commit()
 
     work = [register(n) for n in range(60)]

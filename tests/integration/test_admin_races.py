@@ -30,7 +30,13 @@ from application.auth import end_all_sessions
 from domain.audit import Action, Actor, ActorType, acting_as
 from domain.errors import LastSuperuser
 from domain.model import User
-from domain.ports import UnitOfWork, UowFactory, UserRepository
+from domain.ports import (
+    RefreshTokenRepository,
+    SessionRepository,
+    UnitOfWork,
+    UowFactory,
+    UserRepository,
+)
 from tests.conftest import empty_tables
 from tests.integration.builders import NOW, add_session, add_user
 
@@ -79,9 +85,11 @@ class MeetingUnitOfWork(UnitOfWork):
 
     async def __aenter__(self) -> MeetingUnitOfWork:
         await self._inner.__aenter__()
-        self.users = cast(UserRepository, _MeetingUsers(self._inner.users, self._barrier))
-        self.sessions = self._inner.sessions
-        self.refresh_tokens = self._inner.refresh_tokens
+        self.users = cast(
+            UserRepository, _MeetingUsers(self._inner.repository(UserRepository), self._barrier)
+        )
+        self.sessions = self._inner.repository(SessionRepository)
+        self.refresh_tokens = self._inner.repository(RefreshTokenRepository)
         return self
 
     async def __aexit__(
@@ -286,7 +294,7 @@ async def _event_count(database: Database) -> int:
 
 
 async def _change_and_record(uow: UnitOfWork, user_id: int) -> None:
-    assert await uow.users.set_active(user_id, False)
+    assert await uow.repository(UserRepository).set_active(user_id, False)
     await end_all_sessions(uow, user_id, NOW)
     await record(uow, Action.DEACTIVATED, user_id, NOW, reason="test")
 

@@ -16,6 +16,7 @@ from adapters.database import Database
 from adapters.executors import AsyncpgExecutor, ConstraintViolation
 from adapters.unit_of_work import AsyncpgUnitOfWork, SqlAlchemyUnitOfWork, unit_of_work
 from domain.errors import EmailTaken, ServiceUnavailable
+from domain.ports import UserRepository
 from tests.fakes import make_user
 
 NOW = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
@@ -166,10 +167,12 @@ async def test_a_unit_opens_its_transaction_at_the_first_statement_and_commits_i
     pool = FakePool(conn)
     async with AsyncpgUnitOfWork(_database(monkeypatch, pool)) as uow:
         assert conn.log == []
-        await uow.users.get(1)
-        await uow.users.get(2)
+        await uow.repository(UserRepository).get(1)
+        await uow.repository(UserRepository).get(2)
         await uow.commit()
-        await uow.users.get(3)  # after a commit, in a new transaction that is rolled back
+        await uow.repository(UserRepository).get(
+            3
+        )  # after a commit, in a new transaction that is rolled back
     assert _statements(conn)[0] == "BEGIN"
     assert _statements(conn)[3] == "COMMIT"
     assert _statements(conn)[4:] == ["BEGIN", _statements(conn)[5], "ROLLBACK"]
@@ -184,7 +187,7 @@ async def test_leaving_without_commit_or_through_an_error_rolls_back(
 
     async def fail_midway() -> None:
         async with AsyncpgUnitOfWork(database) as uow:
-            await uow.users.get(1)
+            await uow.repository(UserRepository).get(1)
             raise RuntimeError("boom")
 
     with pytest.raises(RuntimeError):
@@ -200,7 +203,7 @@ async def test_a_read_only_unit_opens_no_transaction_and_refuses_to_commit(
 ) -> None:
     conn = FakeConnection()
     async with AsyncpgUnitOfWork(_database(monkeypatch, FakePool(conn)), read_only=True) as uow:
-        await uow.users.get(1)
+        await uow.repository(UserRepository).get(1)
         with pytest.raises(RuntimeError):
             await uow.commit()
     assert "BEGIN" not in _statements(conn)
@@ -225,7 +228,7 @@ async def test_a_connection_lost_mid_use_is_service_unavailable(
     pool = FakePool(conn)
     with pytest.raises(ServiceUnavailable):
         async with AsyncpgUnitOfWork(_database(monkeypatch, pool), read_only=True) as uow:
-            await uow.users.get(1)
+            await uow.repository(UserRepository).get(1)
     assert pool.released == 1
 
 
@@ -237,7 +240,7 @@ async def test_any_error_on_a_closed_connection_is_service_unavailable(
     conn.closed = True
     with pytest.raises(ServiceUnavailable):
         async with AsyncpgUnitOfWork(_database(monkeypatch, FakePool(conn)), read_only=True) as uow:
-            await uow.users.get(1)
+            await uow.repository(UserRepository).get(1)
 
 
 def test_postgresql_runs_on_asyncpg_and_sqlite_on_sqlalchemy() -> None:

@@ -11,6 +11,7 @@ from adapters.database import Database
 from adapters.unit_of_work import AsyncpgUnitOfWork, SqlAlchemyUnitOfWork, unit_of_work
 from domain.errors import ServiceUnavailable
 from domain.model import PageRequest
+from domain.ports import SessionRepository, UserRepository
 from tests.integration.builders import DAY, NOW, add_session, add_user
 
 pytestmark = pytest.mark.postgres
@@ -34,12 +35,14 @@ async def test_every_read_matches_the_sqlalchemy_repositories(pg_database: Datab
     ):
         for reader in ("get", "get_by_login"):
             for key in (ada.id, 999) if reader == "get" else ("ada", "ada@example.com", "x"):
-                want = await getattr(expected.users, reader)(key)
-                got = await getattr(actual.users, reader)(key)
+                want = await getattr(expected.repository(UserRepository), reader)(key)
+                got = await getattr(actual.repository(UserRepository), reader)(key)
                 assert (got and _fields(got)) == (want and _fields(want)), (reader, key)
         for user_id, session_id in ((ada.id, live.id), (ada.id, "nope"), (999, live.id)):
-            want_pair = await expected.users.get_with_session(user_id, session_id)
-            got_pair = await actual.users.get_with_session(user_id, session_id)
+            want_pair = await expected.repository(UserRepository).get_with_session(
+                user_id, session_id
+            )
+            got_pair = await actual.repository(UserRepository).get_with_session(user_id, session_id)
             if want_pair is None:
                 assert got_pair is None
             else:
@@ -50,20 +53,26 @@ async def test_every_read_matches_the_sqlalchemy_repositories(pg_database: Datab
                 )
         for active_only in (True, False):
             for page in (PageRequest(1, 2), PageRequest(2, 2), PageRequest(9, 2)):
-                want_page = await expected.users.list_page(page, active_only=active_only)
-                got_page = await actual.users.list_page(page, active_only=active_only)
+                want_page = await expected.repository(UserRepository).list_page(
+                    page, active_only=active_only
+                )
+                got_page = await actual.repository(UserRepository).list_page(
+                    page, active_only=active_only
+                )
                 assert got_page[1] == want_page[1]
                 assert [_fields(u) for u in got_page[0]] == [_fields(u) for u in want_page[0]]
-        assert await actual.users.email_taken("ADA@example.com")
-        assert not await actual.users.email_taken("ada@example.com", except_user=ada.id)
-        assert await actual.users.username_taken("ADA")
-        assert not await actual.users.username_taken("nobody")
-        assert _fields(await actual.sessions.get(live.id)) == _fields(
-            await expected.sessions.get(live.id)
+        assert await actual.repository(UserRepository).email_taken("ADA@example.com")
+        assert not await actual.repository(UserRepository).email_taken(
+            "ada@example.com", except_user=ada.id
         )
-        assert await actual.sessions.get("nope") is None
-        want_sessions = await expected.sessions.list_for_user(ada.id)
-        got_sessions = await actual.sessions.list_for_user(ada.id)
+        assert await actual.repository(UserRepository).username_taken("ADA")
+        assert not await actual.repository(UserRepository).username_taken("nobody")
+        assert _fields(await actual.repository(SessionRepository).get(live.id)) == _fields(
+            await expected.repository(SessionRepository).get(live.id)
+        )
+        assert await actual.repository(SessionRepository).get("nope") is None
+        want_sessions = await expected.repository(SessionRepository).list_for_user(ada.id)
+        got_sessions = await actual.repository(SessionRepository).list_for_user(ada.id)
         assert [_fields(s) for s in got_sessions] == [_fields(s) for s in want_sessions]
         assert live.id in {s.id for s in got_sessions}
         assert len(got_sessions) > 1  # the ended one too
@@ -107,9 +116,9 @@ async def test_a_connection_killed_mid_use_is_service_unavailable_and_the_next_o
                 await admin._conn.execute(  # type: ignore[union-attr]
                     text("SELECT pg_terminate_backend(:pid)"), {"pid": pid}
                 )
-            await uow.users.get_by_login("ada")
+            await uow.repository(UserRepository).get_by_login("ada")
 
     with pytest.raises(ServiceUnavailable):
         await read_after_its_connection_is_killed()
     async with AsyncpgUnitOfWork(pg_database, read_only=True) as uow:
-        assert await uow.users.get_by_login("ada") is not None
+        assert await uow.repository(UserRepository).get_by_login("ada") is not None

@@ -13,6 +13,7 @@ from adapters import migrations
 from adapters.database import Database
 from adapters.unit_of_work import unit_of_work
 from domain.errors import EmailTaken
+from domain.ports import UserRepository
 from tests.integration.builders import add_user
 from tests.integration.test_migrations import fresh_url, upgrade  # noqa: F401
 
@@ -57,9 +58,13 @@ async def test_the_users_already_there_get_the_key_of_their_email(
     database = Database(fresh_url)
     try:
         async with unit_of_work(database) as uow:
-            first = await uow.users.get_by_email(full_width("USER0") + "@example.com")
-            last = await uow.users.get_by_email(full_width(f"USER{USERS - 2}") + "@example.com")
-            ivan = await uow.users.get_by_login("i\u0307van@example.com")
+            first = await uow.repository(UserRepository).get_by_email(
+                full_width("USER0") + "@example.com"
+            )
+            last = await uow.repository(UserRepository).get_by_email(
+                full_width(f"USER{USERS - 2}") + "@example.com"
+            )
+            ivan = await uow.repository(UserRepository).get_by_login("i\u0307van@example.com")
         assert first is not None
         assert first.username == "u0"
         assert last is not None

@@ -18,12 +18,11 @@ from sqlalchemy import Column, MetaData, String, inspect, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from adapters import migrations, registry
+import adapters.repositories  # noqa: F401  (defines every table)
+from adapters import migrations
 from adapters.orm import metadata
 from tests.conftest import Postgres
 
-# Every table, wherever its adapter defines it, as migrations/env.py sees them.
-registry.load_all()
 APP_TABLES = {table.name for table in metadata.sorted_tables}
 
 

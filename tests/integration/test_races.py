@@ -20,7 +20,7 @@ from adapters.orm import email_key, users
 from adapters.unit_of_work import unit_of_work
 from domain.errors import EmailTaken, UsernameTaken
 from domain.model import Credentials, ProfileUpdate
-from domain.ports import UnitOfWork
+from domain.ports import RefreshTokenRepository, SessionRepository, UnitOfWork, UserRepository
 from tests.integration.builders import (
     DAY,
     NOW,
@@ -110,8 +110,10 @@ async def test_concurrent_registrations_of_one_email_in_two_cases_commit_exactly
 ) -> None:
     outcome = await race(
         pg_database,
-        lambda uow: uow.users.add(make_user("ada", email="ada@example.com")),
-        lambda uow: uow.users.add(make_user("lovelace", email="ADA@Example.com")),
+        lambda uow: uow.repository(UserRepository).add(make_user("ada", email="ada@example.com")),
+        lambda uow: uow.repository(UserRepository).add(
+            make_user("lovelace", email="ADA@Example.com")
+        ),
     )
 
     assert outcome.second_waited
@@ -125,8 +127,8 @@ async def test_concurrent_registrations_of_one_username_in_two_cases_commit_exac
 ) -> None:
     outcome = await race(
         pg_database,
-        lambda uow: uow.users.add(make_user("Ada", email="one@example.com")),
-        lambda uow: uow.users.add(make_user("aDA", email="two@example.com")),
+        lambda uow: uow.repository(UserRepository).add(make_user("Ada", email="one@example.com")),
+        lambda uow: uow.repository(UserRepository).add(make_user("aDA", email="two@example.com")),
     )
 
     assert outcome.second_waited
@@ -142,13 +144,13 @@ async def test_a_concurrent_email_change_to_a_registering_email_commits_exactly_
     bob = await add_user(pg_database, "bob")
 
     async def change_email(uow: UnitOfWork) -> None:
-        await uow.users.update_profile(
+        await uow.repository(UserRepository).update_profile(
             bob.id or 0, ProfileUpdate(email="ada@example.com"), if_current=Credentials.of(bob)
         )
 
     outcome = await race(
         pg_database,
-        lambda uow: uow.users.add(make_user("ada", email="ada@example.com")),
+        lambda uow: uow.repository(UserRepository).add(make_user("ada", email="ada@example.com")),
         change_email,
     )
 
@@ -163,8 +165,8 @@ async def test_a_registration_waiting_on_one_that_rolls_back_succeeds(
 ) -> None:
     outcome = await race(
         pg_database,
-        lambda uow: uow.users.add(make_user("ada", email="ada@example.com")),
-        lambda uow: uow.users.add(make_user("ADA", email="ADA@example.com")),
+        lambda uow: uow.repository(UserRepository).add(make_user("ada", email="ada@example.com")),
+        lambda uow: uow.repository(UserRepository).add(make_user("ADA", email="ADA@example.com")),
         first_commits=False,
     )
 
@@ -181,8 +183,8 @@ async def test_concurrent_rotations_of_one_token_let_exactly_one_win(
 
     outcome = await race(
         pg_database,
-        lambda uow: uow.refresh_tokens.mark_rotated(token.id, NOW),
-        lambda uow: uow.refresh_tokens.mark_rotated(token.id, NOW + DAY),
+        lambda uow: uow.repository(RefreshTokenRepository).mark_rotated(token.id, NOW),
+        lambda uow: uow.repository(RefreshTokenRepository).mark_rotated(token.id, NOW + DAY),
     )
 
     assert outcome.second_waited
@@ -201,8 +203,8 @@ async def test_a_rotation_racing_a_revocation_fails_once_the_revocation_commits(
 
     outcome = await race(
         pg_database,
-        lambda uow: uow.sessions.revoke(session.id, NOW),
-        lambda uow: uow.refresh_tokens.mark_rotated(token.id, NOW),
+        lambda uow: uow.repository(SessionRepository).revoke(session.id, NOW),
+        lambda uow: uow.repository(RefreshTokenRepository).mark_rotated(token.id, NOW),
     )
 
     assert outcome.second_waited
@@ -215,8 +217,8 @@ async def test_a_rotation_waiting_on_one_that_rolls_back_wins(pg_database: Datab
 
     outcome = await race(
         pg_database,
-        lambda uow: uow.refresh_tokens.mark_rotated(token.id, NOW),
-        lambda uow: uow.refresh_tokens.mark_rotated(token.id, NOW + DAY),
+        lambda uow: uow.repository(RefreshTokenRepository).mark_rotated(token.id, NOW),
+        lambda uow: uow.repository(RefreshTokenRepository).mark_rotated(token.id, NOW + DAY),
         first_commits=False,
     )
 
@@ -244,8 +246,8 @@ async def test_concurrent_registrations_of_look_alike_emails_commit_exactly_one(
 ) -> None:
     outcome = await race(
         pg_database,
-        lambda uow: uow.users.add(make_user("ada", email="ada@example.com")),
-        lambda uow: uow.users.add(make_user("lovelace", email=FULL_WIDTH_ADA)),
+        lambda uow: uow.repository(UserRepository).add(make_user("ada", email="ada@example.com")),
+        lambda uow: uow.repository(UserRepository).add(make_user("lovelace", email=FULL_WIDTH_ADA)),
     )
 
     assert outcome.second_waited
@@ -260,13 +262,13 @@ async def test_a_concurrent_email_change_to_a_look_alike_of_a_registering_one_co
     bob = await add_user(pg_database, "bob")
 
     async def change_email(uow: UnitOfWork) -> None:
-        await uow.users.update_profile(
+        await uow.repository(UserRepository).update_profile(
             bob.id or 0, ProfileUpdate(email=FULL_WIDTH_ADA), if_current=Credentials.of(bob)
         )
 
     outcome = await race(
         pg_database,
-        lambda uow: uow.users.add(make_user("ada", email="ada@example.com")),
+        lambda uow: uow.repository(UserRepository).add(make_user("ada", email="ada@example.com")),
         change_email,
     )
 

@@ -1,12 +1,13 @@
-"""SqlSigningKeyRepository on SQLite and PostgreSQL, the first key created exactly
-once by processes that start together, and rotations, retirements and revocations
-written with their audit events in one transaction."""
+"""SqlSigningKeyRepository on SQLite and PostgreSQL: the first key created exactly
+once by processes that start together, one key deleted once by processes deleting it
+at once, and rotations, retirements and revocations written with their audit events in
+one transaction. What the port promises on every backend is specified in
+tests/contracts/test_signing_key_repository.py."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from dataclasses import replace
 from datetime import timedelta
 from types import TracebackType
 from typing import TypeVar
@@ -29,7 +30,6 @@ from domain.model import PageRequest
 from domain.ports import UnitOfWork
 from domain.signing_keys import (
     KeyPolicy,
-    Retirement,
     SigningKey,
     SigningKeyNotFound,
     SigningKeyRepository,
@@ -46,9 +46,8 @@ HOUR = timedelta(hours=1)
 POLICY = KeyPolicy(algorithm="ES256", token_lifetime=timedelta(days=7))
 
 
-def new_key(algorithm: str = "ES256", **changes: object) -> SigningKey:
-    key = SigningKey.of(MAKER.make(algorithm), algorithm, now=NOW, activates_at=NOW)
-    return replace(key, **changes)  # type: ignore[arg-type]
+def new_key() -> SigningKey:
+    return SigningKey.of(MAKER.make("ES256"), "ES256", now=NOW, activates_at=NOW)
 
 
 async def stored(database: Database) -> list[SigningKey]:
@@ -72,55 +71,6 @@ async def write(database: Database, step: Callable[[SigningKeyRepository], Await
         result = await step(uow.repository(SigningKeyRepository))
         await uow.commit()
         return result
-
-
-async def test_a_key_is_stored_and_read_back_as_it_was(database: Database) -> None:
-    key = new_key(activates_at=NOW + HOUR)
-    retired = new_key("EdDSA", retired_at=NOW, delete_after=NOW + 2 * HOUR)
-
-    await write(database, lambda keys: keys.add(key))
-    await write(database, lambda keys: keys.add(retired))
-
-    assert await stored(database) == [retired, key]  # in the order they sign
-    assert MAKER.open((await stored(database))[1]) is not None
-
-
-async def test_only_one_first_key_per_algorithm_is_stored(database: Database) -> None:
-    first, second, other = new_key(), new_key(), new_key("EdDSA")
-
-    assert await write(database, lambda keys: keys.add_first(first)) is True
-    assert await write(database, lambda keys: keys.add_first(second)) is False
-    assert await write(database, lambda keys: keys.add_first(other)) is True
-
-    assert {key.kid for key in await stored(database)} == {first.kid, other.kid}
-
-
-async def test_retiring_is_done_once_and_frees_the_first_key_marker(database: Database) -> None:
-    first = new_key()
-    await write(database, lambda keys: keys.add_first(first))
-    retirement = Retirement(first.kid, NOW + HOUR, NOW + 9 * HOUR)
-
-    assert await write(database, lambda keys: keys.retire(retirement)) is True
-    again = Retirement(first.kid, NOW + 2 * HOUR, NOW + 10 * HOUR)
-    assert await write(database, lambda keys: keys.retire(again)) is False
-
-    [key] = await stored(database)
-    assert (key.retired_at, key.delete_after) == (NOW + HOUR, NOW + 9 * HOUR)
-    # After a switch of algorithm and back, a new first key may be stored.
-    assert await write(database, lambda keys: keys.add_first(new_key())) is True
-
-
-async def test_only_keys_past_their_delete_time_are_deleted(database: Database) -> None:
-    due = new_key(retired_at=NOW - HOUR, delete_after=NOW)
-    later = new_key(retired_at=NOW - HOUR, delete_after=NOW + timedelta(seconds=1))
-    active = new_key()
-    async with unit_of_work(database) as uow:
-        for key in (due, later, active):
-            await uow.repository(SigningKeyRepository).add(key)
-        await uow.commit()
-
-    assert await write(database, lambda keys: keys.delete_expired(NOW)) == 1
-    assert {key.kid for key in await stored(database)} == {later.kid, active.kid}
 
 
 async def test_two_first_keys_inserted_at_once_store_exactly_one(database: Database) -> None:
@@ -216,21 +166,6 @@ async def test_two_processes_starting_at_once_create_one_first_key(
 
     [key] = await stored(database)
     assert codec_a.kids == codec_b.kids == {key.kid}
-
-
-async def test_a_deleted_key_is_gone_once_and_frees_the_first_key_marker(
-    database: Database,
-) -> None:
-    first, other = new_key(), new_key(activates_at=NOW + HOUR)
-    await write(database, lambda keys: keys.add_first(first))
-    await write(database, lambda keys: keys.add(other))
-
-    assert await write(database, lambda keys: keys.delete(first.kid)) is True
-    assert await write(database, lambda keys: keys.delete(first.kid)) is False
-    assert await write(database, lambda keys: keys.delete("no-such-kid")) is False
-
-    assert [key.kid for key in await stored(database)] == [other.kid]
-    assert await write(database, lambda keys: keys.add_first(new_key())) is True
 
 
 async def test_two_deletes_of_one_key_at_once_delete_it_once(database: Database) -> None:

@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy.exc import StatementError
 
 from adapters.database import Database
+from domain.ports import RefreshTokenRepository, SessionRepository, UserRepository
 from tests.integration.builders import (
     NOW,
     UowFactory,
@@ -33,7 +34,7 @@ async def test_every_timestamp_round_trips_exactly_as_aware_utc(
 ) -> None:
     stamps = [EXACT + timedelta(microseconds=n) for n in range(7)]
     async with new_uow() as uow:
-        user = await uow.users.add(make_user("ada", created_at=stamps[0]))
+        user = await uow.repository(UserRepository).add(make_user("ada", created_at=stamps[0]))
         session = make_session(
             user,
             created_at=stamps[1],
@@ -41,16 +42,16 @@ async def test_every_timestamp_round_trips_exactly_as_aware_utc(
             expires_at=stamps[3],
             revoked_at=stamps[4],
         )
-        await uow.sessions.add(session)
+        await uow.repository(SessionRepository).add(session)
         token = make_token(session, rotated_at=stamps[5], revoked_at=stamps[6])
-        await uow.refresh_tokens.add(token)
+        await uow.repository(RefreshTokenRepository).add(token)
         await uow.commit()
 
     async with new_uow() as uow:
-        stored_user = await uow.users.get(user.id or 0)
-        stored_session = await uow.sessions.get(session.id)
+        stored_user = await uow.repository(UserRepository).get(user.id or 0)
+        stored_session = await uow.repository(SessionRepository).get(session.id)
         token_read = await stored_token(uow, token.id)
-        joined = await uow.users.get_with_session(user.id or 0, session.id)
+        joined = await uow.repository(UserRepository).get_with_session(user.id or 0, session.id)
 
     assert stored_user is not None
     assert stored_session is not None
@@ -80,7 +81,7 @@ async def test_a_timestamp_given_in_another_offset_comes_back_as_the_same_instan
     user = await add_user(database, "ada", created_at=local)
 
     async with new_uow() as uow:
-        stored = await uow.users.get(user.id or 0)
+        stored = await uow.repository(UserRepository).get(user.id or 0)
 
     assert stored is not None
     assert stored.created_at == EXACT
@@ -102,14 +103,20 @@ async def test_sql_comparisons_use_the_instant_not_the_written_offset(
     )
 
     async with new_uow() as uow:
-        active = [s for s in await uow.sessions.list_for_user(ada.id or 0) if s.is_active(NOW)]
-        deleted = await uow.sessions.delete_orphans(NOW.astimezone(PARIS_SUMMER), 10)
+        active = [
+            s
+            for s in await uow.repository(SessionRepository).list_for_user(ada.id or 0)
+            if s.is_active(NOW)
+        ]
+        deleted = await uow.repository(SessionRepository).delete_orphans(
+            NOW.astimezone(PARIS_SUMMER), 10
+        )
         await uow.commit()
 
     assert [s.id for s in active] == [alive.id]
     assert deleted == 1
     async with new_uow() as uow:
-        assert await uow.sessions.get(gone.id) is None
+        assert await uow.repository(SessionRepository).get(gone.id) is None
 
 
 async def test_a_naive_timestamp_is_refused(new_uow: UowFactory) -> None:
@@ -117,4 +124,6 @@ async def test_a_naive_timestamp_is_refused(new_uow: UowFactory) -> None:
     # executor lets it through as is.
     with pytest.raises((StatementError, ValueError), match="naive datetime"):
         async with new_uow() as uow:
-            await uow.users.add(make_user("ada", created_at=datetime(2030, 1, 1, 12, 0)))
+            await uow.repository(UserRepository).add(
+                make_user("ada", created_at=datetime(2030, 1, 1, 12, 0))
+            )

@@ -12,6 +12,7 @@ from sqlalchemy import text
 from adapters.database import Database
 from adapters.unit_of_work import SqlAlchemyUnitOfWork
 from domain.errors import ServiceUnavailable
+from domain.ports import UserRepository
 from tests.integration.builders import NOW, UowFactory, add_user, count_rows, make_user
 
 
@@ -19,11 +20,11 @@ async def test_commit_makes_writes_visible_to_a_new_unit_of_work(
     database: Database, new_uow: UowFactory
 ) -> None:
     async with new_uow() as uow:
-        user = await uow.users.add(make_user("ada"))
+        user = await uow.repository(UserRepository).add(make_user("ada"))
         await uow.commit()
 
     async with new_uow() as uow:
-        stored = await uow.users.get(user.id or 0)
+        stored = await uow.repository(UserRepository).get(user.id or 0)
 
     assert stored is not None
     assert stored.username == "ada"
@@ -31,11 +32,11 @@ async def test_commit_makes_writes_visible_to_a_new_unit_of_work(
 
 async def test_leaving_without_commit_rolls_back(database: Database, new_uow: UowFactory) -> None:
     async with new_uow() as uow:
-        user = await uow.users.add(make_user("ada"))
-        assert await uow.users.get(user.id or 0) is not None  # visible inside
+        user = await uow.repository(UserRepository).add(make_user("ada"))
+        assert await uow.repository(UserRepository).get(user.id or 0) is not None  # visible inside
 
     async with new_uow() as uow:
-        assert await uow.users.get(user.id or 0) is None
+        assert await uow.repository(UserRepository).get(user.id or 0) is None
     assert (await count_rows(database))["users"] == 0
 
 
@@ -46,16 +47,16 @@ async def test_an_exception_inside_rolls_back_and_propagates(
 
     async def fail_halfway() -> None:
         async with new_uow() as uow:
-            await uow.users.add(make_user("ada"))
-            await uow.users.set_active(existing.id or 0, False)
+            await uow.repository(UserRepository).add(make_user("ada"))
+            await uow.repository(UserRepository).set_active(existing.id or 0, False)
             raise RuntimeError("boom")
 
     with pytest.raises(RuntimeError, match="boom"):
         await fail_halfway()
 
     async with new_uow() as uow:
-        assert await uow.users.get_by_login("ada") is None
-        bob = await uow.users.get(existing.id or 0)
+        assert await uow.repository(UserRepository).get_by_login("ada") is None
+        bob = await uow.repository(UserRepository).get(existing.id or 0)
     assert bob is not None
     assert bob.is_active
 
@@ -64,37 +65,39 @@ async def test_only_what_was_done_before_commit_is_kept(
     database: Database, new_uow: UowFactory
 ) -> None:
     async with new_uow() as uow:
-        await uow.users.add(make_user("ada"))
+        await uow.repository(UserRepository).add(make_user("ada"))
         await uow.commit()
-        await uow.users.add(make_user("bob"))  # after the commit, never committed
+        await uow.repository(UserRepository).add(
+            make_user("bob")
+        )  # after the commit, never committed
 
     async with new_uow() as uow:
-        assert await uow.users.get_by_login("ada") is not None
-        assert await uow.users.get_by_login("bob") is None
+        assert await uow.repository(UserRepository).get_by_login("ada") is not None
+        assert await uow.repository(UserRepository).get_by_login("bob") is None
 
 
 async def test_rollback_after_commit_is_harmless(database: Database, new_uow: UowFactory) -> None:
     async with new_uow() as uow:
-        await uow.users.add(make_user("ada"))
+        await uow.repository(UserRepository).add(make_user("ada"))
         await uow.commit()
         await uow.rollback()
         await uow.rollback()
 
     async with new_uow() as uow:
-        assert await uow.users.get_by_login("ada") is not None
+        assert await uow.repository(UserRepository).get_by_login("ada") is not None
 
 
 async def test_uncommitted_writes_are_invisible_to_other_units_of_work(
     database: Database, new_uow: UowFactory
 ) -> None:
     async with new_uow() as writer:
-        await writer.users.add(make_user("ada"))
+        await writer.repository(UserRepository).add(make_user("ada"))
         async with new_uow() as reader:
-            assert await reader.users.get_by_login("ada") is None
+            assert await reader.repository(UserRepository).get_by_login("ada") is None
         await writer.commit()
 
     async with new_uow() as reader:
-        assert await reader.users.get_by_login("ada") is not None
+        assert await reader.repository(UserRepository).get_by_login("ada") is not None
 
 
 async def test_a_unit_of_work_can_be_used_again_after_it_ends(
@@ -102,9 +105,9 @@ async def test_a_unit_of_work_can_be_used_again_after_it_ends(
 ) -> None:
     uow = new_uow()
     async with uow:
-        await uow.users.add(make_user("ada"))
+        await uow.repository(UserRepository).add(make_user("ada"))
     async with uow:
-        await uow.users.add(make_user("ada"))  # the first one was rolled back
+        await uow.repository(UserRepository).add(make_user("ada"))  # the first one was rolled back
         await uow.commit()
 
     assert (await count_rows(database))["users"] == 1
@@ -117,7 +120,7 @@ async def test_a_read_only_unit_of_work_reads_committed_data_and_refuses_to_comm
 
     async def commit_read_only() -> None:
         async with SqlAlchemyUnitOfWork(database, read_only=True) as uow:
-            found = await uow.users.get_by_login("ada")
+            found = await uow.repository(UserRepository).get_by_login("ada")
             assert found is not None
             assert found.id == ada.id
             await uow.commit()
@@ -130,11 +133,11 @@ async def test_a_read_only_unit_of_work_sees_commits_made_while_it_is_open(
     database: Database, new_uow: UowFactory
 ) -> None:
     async with SqlAlchemyUnitOfWork(database, read_only=True) as reader:
-        assert await reader.users.get_by_login("ada") is None
+        assert await reader.repository(UserRepository).get_by_login("ada") is None
         async with new_uow() as writer:
-            await writer.users.add(make_user("ada"))
+            await writer.repository(UserRepository).add(make_user("ada"))
             await writer.commit()
-        assert await reader.users.get_by_login("ada") is not None
+        assert await reader.repository(UserRepository).get_by_login("ada") is not None
 
 
 @pytest.mark.parametrize("read_only", [False, True], ids=["read-write", "read-only"])
@@ -163,7 +166,7 @@ async def test_unopenable_sqlite_file_raises_service_unavailable(
     try:
         with pytest.raises(ServiceUnavailable):
             async with SqlAlchemyUnitOfWork(database) as uow:
-                await uow.users.get(1)
+                await uow.repository(UserRepository).get(1)
     finally:
         await database.dispose()
 
@@ -183,10 +186,10 @@ async def test_connections_dropped_by_the_server_raise_service_unavailable_then_
 
     async def lose_the_connection_halfway() -> None:
         async with SqlAlchemyUnitOfWork(pg_database) as uow:
-            await uow.users.add(make_user("ada"))
+            await uow.repository(UserRepository).add(make_user("ada"))
             async with admin.engine.connect() as conn:
                 await conn.execute(kill_others)
-            await uow.users.get_by_login("ada")
+            await uow.repository(UserRepository).get_by_login("ada")
             await uow.commit()
 
     try:
@@ -194,8 +197,10 @@ async def test_connections_dropped_by_the_server_raise_service_unavailable_then_
             await lose_the_connection_halfway()
 
         async with SqlAlchemyUnitOfWork(pg_database) as uow:
-            assert await uow.users.get_by_login("ada") is None  # nothing half-written
-            user = await uow.users.add(make_user("ada", created_at=NOW))
+            assert (
+                await uow.repository(UserRepository).get_by_login("ada") is None
+            )  # nothing half-written
+            user = await uow.repository(UserRepository).add(make_user("ada", created_at=NOW))
             await uow.commit()
         assert user.id is not None
     finally:

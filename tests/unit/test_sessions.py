@@ -19,6 +19,7 @@ from application.auth import (
 )
 from domain.errors import InvalidToken, NotFound, SessionNotFound
 from domain.model import Principal, User
+from domain.ports import UserRepository
 from tests.fakes import SECRET_KEY, FakeClock, FakeUnitOfWork, Store
 from tests.unit.conftest import PASSWORD, principal_for, seed_session, snapshot
 
@@ -112,7 +113,7 @@ async def test_logout_of_a_deleted_users_session_is_quietly_done(
     log_out: LogOut, login: LoginResult, ada: User, uow: FakeUnitOfWork
 ) -> None:
     async with uow:
-        await uow.users.delete(ada.id)  # type: ignore[arg-type]
+        await uow.repository(UserRepository).delete(ada.id)  # type: ignore[arg-type]
         await uow.commit()
 
     await log_out(login.tokens.refresh_token)

@@ -21,7 +21,6 @@ from domain.signing_keys import (
     KeyPolicy,
     KeyState,
     SigningKeyNotFound,
-    SigningKeyRepository,
     SigningKeysUnavailable,
     SigningKeyUnreadable,
     activation_time,
@@ -31,7 +30,7 @@ from domain.signing_keys import (
     signing_key,
     state_of,
 )
-from tests.fakes import FakeClock, FakeUnitOfWork
+from tests.fakes import FakeClock, FakeSigningKeyRepository, FakeUnitOfWork
 from tests.fakes_keys import (
     DELAY,
     ES256,
@@ -40,7 +39,6 @@ from tests.fakes_keys import (
     NOW,
     FakeKeyMaker,
     FakeKeySet,
-    FakeSigningKeyRepository,
     make_key,
 )
 
@@ -203,12 +201,16 @@ class World:
     """The fakes a signing-key use case runs on."""
 
     def __init__(self, policy: KeyPolicy = ES256) -> None:
-        self.repo = FakeSigningKeyRepository()
-        self.uow = FakeUnitOfWork(repositories={SigningKeyRepository: self.repo})
+        self.uow = FakeUnitOfWork()
         self.clock = FakeClock(NOW)
         self.maker = FakeKeyMaker()
         self.key_set = FakeKeySet()
         self.policy = policy
+
+    @property
+    def repo(self) -> FakeSigningKeyRepository:
+        """The committed keys, as the next unit of work will find them."""
+        return FakeSigningKeyRepository(self.uow.store)
 
     def ensure(self) -> EnsureSigningKey:
         uow = self.uow
