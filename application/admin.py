@@ -5,10 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from application.accounts import UNSET, Unset, delete_user, end_all_sessions, ensure_free
 from application.audit import record
-from application.auth import end_all_sessions
 from application.email import email_changed, password_changed, queue_message
-from application.users import UNSET, Unset, delete_user, ensure_free
 from domain.audit import Action
 from domain.errors import (
     CannotChangeOwnAccess,

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
 
+from application.accounts import account_of, counted_check, end_all_sessions
 from application.audit import record
 from application.tokens import TokenPolicy, issue_pair
 from domain.audit import Action
-from domain.email_tokens import EmailTokenRepository
 from domain.errors import (
     EmailNotVerified,
     InvalidCredentials,
@@ -25,50 +24,12 @@ from domain.ports import (
     RefreshTokenRepository,
     SessionRepository,
     TokenCodec,
-    UnitOfWork,
     UowFactory,
     UserRepository,
 )
 from domain.rules import normalize_login
 
 USER_AGENT_MAX_LENGTH = 255
-
-
-def account_of(user_id: int) -> str:
-    """The bucket that counts an account's wrong passwords: one for every name it goes by,
-    and for logins and password checks alike."""
-    return f"user:{user_id}"
-
-
-async def counted_check(
-    failed_checks: FailedLoginCounter,
-    hasher: PasswordHasher,
-    account: str,
-    password_hash: str | None,
-    password: str,
-) -> bool:
-    """Whether ``password`` matches, checked against the account's limit: the attempt
-    takes its slot before the slow verification (so parallel ones cannot all slip
-    through), and a right password forgives the account's failures."""
-    retry_after = await failed_checks.acquire(account)
-    if retry_after is not None:
-        raise RateLimited(retry_after, "Too many wrong passwords for this account.")
-    matches = await hasher.verify(password_hash, password)
-    if matches:
-        await failed_checks.succeeded(account)
-    return matches
-
-
-async def end_all_sessions(uow: UnitOfWork, user_id: int, at: datetime) -> bool:
-    """End every session of the user: every access and refresh token issued so far
-    stops working at once, and so does every link mailed to the user (reset and
-    verification), since whatever ends a user's sessions must not leave a way to open
-    a new one. Whether the user exists."""
-    if not await uow.repository(UserRepository).revoke_tokens(user_id):
-        return False
-    await uow.repository(SessionRepository).revoke_all(user_id, at)
-    await uow.repository(EmailTokenRepository).end_all(user_id, None, at)
-    return True
 
 
 @dataclass(frozen=True)

@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from application.accounts import end_all_sessions
 from application.audit import record
-from application.auth import end_all_sessions
 from domain.audit import Action
 from domain.email_tokens import TOKEN_MAX_LENGTH, EmailTokenRepository, Purpose, token_hash
 from domain.errors import (

@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
 
+from application.accounts import (
+    UNSET,
+    Unset,
+    account_of,
+    counted_check,
+    delete_user,
+    end_all_sessions,
+    ensure_free,
+)
 from application.audit import record
-from application.auth import account_of, counted_check, end_all_sessions
 from application.email import email_changed, password_changed, queue_verification
 from domain.audit import Action
 from domain.errors import (
@@ -25,7 +32,6 @@ from domain.ports import (
     Clock,
     FailedLoginCounter,
     PasswordHasher,
-    UnitOfWork,
     UowFactory,
     UserRepository,
 )
@@ -84,16 +90,6 @@ class RegisterUser:
                 await record(uow, Action.SUPERUSER_GRANTED, user.id, now)
             await uow.commit()
         return user
-
-
-class Unset:
-    """The value of a field a change leaves alone (where None is a value to write)."""
-
-    def __repr__(self) -> str:
-        return "UNSET"
-
-
-UNSET = Unset()
 
 
 @dataclass(frozen=True)
@@ -211,16 +207,6 @@ class DeleteAccount:
             await uow.commit()
 
 
-async def delete_user(uow: UnitOfWork, user: User, now: datetime) -> None:
-    """Delete the account (never the last active superuser) and record it."""
-    assert user.id is not None
-    if not await uow.repository(UserRepository).delete(user.id):
-        if await uow.repository(UserRepository).get(user.id) is None:
-            raise UserNotFound()
-        raise LastSuperuser()
-    await record(uow, Action.DELETED, user.id, now)
-
-
 class ListUsers:
     """One page of users ordered by id: active ones only, unless ``include_inactive``."""
 
@@ -235,22 +221,3 @@ class ListUsers:
                 request, active_only=not include_inactive
             )
         return Page(items=items, total=total, page=request.page, size=request.size)
-
-
-async def ensure_free(
-    uow: UnitOfWork,
-    email: str | None,
-    username: str | None,
-    *,
-    except_user: int | None = None,
-) -> None:
-    """Refuse an email or username (those given) that another user already has. A clear
-    answer up front; the unique indexes still settle a race."""
-    if email is not None and await uow.repository(UserRepository).email_taken(
-        email, except_user=except_user
-    ):
-        raise EmailTaken()
-    if username is not None and await uow.repository(UserRepository).username_taken(
-        username, except_user=except_user
-    ):
-        raise UsernameTaken()

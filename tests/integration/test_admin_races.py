@@ -24,9 +24,9 @@ from adapters.clock import SystemClock
 from adapters.database import Database
 from adapters.orm import sessions, users
 from adapters.unit_of_work import unit_of_work
+from application.accounts import end_all_sessions
 from application.admin import DeleteUser, SetActive, UpdateUser, UserChanges
 from application.audit import record
-from application.auth import end_all_sessions
 from domain.audit import Action, Actor, ActorType, acting_as
 from domain.errors import LastSuperuser
 from domain.model import User

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query
 from starlette.responses import Response
 
+from application.accounts import UNSET
 from application.admin import (
     DeleteUser,
     EndUserSessions,
@@ -20,7 +21,6 @@ from application.admin import (
     UserChanges,
 )
 from application.audit import ListAuditEvents
-from application.users import UNSET
 from domain.audit import Action, AuditFilter
 from domain.model import MAX_PAGE_SIZE, PageRequest, UserFilter
 from entrypoints.http import schemas

@@ -5,8 +5,8 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 from starlette.responses import Response
 
+from application.accounts import UNSET
 from application.users import (
-    UNSET,
     DeleteAccount,
     ListUsers,
     NewUser,

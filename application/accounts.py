@@ -1,0 +1,96 @@
+"""What the use cases on an account share, whoever calls them (the user or an
+operator): ending every session, checking a password against the account's limit,
+keeping emails and usernames unique, deleting an account."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from application.audit import record
+from domain.audit import Action
+from domain.email_tokens import EmailTokenRepository
+from domain.errors import EmailTaken, LastSuperuser, RateLimited, UsernameTaken, UserNotFound
+from domain.model import User
+from domain.ports import (
+    FailedLoginCounter,
+    PasswordHasher,
+    SessionRepository,
+    UnitOfWork,
+    UserRepository,
+)
+
+
+def account_of(user_id: int) -> str:
+    """The bucket that counts an account's wrong passwords: one for every name it goes by,
+    and for logins and password checks alike."""
+    return f"user:{user_id}"
+
+
+async def counted_check(
+    failed_checks: FailedLoginCounter,
+    hasher: PasswordHasher,
+    account: str,
+    password_hash: str | None,
+    password: str,
+) -> bool:
+    """Whether ``password`` matches, checked against the account's limit: the attempt
+    takes its slot before the slow verification (so parallel ones cannot all slip
+    through), and a right password forgives the account's failures."""
+    retry_after = await failed_checks.acquire(account)
+    if retry_after is not None:
+        raise RateLimited(retry_after, "Too many wrong passwords for this account.")
+    matches = await hasher.verify(password_hash, password)
+    if matches:
+        await failed_checks.succeeded(account)
+    return matches
+
+
+async def end_all_sessions(uow: UnitOfWork, user_id: int, at: datetime) -> bool:
+    """End every session of the user: every access and refresh token issued so far
+    stops working at once, and so does every link mailed to the user (reset and
+    verification), since whatever ends a user's sessions must not leave a way to open
+    a new one. Whether the user exists."""
+    if not await uow.repository(UserRepository).revoke_tokens(user_id):
+        return False
+    await uow.repository(SessionRepository).revoke_all(user_id, at)
+    await uow.repository(EmailTokenRepository).end_all(user_id, None, at)
+    return True
+
+
+class Unset:
+    """The value of a field a change leaves alone (where None is a value to write)."""
+
+    def __repr__(self) -> str:
+        return "UNSET"
+
+
+UNSET = Unset()
+
+
+async def delete_user(uow: UnitOfWork, user: User, now: datetime) -> None:
+    """Delete the account (never the last active superuser) and record it."""
+    assert user.id is not None
+    if not await uow.repository(UserRepository).delete(user.id):
+        if await uow.repository(UserRepository).get(user.id) is None:
+            raise UserNotFound()
+        raise LastSuperuser()
+    await record(uow, Action.DELETED, user.id, now)
+
+
+async def ensure_free(
+    uow: UnitOfWork,
+    email: str | None,
+    username: str | None,
+    *,
+    except_user: int | None = None,
+) -> None:
+    """Refuse an email or username (those given) that another user already has. A clear
+    answer up front; the unique indexes still settle a race."""
+    if email is not None and await uow.repository(UserRepository).email_taken(
+        email, except_user=except_user
+    ):
+        raise EmailTaken()
+    if username is not None and await uow.repository(UserRepository).username_taken(
+        username, except_user=except_user
+    ):
+        raise UsernameTaken()
