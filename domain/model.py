@@ -171,7 +171,8 @@ class Principal:
 @dataclass(frozen=True)
 class UserFilter:
     """Which users an admin's search shows: ``q`` is a case-insensitive substring of the
-    email or the username; the flags match when given."""
+    email or the username (on SQLite, whose ``lower()`` knows ASCII only, the case of
+    other letters counts); the flags match when given."""
 
     q: str | None = None
     is_active: bool | None = None

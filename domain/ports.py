@@ -31,10 +31,11 @@ class UserRepository(abc.ABC):
     async def add(self, user: User) -> User:
         """Store a new user and assign its ``id``.
 
-        Raises ``EmailTaken`` or ``UsernameTaken`` when either is already in use,
-        compared by their canonical forms (``domain.rules.canonical``: NFKC-normalised,
-        case-folded), so a look-alike of a taken one is taken too; the storage settles
-        races, not a prior read.
+        Raises ``EmailTaken`` or ``UsernameTaken`` when either is already in use; the
+        storage settles races, not a prior read. Emails are compared by their canonical
+        forms (``domain.rules.canonical``: NFKC-normalised, case-folded), so a
+        look-alike of a taken one is taken too; usernames, which the rules keep to
+        ASCII once NFKC-normalised (``normalize_username``), regardless of case.
         """
 
     @abc.abstractmethod
@@ -66,8 +67,9 @@ class UserRepository(abc.ABC):
 
     @abc.abstractmethod
     async def username_taken(self, username: str, *, except_user: int | None = None) -> bool:
-        """Whether another user has a username of the same canonical form as
-        ``username`` (for a valid username: the same one, lower-cased)."""
+        """Whether another user has this username, regardless of case. Usernames are
+        compared as the rules leave them (ASCII once NFKC-normalised): normalise one
+        with ``normalize_username`` before asking."""
 
     # Writes name what they change and never write back a whole row read earlier: a
     # change made meanwhile by another request (a deactivation, a password change) is

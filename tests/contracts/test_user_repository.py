@@ -269,34 +269,6 @@ async def test_email_and_username_taken_compare_case_insensitively_and_skip_the_
 # The SQL adapter compares usernames lower-cased (its unique index is on lower(username)),
 # which is their canonical form only for a valid username: ASCII, as validate_username
 # leaves it.
-USERNAME_LOOK_ALIKE_REASON = (
-    "the SQL adapter compares usernames by lower(), not by their canonical (NFKC) form"
-)
-
-
-async def test_add_refuses_a_look_alike_of_a_taken_username(
-    new_uow: UowFactory, request: pytest.FixtureRequest
-) -> None:
-    xfail_on(request, {"sqlite", "postgresql"}, USERNAME_LOOK_ALIKE_REASON)
-    await add_user(new_uow, "ada")
-
-    with pytest.raises(UsernameTaken):
-        async with new_uow() as uow:
-            await uow.repository(UserRepository).add(
-                make_user(full_width("ada"), email="other@example.com")
-            )
-
-
-async def test_username_taken_finds_a_look_alike_of_a_taken_username(
-    new_uow: UowFactory, request: pytest.FixtureRequest
-) -> None:
-    xfail_on(request, {"sqlite", "postgresql"}, USERNAME_LOOK_ALIKE_REASON)
-    await add_user(new_uow, "ada")
-
-    async with new_uow() as uow:
-        assert await uow.repository(UserRepository).username_taken(full_width("ADA"))
-
-
 # get_with_session
 
 

@@ -5,79 +5,24 @@ tests/contracts/test_outbox_repository.py."""
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, timedelta
 
 import pytest
 
 from adapters.database import Database
 from adapters.unit_of_work import unit_of_work
-from domain.outbox import OutboxMessage, OutboxRepository, Template
-from domain.ports import UnitOfWork
+
+# The spec's own builders: one way to queue, claim and read messages in both suites.
+from tests.contracts.test_outbox_repository import (
+    LEASE,
+    MINUTE,
+    add,
+    claim,
+    get,
+    ids,
+    message,
+    outbox,
+)
 from tests.integration.builders import DAY, NOW, UowFactory
-
-MINUTE = timedelta(minutes=1)
-LEASE = NOW + 5 * MINUTE
-
-
-def message(
-    recipient: str = "ada@example.com",
-    *,
-    created_at: timedelta = timedelta(0),
-    due_in: timedelta | None = None,
-    template: Template = Template.PASSWORD_CHANGED,
-    **fields: object,
-) -> OutboxMessage:
-    """A pending message queued ``created_at`` after NOW, due ``due_in`` after NOW
-    (by default when it was queued)."""
-    queued = OutboxMessage.queue(
-        template,
-        recipient,
-        NOW + created_at,
-        context={"username": recipient.split("@", maxsplit=1)[0]},
-    )
-    if due_in is not None:
-        queued.next_attempt_at = NOW + due_in
-    for name, value in fields.items():
-        setattr(queued, name, value)
-    return queued
-
-
-def outbox(uow: UnitOfWork) -> OutboxRepository:
-    return uow.repository(OutboxRepository)
-
-
-async def add(new_uow: UowFactory, *messages: OutboxMessage) -> None:
-    async with new_uow() as uow:
-        for queued in messages:
-            await outbox(uow).add(queued)
-        await uow.commit()
-
-
-async def claim(
-    new_uow: UowFactory,
-    claim_id: str,
-    *,
-    now: datetime = NOW,
-    limit: int = 50,
-    lease: datetime = LEASE,
-) -> list[OutboxMessage]:
-    """One committed claim."""
-    async with new_uow() as uow:
-        claimed = await outbox(uow).claim(now, lease_until=lease, claim=claim_id, limit=limit)
-        await uow.commit()
-    return claimed
-
-
-async def get(new_uow: UowFactory, message_id: str) -> OutboxMessage:
-    async with new_uow() as uow:
-        found = await outbox(uow).get(message_id)
-    assert found is not None
-    return found
-
-
-def ids(messages: list[OutboxMessage]) -> list[str]:
-    return [m.id for m in messages]
-
 
 # PostgreSQL: relays claiming at once -----------------------------------------------------
 
