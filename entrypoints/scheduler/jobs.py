@@ -32,7 +32,7 @@ class Purge(Protocol):
 
 
 class _StopRequested(Exception):
-    """Raised between two batches of a purge when the runner is shutting down."""
+    """Raised between two batches of a run when the runner is shutting down."""
 
 
 class Job:
@@ -89,75 +89,55 @@ class Job:
         raise NotImplementedError
 
 
+# What a run is given to report its progress: the rows just committed. Between two
+# batches it raises when the runner is shutting down, which ends the run there.
+Progress = Callable[[int], None]
+Work = Callable[[Progress], Awaitable[Mapping[str, int]]]
+
+
 class PeriodicJob(Job):
     """A job around ``work``, which returns the counts its log line shows. With a
-    ``lock``, one replica of the runner at a time runs it; a run that counts nothing is
-    logged at debug level only, so a job that runs every few seconds stays quiet."""
+    ``lock``, one replica of the runner at a time runs it.
+
+    Each run is logged as "<noun> finished" (or skipped, stopped, cancelled, failed)
+    and counted in ``job_runs_total``, and ``count_outcome`` too when given. A ``quiet``
+    job logs a skipped or idle run at debug level only, so that a job running every few
+    seconds stays quiet. ``work`` reports each committed batch to its ``Progress``, so
+    that ``request_stop()`` ends the run between two batches.
+    """
 
     def __init__(
         self,
         name: str,
-        work: Callable[[], Awaitable[Mapping[str, int]]],
+        work: Work,
         lock: JobLock | None = None,
+        *,
+        noun: str = "job",
+        quiet: bool = True,
+        count_outcome: Callable[[str], None] | None = None,
     ) -> None:
         super().__init__()
         self.name = name
         self._work = work
         self._lock = lock
+        self._noun = noun
+        self._quiet = quiet
+        self._count_outcome = count_outcome
+
+    def _outcome(self, outcome: str) -> None:
+        JOB_RUNS.labels(self.name, outcome).inc()
+        if self._count_outcome is not None:
+            self._count_outcome(outcome)
 
     async def _run_once(self) -> None:
         started = time.perf_counter()
-        try:
-            if self._lock is None:
-                counts = await self._work()
-            else:
-                async with self._lock.acquire(self.name) as acquired:
-                    if not acquired:
-                        JOB_RUNS.labels(self.name, "skipped").inc()
-                        log.debug("job skipped: another runner holds the lock")
-                        return
-                    counts = await self._work()
-        except asyncio.CancelledError:
-            JOB_RUNS.labels(self.name, "cancelled").inc()
-            log.warning("job cancelled at shutdown")
-            return
-        except ServiceUnavailable:
-            JOB_RUNS.labels(self.name, "failure").inc()
-            log.warning("job failed: the database is unavailable; retrying at the next run")
-            return
-        except Exception:
-            JOB_RUNS.labels(self.name, "failure").inc()
-            log.exception("job failed; retrying at the next run")
-            return
-        JOB_RUNS.labels(self.name, "success").inc()
-        duration = round(time.perf_counter() - started, 3)
-        if any(counts.values()):
-            log.info("job finished", duration_s=duration, **counts)
-        else:
-            log.debug("job finished", duration_s=duration, **counts)
+        rows = 0
+        noun = self._noun
+        debug_or_info = log.debug if self._quiet else log.info
 
-
-class PurgeJob(Job):
-    """Runs the token purge (the same use case as ``app tokens purge``) once per call.
-
-    ``request_stop()`` ends the run in flight after its current batch, which commits
-    or rolls back whole; ``wait_idle()`` waits for that.
-    """
-
-    name = "token_purge"
-
-    def __init__(self, purge: Purge, lock: JobLock) -> None:
-        super().__init__()
-        self._purge = purge
-        self._lock = lock
-
-    async def _run_once(self) -> None:
-        started = time.perf_counter()
-        deleted = 0
-
-        def on_progress(rows: int) -> None:
-            nonlocal deleted
-            deleted += rows
+        def progress(done: int) -> None:
+            nonlocal rows
+            rows += done
             # Between two batches: the one just done is committed.
             if self._stopping:
                 raise _StopRequested
@@ -166,49 +146,68 @@ class PurgeJob(Job):
             return round(time.perf_counter() - started, 3)
 
         try:
-            async with self._lock.acquire(self.name) as acquired:
-                if not acquired:
-                    PURGE_RUNS.labels(outcome="skipped").inc()
-                    log.info("purge skipped: another runner holds the lock")
-                    return
-                log.debug("purge started")
-                result = await self._purge(on_progress=on_progress)
+            if self._lock is None:
+                counts = await self._work(progress)
+            else:
+                async with self._lock.acquire(self.name) as acquired:
+                    if not acquired:
+                        self._outcome("skipped")
+                        debug_or_info(f"{noun} skipped: another runner holds the lock")
+                        return
+                    log.debug(f"{noun} started")
+                    counts = await self._work(progress)
         except _StopRequested:
-            PURGE_RUNS.labels(outcome="stopped").inc()
-            log.info("purge stopped early for shutdown", rows=deleted, duration_s=elapsed())
+            self._outcome("stopped")
+            log.info(f"{noun} stopped early for shutdown", rows=rows, duration_s=elapsed())
             return
         except asyncio.CancelledError:
             # Only a forced shutdown cancels a run: its batch in flight rolled back.
-            PURGE_RUNS.labels(outcome="cancelled").inc()
-            log.warning("purge cancelled at shutdown", rows=deleted, duration_s=elapsed())
+            self._outcome("cancelled")
+            log.warning(f"{noun} cancelled at shutdown", rows=rows, duration_s=elapsed())
             return
         except ServiceUnavailable as exc:
-            PURGE_RUNS.labels(outcome="failure").inc()
+            self._outcome("failure")
             cause = exc.__cause__ or exc
             log.warning(
-                "purge failed: the database is unavailable; retrying at the next run",
+                f"{noun} failed: the database is unavailable; retrying at the next run",
                 error=f"{type(cause).__name__}: {cause}".splitlines()[0],
-                rows=deleted,
+                rows=rows,
                 duration_s=elapsed(),
             )
             return
         except Exception:
-            PURGE_RUNS.labels(outcome="failure").inc()
+            self._outcome("failure")
             log.exception(
-                "purge failed; retrying at the next run", rows=deleted, duration_s=elapsed()
+                f"{noun} failed; retrying at the next run", rows=rows, duration_s=elapsed()
             )
             return
+        self._outcome("success")
+        log_finished = log.info if any(counts.values()) else debug_or_info
+        log_finished(f"{noun} finished", duration_s=elapsed(), **counts)
 
-        duration = time.perf_counter() - started
-        PURGE_RUNS.labels(outcome="success").inc()
-        PURGE_DURATION.observe(duration)
+
+def purge_job(purge: Purge, lock: JobLock) -> PeriodicJob:
+    """The token purge (the same use case as ``app tokens purge``) as a job: one replica
+    at a time, stopped between two batches at shutdown, with metrics of its own."""
+
+    async def work(progress: Progress) -> Mapping[str, int]:
+        started = time.perf_counter()
+        result = await purge(on_progress=progress)
+        PURGE_DURATION.observe(time.perf_counter() - started)
         PURGED_ROWS.labels(kind="tokens").inc(result.tokens)
         PURGED_ROWS.labels(kind="sessions").inc(result.sessions)
-        log.info(
-            "purge finished",
-            # Not "tokens": the log redacts any key that looks like it holds one.
-            refresh_rows=result.tokens,
-            session_rows=result.sessions,
-            batches=result.batches,
-            duration_s=round(duration, 3),
-        )
+        # Not "tokens": the log redacts any key that looks like it holds one.
+        return {
+            "refresh_rows": result.tokens,
+            "session_rows": result.sessions,
+            "batches": result.batches,
+        }
+
+    return PeriodicJob(
+        "token_purge",
+        work,
+        lock,
+        noun="purge",
+        quiet=False,
+        count_outcome=lambda outcome: PURGE_RUNS.labels(outcome=outcome).inc(),
+    )

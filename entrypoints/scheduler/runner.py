@@ -23,7 +23,7 @@ from entrypoints.logging import get_logger
 from entrypoints.metrics import PURGE_RUNS
 from entrypoints.metrics_server import serve_metrics
 from entrypoints.outbox_relay import relay_once
-from entrypoints.scheduler.jobs import Job, JobLock, PeriodicJob, PurgeJob
+from entrypoints.scheduler.jobs import Job, JobLock, PeriodicJob, Progress, purge_job
 from entrypoints.services import Services
 from entrypoints.settings import Settings
 
@@ -53,7 +53,7 @@ class JobRunner:
 
     def __init__(
         self,
-        purge: PurgeJob,
+        purge: PeriodicJob,
         interval: timedelta,
         *,
         stop_grace: float = STOP_GRACE_SECONDS,
@@ -131,7 +131,7 @@ async def run_job_runner(settings: Settings, services: Services) -> None:
     await services.open()
     lock = services.get(JobLock)
     runner = JobRunner(
-        PurgeJob(services.get(PurgeTokens), lock),
+        purge_job(services.get(PurgeTokens), lock),
         timedelta(minutes=settings.token_purge_interval_minutes),
         others=scheduled_jobs(settings, services, lock),
     )
@@ -161,11 +161,11 @@ def scheduled_jobs(
 ) -> list[tuple[Job, timedelta]]:
     """The jobs besides the token purge, with their intervals."""
 
-    async def relay() -> Mapping[str, int]:
+    async def relay(_: Progress) -> Mapping[str, int]:
         result = await relay_once(services)
         return {outcome.value: result.count(outcome) for outcome in Outcome}
 
-    async def retention() -> Mapping[str, int]:
+    async def retention(_: Progress) -> Mapping[str, int]:
         result = await services.get(ApplyRetention)()
         return {
             "sent_mail_rows": result.sent_mail,
@@ -173,7 +173,7 @@ def scheduled_jobs(
             "audit_rows": result.audit_events,
         }
 
-    async def signing_keys() -> Mapping[str, int]:
+    async def signing_keys(_: Progress) -> Mapping[str, int]:
         result = await services.get(RunKeyLifecycle)()
         return {"retired_keys": result.retired, "deleted_keys": result.deleted}
 

@@ -35,7 +35,7 @@ from application.users import NewUser, RegisterUser
 from domain.errors import ServiceUnavailable
 from domain.model import User
 from entrypoints.logging import configure_logging
-from entrypoints.scheduler.jobs import JobLock, PurgeJob
+from entrypoints.scheduler.jobs import JobLock, PeriodicJob, Progress, purge_job
 from entrypoints.scheduler.runner import JobRunner, run_job_runner
 from entrypoints.settings import InvalidSettings, Settings
 from tests.conftest import Postgres
@@ -169,7 +169,7 @@ async def test_a_failing_run_is_logged_and_the_next_run_purges(events: Events) -
         ServiceUnavailable(),
         PurgeResult(tokens=3, sessions=1, batches=2, dry_run=False),
     )
-    job = PurgeJob(purge, FreeLock())
+    job = purge_job(purge, FreeLock())
     failures, successes, tokens = runs("failure"), runs("success"), purged("tokens")
 
     for _ in range(3):
@@ -196,7 +196,7 @@ async def test_the_runner_survives_failing_runs_and_purges_at_a_later_tick(
     events: Events,
 ) -> None:
     purge = FakePurge(RuntimeError("one"), ServiceUnavailable(), RuntimeError("three"))
-    runner = JobRunner(PurgeJob(purge, FreeLock()), timedelta(seconds=0.05))
+    runner = JobRunner(purge_job(purge, FreeLock()), timedelta(seconds=0.05))
 
     async with running(runner) as task:
         await eventually(lambda: len(events.named("purge finished")) >= 1, "a successful run")
@@ -211,7 +211,7 @@ async def test_the_runner_survives_failing_runs_and_purges_at_a_later_tick(
 
 async def test_the_first_run_starts_at_once(events: Events) -> None:
     purge = FakePurge()
-    runner = JobRunner(PurgeJob(purge, FreeLock()), timedelta(hours=1))
+    runner = JobRunner(purge_job(purge, FreeLock()), timedelta(hours=1))
 
     async with running(runner):
         await eventually(lambda: purge.calls == 1, "a run at start, not after an hour")
@@ -220,11 +220,67 @@ async def test_the_first_run_starts_at_once(events: Events) -> None:
     assert started["interval_minutes"] == 60
 
 
+class TakenLock:
+    @asynccontextmanager
+    async def acquire(self, name: str) -> AsyncIterator[bool]:
+        yield False
+
+
+def job_runs(job: str, outcome: str) -> float:
+    return REGISTRY.get_sample_value("job_runs_total", {"job": job, "outcome": outcome}) or 0.0
+
+
+async def test_a_quiet_job_logs_idle_and_skipped_runs_at_debug_and_busy_ones_at_info(
+    events: Events,
+) -> None:
+    counts = iter([{"moved": 0}, {"moved": 2}])
+
+    async def work(_: Progress) -> dict[str, int]:
+        return next(counts)
+
+    job = PeriodicJob("quiet_one", work)
+    skipped_before = job_runs("quiet_one_locked", "skipped")
+    await job.run()
+    await job.run()
+    await PeriodicJob("quiet_one_locked", work, TakenLock()).run()
+
+    idle, busy = events.named("job finished")
+    assert (idle["level"], idle["moved"], busy["level"], busy["moved"]) == ("debug", 0, "info", 2)
+    [skipped] = events.named("job skipped: another runner holds the lock")
+    assert skipped["level"] == "debug"
+    assert job_runs("quiet_one", "success") >= 2
+    assert job_runs("quiet_one_locked", "skipped") == skipped_before + 1
+
+
+async def test_any_job_that_reports_its_batches_stops_between_two_of_them(
+    events: Events,
+) -> None:
+    job: PeriodicJob
+    batches = 0
+
+    async def work(progress: Progress) -> dict[str, int]:
+        nonlocal batches
+        for _ in range(5):
+            batches += 1
+            if batches == 2:
+                job.request_stop()
+            progress(10)
+        return {"rows": 50}
+
+    job = PeriodicJob("batched", work, noun="batches")
+    await job.run()
+
+    assert batches == 2
+    [stopped] = events.named("batches stopped early for shutdown")
+    assert stopped["rows"] == 20
+    assert job_runs("batched", "stopped") >= 1
+
+
 async def test_a_stop_lets_the_batch_in_flight_finish_and_starts_no_other(
     events: Events,
 ) -> None:
     purge = BatchedPurge(total=10, hold=2)
-    runner = JobRunner(PurgeJob(purge, FreeLock()), timedelta(hours=1))
+    runner = JobRunner(purge_job(purge, FreeLock()), timedelta(hours=1))
     task = asyncio.create_task(runner.run())
     async with asyncio.timeout(WAIT):
         await purge.in_flight.wait()
@@ -252,7 +308,7 @@ async def test_a_run_outliving_the_grace_is_cancelled_and_its_batch_rolled_back(
     events: Events,
 ) -> None:
     purge = BatchedPurge(hold=1)  # never allowed to proceed
-    runner = JobRunner(PurgeJob(purge, FreeLock()), timedelta(hours=1), stop_grace=0.1)
+    runner = JobRunner(purge_job(purge, FreeLock()), timedelta(hours=1), stop_grace=0.1)
     task = asyncio.create_task(runner.run())
     async with asyncio.timeout(WAIT):
         await purge.in_flight.wait()
@@ -269,7 +325,7 @@ async def test_a_run_outliving_the_grace_is_cancelled_and_its_batch_rolled_back(
 
 async def test_a_second_stop_cancels_the_run_in_flight_at_once(events: Events) -> None:
     purge = BatchedPurge(hold=1)
-    runner = JobRunner(PurgeJob(purge, FreeLock()), timedelta(hours=1), stop_grace=3600)
+    runner = JobRunner(purge_job(purge, FreeLock()), timedelta(hours=1), stop_grace=3600)
     task = asyncio.create_task(runner.run())
     async with asyncio.timeout(WAIT):
         await purge.in_flight.wait()
@@ -319,7 +375,7 @@ async def test_the_job_purges_a_real_database_in_batches(database_url: str, even
     container = fast_services(_settings(database_url))
     purge = container.get(PurgeTokens)
     purge.batch_size = 10
-    job = PurgeJob(purge, container.get(JobLock))
+    job = purge_job(purge, container.get(JobLock))
     try:
         await job.run()
     finally:
@@ -334,7 +390,7 @@ async def test_the_job_purges_a_real_database_in_batches(database_url: str, even
 
 async def test_a_job_whose_database_is_away_logs_and_carries_on(events: Events) -> None:
     container = fast_services(_settings(UNREACHABLE))
-    job = PurgeJob(container.get(PurgeTokens), container.get(JobLock))
+    job = purge_job(container.get(PurgeTokens), container.get(JobLock))
     try:
         await job.run()
         await job.run()
@@ -437,8 +493,8 @@ async def test_two_runners_on_one_postgresql_never_purge_at_the_same_time(
 ) -> None:
     slow = BatchedPurge(total=3, hold=1)
     other = FakePurge()
-    first = PurgeJob(slow, DatabaseJobLock(two_replicas[0]))
-    second = PurgeJob(other, DatabaseJobLock(two_replicas[1]))
+    first = purge_job(slow, DatabaseJobLock(two_replicas[0]))
+    second = purge_job(other, DatabaseJobLock(two_replicas[1]))
 
     first_run = asyncio.create_task(first.run())
     async with asyncio.timeout(WAIT):
