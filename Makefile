@@ -54,7 +54,8 @@ lint: $(DEV) ## ruff, mypy, import-linter and the Docker files
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/lint-imports
-	$(BIN)/python scripts/lint_docker.py
+	$(BIN)/hadolint --config .hadolint.yaml docker/Dockerfile
+	$(BIN)/check-jsonschema --builtin-schema vendor.compose-spec docker/compose.yaml
 
 format: $(DEV) ## fix what ruff can fix
 	$(BIN)/ruff check --fix .
