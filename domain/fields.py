@@ -34,13 +34,16 @@ class Text:
         if not 1 <= self.min_length <= self.max_length:
             raise ValueError("a Text needs 1 <= min_length <= max_length")
 
+    @property
+    def rule(self) -> str:
+        """The rule in words, as an error message says it."""
+        return f"must be {self.min_length}-{self.max_length} characters"
+
     def validate(self, value: str) -> str:
         """The value as stored (trimmed); ``InvalidValue`` naming the field otherwise."""
         value = value.strip(BLANKS)
         if not self.min_length <= len(value) <= self.max_length:
-            raise InvalidValue(
-                self.field, f"must be {self.min_length}-{self.max_length} characters"
-            )
+            raise InvalidValue(self.field, self.rule)
         if "\x00" in value:
             raise InvalidValue(self.field, "must not contain a NUL character")
         return value

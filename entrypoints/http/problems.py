@@ -19,6 +19,7 @@ from starlette.responses import Response
 from starlette.routing import Match
 
 from domain.errors import DomainError, ErrorCategory, category_of
+from entrypoints.http.schemas import RULES
 
 PROBLEM_JSON = "application/problem+json"
 BEARER_CHALLENGE = {"WWW-Authenticate": "Bearer"}
@@ -88,9 +89,13 @@ def validation_problem(errors: list[dict[str, Any]]) -> Response:
 
 def _clean_error(error: dict[str, Any]) -> dict[str, Any]:
     # Never echo the input back: it may be a password.
+    message = str(error.get("msg", ""))
+    if error.get("type") == "string_pattern_mismatch":
+        # A domain text field's rule in words rather than its regular expression.
+        message = RULES.get(str(error.get("ctx", {}).get("pattern")), message)
     return {
         "loc": [str(part) if not isinstance(part, int) else part for part in error["loc"]],
-        "msg": str(error.get("msg", "")),
+        "msg": message,
         "type": str(error.get("type", "value_error")),
     }
 

@@ -231,7 +231,17 @@ def openapi_components() -> dict[str, Any]:
     return components
 
 
-def text(limits: DomainText) -> StringConstraints:
+def text(limits: DomainText) -> Any:
     """A text field's request schema, from the limits its domain module declares: the
-    pattern accepts exactly what the domain's rule does (``domain.fields``)."""
-    return StringConstraints(pattern=limits.pattern)
+    pattern accepts exactly what the domain's rule does (``domain.fields``), and a value
+    it refuses is told the rule in words, not the pattern."""
+    RULES[limits.pattern] = limits.rule
+    return Field(
+        pattern=limits.pattern,
+        description=f"{limits.min_length}-{limits.max_length} characters once the blanks"
+        " around are trimmed (they are), without NUL.",
+    )
+
+
+# What a text field's pattern means, in words, for the 422 of a value it refuses.
+RULES: dict[str, str] = {}
