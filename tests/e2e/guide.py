@@ -6,7 +6,11 @@ Each step is an HTML comment followed by a fenced code block:
     <!-- guide: in PATH, after the line "PREFIX" -->
     <!-- guide: in PATH, before the line "PREFIX" -->
     <!-- guide: in PATH, replace the line "PREFIX" -->
+    <!-- guide: in PATH, import into the line "PREFIX" -->
     <!-- guide: in PATH, at the end -->
+
+"import into" adds the block's names to a ``from … import a, b`` line, in order, as a
+reader adds one: the other names the line holds (another resource's) stay.
 
 A line matches when it starts with PREFIX, and exactly one line must match: a guide
 whose anchors drifted from the code fails loudly.
@@ -21,7 +25,8 @@ from pathlib import Path
 STEP = re.compile(r"<!-- guide: (?P<spec>.+?) -->\s*\n```[a-z]*\n(?P<code>.*?)\n```", re.S)
 NEW = re.compile(r"new (?P<path>\S+)")
 EDIT = re.compile(
-    r'in (?P<path>\S+), (?:(?P<where>after|before|replace) the line "(?P<anchor>.+)"|at the end)'
+    r"in (?P<path>\S+), (?:(?P<where>after|before|replace|import into) the line"
+    r' "(?P<anchor>.+)"|at the end)'
 )
 
 
@@ -57,6 +62,10 @@ class Step:
                 lines[at + 1 : at + 1] = new
             elif found["where"] == "before":
                 lines[at:at] = new
+            elif found["where"] == "import into":
+                head, names = lines[at].split(" import ", 1)
+                merged = {*names.split(", "), *self.code.split()}
+                lines[at] = f"{head} import {', '.join(sorted(merged))}"
             else:
                 lines[at : at + 1] = new
         target.write_text("\n".join(lines) + "\n")
