@@ -13,6 +13,7 @@ from application.email import (
     ResetPassword,
     VerifyEmail,
 )
+from domain.model import User as UserEntity
 from domain.rules import canonical
 from entrypoints.http import schemas
 from entrypoints.http.dependencies import (
@@ -21,7 +22,6 @@ from entrypoints.http.dependencies import (
     hit_ip_limit,
     hit_limit,
     ip_rate_limit,
-    json_response,
     use,
 )
 from entrypoints.http.openapi import BEARER, BODY, RATE_LIMITED, described, errors_of
@@ -42,9 +42,8 @@ router = APIRouter(prefix="/api/v1/auth", tags=["email"])
 async def verify_email(
     body: schemas.VerifyEmailRequest,
     verify: Annotated[VerifyEmail, use(VerifyEmail)],
-) -> Response:
-    user = await verify(body.token)
-    return json_response(User.of(user))
+) -> UserEntity:
+    return await verify(body.token)
 
 
 @router.post(

@@ -15,13 +15,12 @@ from entrypoints.presenters import Status
 router = APIRouter(tags=["operations"])
 # Included by the app unless METRICS_PORT serves the metrics on a port of their own.
 metrics_router = APIRouter()
-OK = b'{"status":"ok"}'
 
 
 @router.get("/health/live", summary="Liveness", response_model=Status)
-async def check_liveness() -> Response:
+async def check_liveness() -> Status:
     """The process is up. Touches no database."""
-    return Response(OK, media_type="application/json")
+    return Status()
 
 
 @router.get(
@@ -30,10 +29,12 @@ async def check_liveness() -> Response:
     response_model=Status,
     responses=problems(503),
 )
-async def check_readiness(database: Annotated[DatabaseProbe, use(DatabaseProbe)]) -> Response:
+async def check_readiness(
+    database: Annotated[DatabaseProbe, use(DatabaseProbe)],
+) -> Status | Response:
     """The database answers. Recovers by itself when the database comes back."""
     if await database.ping():
-        return Response(OK, media_type="application/json")
+        return Status()
     return problem(503, "service_unavailable", "The database is not reachable.")
 
 
