@@ -70,8 +70,6 @@ class Settings(BaseSettings):
     # When METRICS_PORT is set, /metrics is served there only (not on the API's port).
     metrics_port: int | None = Field(default=None, ge=1, le=65535)
     metrics_host: str = "127.0.0.1"
-    # The API's garbage-collector tuning (entrypoints/http/tuning.py); off: CPython's own.
-    gc_tuning: bool = True
 
     rate_limit_enabled: bool = True
     rate_limit_login: str = "5/minute"

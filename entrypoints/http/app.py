@@ -32,6 +32,7 @@ from entrypoints.http.problems import (
     http_error_handler,
     request_validation_handler,
 )
+from entrypoints.http.route_index import install_route_index
 from entrypoints.http.routes import ROUTERS
 from entrypoints.http.routes.health import metrics_router
 from entrypoints.logging import get_logger
@@ -103,6 +104,7 @@ def create_app(settings: Settings, services: Services) -> FastAPI:
         app.include_router(router)
     if settings.metrics_port is None:  # else /metrics is on a port of its own only
         app.include_router(metrics_router)
+    install_route_index(app.router)
     # Everything a route asks for resolves, or the app refuses to start, naming it.
     services.require(used_by(app.routes) | {EnsureSigningKey, KeySetCache})
     app.add_exception_handler(DomainError, domain_error_handler)

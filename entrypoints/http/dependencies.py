@@ -7,9 +7,11 @@ from collections.abc import Iterable
 from enum import StrEnum
 from typing import Annotated, Any, TypeVar
 
+import orjson
 from fastapi import Depends, FastAPI, Request
-from fastapi.routing import APIRoute, iter_route_contexts
+from fastapi.routing import APIRoute
 from fastapi.security import OAuth2PasswordBearer
+from starlette.responses import Response
 from starlette.routing import BaseRoute
 
 from application.auth import Authenticate
@@ -41,15 +43,9 @@ def use(kind: type[T]) -> Any:
 
 def used_by(routes: Iterable[BaseRoute]) -> set[type]:
     """Every use case and port the routes ask for through ``use``, their dependencies'
-    included: what the app checks it can resolve before it serves anything. The routes
-    of included routers are walked as served (``iter_route_contexts``), with the
-    dependencies their inclusion adds."""
+    included: what the app checks it can resolve before it serves anything."""
     found: set[type] = set()
-    pending = [
-        context.dependant
-        for context in iter_route_contexts(list(routes))
-        if isinstance(context.original_route, APIRoute)
-    ]
+    pending = [route.dependant for route in routes if isinstance(route, APIRoute)]
     while pending:
         dependant = pending.pop()
         kind = getattr(dependant.call, "used", None)
@@ -144,3 +140,15 @@ def ip_rate_limit(limit: IpLimit) -> Any:
 
 def install_services(app: FastAPI, services: Services) -> None:
     app.state.services = services
+
+
+def json_response(
+    content: Any, status_code: int = 200, headers: dict[str, str] | None = None
+) -> Response:
+    """Serialise with orjson: faster than the framework's encoder, same JSON."""
+    return Response(
+        orjson.dumps(content),
+        status_code=status_code,
+        headers=headers,
+        media_type="application/json",
+    )

@@ -14,7 +14,6 @@ from typing import Any
 import orjson
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.routing import iter_route_contexts
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
 from starlette.routing import Match
@@ -168,9 +167,8 @@ def _allowed_methods(request: Request, headers: Mapping[str, str] | None) -> str
     # The scope as the app's router saw it (a mount moves ``root_path``).
     root_path = request.scope.get("app_root_path", request.scope.get("root_path", ""))
     scope = {**request.scope, "root_path": root_path}
-    # Every route as served, those of included routers with their prefixes.
-    for route in iter_route_contexts(request.app.router.routes):
-        route_methods = route.methods
+    for route in request.app.router.routes:
+        route_methods = getattr(route, "methods", None)
         if route_methods and route.matches(scope)[0] is not Match.NONE:
             methods |= route_methods
     return ", ".join(sorted(methods))

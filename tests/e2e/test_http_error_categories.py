@@ -13,7 +13,7 @@ from typing import Annotated, Any, get_args, get_origin
 
 import pytest
 from fastapi.dependencies.models import Dependant
-from fastapi.routing import APIRoute, RouteContext, iter_route_contexts
+from fastapi.routing import APIRoute
 
 from application.users import RegisterUser
 from domain.errors import DomainError, ErrorCategory, category_of
@@ -121,12 +121,10 @@ def _use_cases_of(dependant: Dependant) -> Iterator[type]:
         yield from _use_cases_of(sub)
 
 
-def _routes(api: Api) -> Iterator[tuple[str, str, RouteContext]]:
-    # As served: the routes of included routers with their prefixes and dependencies.
-    for route in iter_route_contexts(api.app.routes):
-        if isinstance(route.original_route, APIRoute) and route.include_in_schema:
-            assert route.path_format is not None
-            for method in route.methods or ():
+def _routes(api: Api) -> Iterator[tuple[str, str, APIRoute]]:
+    for route in api.app.routes:
+        if isinstance(route, APIRoute) and route.include_in_schema:
+            for method in route.methods:
                 yield method.lower(), route.path_format, route
 
 

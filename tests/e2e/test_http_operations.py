@@ -9,18 +9,14 @@ import json
 import logging
 import re
 from collections.abc import Iterator
-from datetime import datetime
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
 import structlog
-from fastapi.routing import iter_route_contexts
 from prometheus_client.parser import text_string_to_metric_families
 
 from application.auth import Authenticate
 from application.users import ListUsers
-from domain.model import Page, PageRequest
 from entrypoints.logging import configure_logging
 from tests.e2e.conftest import (
     FROM_ENV,
@@ -158,75 +154,6 @@ async def test_metrics_count_login_successes_and_failures(api: Api) -> None:
 
     assert delta("success") == 2
     assert delta("failure") == 2
-
-
-async def test_a_route_is_counted_by_the_path_it_is_served_at(api: Api) -> None:
-    """The token endpoint has a router of its own: its requests are counted under the
-    full path, not the router's share of it."""
-    before = await _metrics(api)
-    response = await api.client.post(LOGIN, data={"username": "nobody", "password": PASSWORD})
-    assert response.status_code == 401
-    after = await _metrics(api)
-    labels = {"method": "POST", "route": LOGIN, "status": "401"}
-    counted = _value(after, "http_requests_total", **labels)
-    assert counted - _value(before, "http_requests_total", **labels) == 1
-
-
-def test_every_route_is_served_at_its_own_path(api: Api) -> None:
-    """The metrics and the access log name a request by its route's own path; a router
-    included into another with a prefix would serve its routes at another path."""
-    served = list(iter_route_contexts(api.app.routes))
-    assert any(route.path == LOGIN for route in served)
-    for route in served:
-        assert getattr(route.original_route, "path", None) == route.path, route.path
-
-
-# --- Response bodies ------------------------------------------------------------------------
-
-
-async def test_bodies_are_compact_utf8_json_with_times_as_isoformat_writes_them(
-    api: Api,
-) -> None:
-    user, tokens = await api.user_with_tokens()
-    await api.client.patch(
-        ME, json={"full_name": "Ada Lovelace, née Byron"}, headers=bearer(tokens["access_token"])
-    )
-    me = await api.me(tokens["access_token"])
-    sessions = await api.client.get(SESSIONS, headers=bearer(tokens["access_token"]))
-    for response in (me, sessions):
-        assert response.headers["content-type"] == "application/json"
-        # No spaces, no \u escapes: the bytes orjson sent before.
-        assert (
-            response.content
-            == json.dumps(response.json(), separators=(",", ":"), ensure_ascii=False).encode()
-        )
-    assert "née".encode() in me.content
-    [session] = sessions.json()
-    times = [user["created_at"], me.json()["created_at"]]
-    times += [session["created_at"], session["last_used_at"]]
-    for sent in times:
-        # "+00:00", never "Z": what ``datetime.isoformat`` writes for UTC.
-        assert sent.endswith("+00:00"), sent
-        assert datetime.fromisoformat(sent).isoformat() == sent
-
-
-class _Unlisted:
-    """A page whose item lacks a field of the response model."""
-
-    async def __call__(self, request: PageRequest) -> Page[Any]:
-        return Page(items=[SimpleNamespace(id=1, full_name=None)], total=1, page=1, size=20)
-
-
-async def test_a_body_the_response_model_refuses_is_a_500_problem(
-    app_factory: AppFactory,
-) -> None:
-    """Routes hand their results to FastAPI, which validates them against the route's
-    response model before anything is sent."""
-    async with app_factory(use_cases={ListUsers: _Unlisted()}) as api:
-        response = await api.client.get(USERS)
-    body = assert_problem(response, 500, "internal_error")
-    assert "username" not in response.text
-    assert body["request_id"]
 
 
 # --- Docs and the OpenAPI document --------------------------------------------------------

@@ -5,7 +5,6 @@ from entrypoints.http.routes import admin, auth, email, health, jwks, users
 
 ROUTERS = (
     admin.router,
-    auth.token_router,
     auth.router,
     email.router,
     health.router,

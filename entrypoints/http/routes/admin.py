@@ -4,7 +4,7 @@ The same use cases as the CLI's: an admin's change ends sessions, keeps the last
 superuser and is recorded exactly as an operator's is.
 """
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query
 from starlette.responses import Response
@@ -22,11 +22,9 @@ from application.admin import (
 )
 from application.audit import ListAuditEvents
 from domain.audit import Action, AuditFilter
-from domain.audit import AuditEvent as AuditEventEntity
-from domain.model import MAX_PAGE_SIZE, Page, PageRequest, UserFilter
-from domain.model import User as UserEntity
+from domain.model import MAX_PAGE_SIZE, PageRequest, UserFilter
 from entrypoints.http import schemas
-from entrypoints.http.dependencies import CurrentSuperuser, use
+from entrypoints.http.dependencies import CurrentSuperuser, json_response, use
 from entrypoints.http.openapi import BODY, PARAMS, SUPERUSER, described, errors_of
 from entrypoints.presenters import AdminUserPage, AuditPage, Session, User
 
@@ -35,7 +33,7 @@ router = APIRouter(prefix="/api/v1/admin", tags=["admin"])
 MAX_PAGE = 10_000_000
 # Ids are positive and fit the database's BIGINT.
 UserId = Annotated[int, Path(ge=1, le=2**63 - 1, description="The user's id.")]
-PageNumber = Annotated[int, Query(ge=1, le=MAX_PAGE)]
+Page = Annotated[int, Query(ge=1, le=MAX_PAGE)]
 Size = Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)]
 
 
@@ -49,7 +47,7 @@ Size = Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)]
 async def search_users(
     _admin: CurrentSuperuser,
     search: Annotated[SearchUsers, use(SearchUsers)],
-    page: PageNumber = 1,
+    page: Page = 1,
     size: Size = 20,
     q: Annotated[
         str | None,
@@ -63,9 +61,10 @@ async def search_users(
     is_active: bool | None = None,
     is_superuser: bool | None = None,
     is_verified: bool | None = None,
-) -> Page[UserEntity]:
+) -> Response:
     where = UserFilter(q=q, is_active=is_active, is_superuser=is_superuser, is_verified=is_verified)
-    return await search(where, PageRequest(page=page, size=size))
+    found = await search(where, PageRequest(page=page, size=size))
+    return json_response(AdminUserPage.of_page(found))
 
 
 @router.get(
@@ -76,8 +75,8 @@ async def search_users(
 )
 async def get_user(
     user_id: UserId, _admin: CurrentSuperuser, get: Annotated[GetUser, use(GetUser)]
-) -> UserEntity:
-    return await get(user_id)
+) -> Response:
+    return json_response(User.of(await get(user_id)))
 
 
 @router.patch(
@@ -92,7 +91,7 @@ async def update_user(
     body: schemas.AdminUserUpdate,
     admin: CurrentSuperuser,
     update: Annotated[UpdateUser, use(UpdateUser)],
-) -> UserEntity:
+) -> Response:
     changes = UserChanges(
         email=body.email,
         username=body.username,
@@ -101,7 +100,8 @@ async def update_user(
         is_superuser=body.is_superuser,
         is_verified=body.is_verified,
     )
-    return await update(user_id, changes, acting_user=admin.user_id)
+    user = await update(user_id, changes, acting_user=admin.user_id)
+    return json_response(User.of(user))
 
 
 @router.delete(
@@ -149,8 +149,10 @@ async def list_user_sessions(
     user_id: UserId,
     admin: CurrentSuperuser,
     list_sessions: Annotated[ListUserSessions, use(ListUserSessions)],
-) -> list[Session]:
-    return [Session.seen_from(s, admin.session_id) for s in await list_sessions(user_id)]
+) -> Response:
+    found = await list_sessions(user_id)
+    body: list[dict[str, Any]] = [Session.of_session(s, admin.session_id) for s in found]
+    return json_response(body)
 
 
 @router.delete(
@@ -179,13 +181,14 @@ async def end_user_sessions(
 async def list_audit_events(
     _admin: CurrentSuperuser,
     list_events: Annotated[ListAuditEvents, use(ListAuditEvents)],
-    page: PageNumber = 1,
+    page: Page = 1,
     size: Size = 20,
     action: Annotated[Action | None, Query(description="Only this action.")] = None,
     actor_id: Annotated[int | None, Query(ge=1, le=2**63 - 1)] = None,
     target_user_id: Annotated[int | None, Query(ge=1, le=2**63 - 1)] = None,
-) -> Page[AuditEventEntity]:
+) -> Response:
     where = AuditFilter(
         action=action.value if action else None, actor_id=actor_id, target_user_id=target_user_id
     )
-    return await list_events(where, PageRequest(page=page, size=size))
+    found = await list_events(where, PageRequest(page=page, size=size))
+    return json_response(AuditPage.of_page(found))

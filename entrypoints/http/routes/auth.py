@@ -17,12 +17,12 @@ from application.auth import (
     RefreshTokens,
 )
 from domain.errors import InvalidCredentials, UnsupportedGrantType
-from domain.model import TokenPair as Pair
 from entrypoints.http import schemas
 from entrypoints.http.dependencies import (
     CurrentPrincipal,
     IpLimit,
     ip_rate_limit,
+    json_response,
     use,
 )
 from entrypoints.http.oauth2 import OAuth2TokenRoute
@@ -37,12 +37,9 @@ from entrypoints.http.openapi import (
 from entrypoints.metrics import LOGINS
 from entrypoints.presenters import Session, TokenPair
 
-PREFIX = "/api/v1/auth"
-router = APIRouter(prefix=PREFIX, tags=["auth"])
-# The OAuth2 token endpoint and its refresh twin: errors also speak RFC 6749. A router
-# of its own, listed beside ``router`` in ROUTERS rather than included in it: a route's
-# own path is then the one it is served at, which the metrics and the log name it by.
-token_router = APIRouter(prefix=PREFIX, tags=["auth"], route_class=OAuth2TokenRoute)
+router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
+# The OAuth2 token endpoint and its refresh twin: errors also speak RFC 6749.
+token_router = APIRouter(tags=["auth"], route_class=OAuth2TokenRoute)
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 PASSWORD_GRANT, REFRESH_GRANT = schemas.GRANT_TYPES
@@ -125,14 +122,13 @@ def _pick(form: FormData) -> dict[str, Any]:
 )
 async def log_in(
     request: Request,
-    response: Response,
     login: Annotated[LogIn, use(LogIn)],
     refresh: Annotated[RefreshTokens, use(RefreshTokens)],
-) -> Pair:
-    response.headers.update(NO_STORE)
+) -> Response:
     grant = await _grant(request, json_grant=PASSWORD_GRANT, allowed=schemas.GRANT_TYPES)
     if isinstance(grant, schemas.RefreshRequest):
-        return await refresh(grant.refresh_token)
+        pair = await refresh(grant.refresh_token)
+        return json_response(TokenPair.of_pair(pair), headers=NO_STORE)
     try:
         result = await login(
             grant.username,
@@ -143,7 +139,7 @@ async def log_in(
         LOGINS.labels("failure").inc()
         raise
     LOGINS.labels("success").inc()
-    return result.tokens
+    return json_response(TokenPair.of_pair(result.tokens), headers=NO_STORE)
 
 
 @token_router.post(
@@ -159,13 +155,15 @@ async def log_in(
 )
 async def refresh_tokens(
     request: Request,
-    response: Response,
     refresh: Annotated[RefreshTokens, use(RefreshTokens)],
-) -> Pair:
-    response.headers.update(NO_STORE)
+) -> Response:
     grant = await _grant(request, json_grant=REFRESH_GRANT, allowed=(REFRESH_GRANT,))
     assert isinstance(grant, schemas.RefreshRequest)
-    return await refresh(grant.refresh_token)
+    pair = await refresh(grant.refresh_token)
+    return json_response(TokenPair.of_pair(pair), headers=NO_STORE)
+
+
+router.include_router(token_router)
 
 
 @router.post(
@@ -209,8 +207,10 @@ async def log_out_everywhere(
 async def list_sessions(
     principal: CurrentPrincipal,
     list_mine: Annotated[ListSessions, use(ListSessions)],
-) -> list[Session]:
-    return [Session.seen_from(s, principal.session_id) for s in await list_mine(principal)]
+) -> Response:
+    found = await list_mine(principal)
+    body: list[dict[str, Any]] = [Session.of_session(s, principal.session_id) for s in found]
+    return json_response(body)
 
 
 @router.delete(

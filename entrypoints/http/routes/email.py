@@ -13,7 +13,6 @@ from application.email import (
     ResetPassword,
     VerifyEmail,
 )
-from domain.model import User as UserEntity
 from domain.rules import canonical
 from entrypoints.http import schemas
 from entrypoints.http.dependencies import (
@@ -22,6 +21,7 @@ from entrypoints.http.dependencies import (
     hit_ip_limit,
     hit_limit,
     ip_rate_limit,
+    json_response,
     use,
 )
 from entrypoints.http.openapi import BEARER, BODY, RATE_LIMITED, described, errors_of
@@ -42,8 +42,9 @@ router = APIRouter(prefix="/api/v1/auth", tags=["email"])
 async def verify_email(
     body: schemas.VerifyEmailRequest,
     verify: Annotated[VerifyEmail, use(VerifyEmail)],
-) -> UserEntity:
-    return await verify(body.token)
+) -> Response:
+    user = await verify(body.token)
+    return json_response(User.of(user))
 
 
 @router.post(

@@ -15,12 +15,13 @@ from entrypoints.presenters import Status
 router = APIRouter(tags=["operations"])
 # Included by the app unless METRICS_PORT serves the metrics on a port of their own.
 metrics_router = APIRouter()
+OK = b'{"status":"ok"}'
 
 
 @router.get("/health/live", summary="Liveness", response_model=Status)
-async def check_liveness() -> Status:
+async def check_liveness() -> Response:
     """The process is up. Touches no database."""
-    return Status()
+    return Response(OK, media_type="application/json")
 
 
 @router.get(
@@ -29,12 +30,10 @@ async def check_liveness() -> Status:
     response_model=Status,
     responses=problems(503),
 )
-async def check_readiness(
-    database: Annotated[DatabaseProbe, use(DatabaseProbe)],
-) -> Status | Response:
+async def check_readiness(database: Annotated[DatabaseProbe, use(DatabaseProbe)]) -> Response:
     """The database answers. Recovers by itself when the database comes back."""
     if await database.ping():
-        return Status()
+        return Response(OK, media_type="application/json")
     return problem(503, "service_unavailable", "The database is not reachable.")
 
 

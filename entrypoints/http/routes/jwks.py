@@ -7,7 +7,7 @@ from pydantic import BaseModel, Field
 from starlette.responses import Response
 
 from application.signing_keys import PublishedSigningKeys
-from entrypoints.http.dependencies import use
+from entrypoints.http.dependencies import json_response, use
 from entrypoints.http.openapi import described, errors_of
 
 router = APIRouter(tags=["keys"])
@@ -38,8 +38,6 @@ class Jwks(BaseModel):
     summary="Public signing keys (JWKS)",
     description=described(PublishedSigningKeys),
     response_model=Jwks,
-    # An OKP key has no ``y``: left out, not sent as null (RFC 7517 has no null members).
-    response_model_exclude_none=True,
     responses={
         200: {
             "headers": {
@@ -53,8 +51,7 @@ class Jwks(BaseModel):
     },
 )
 async def get_jwks(
-    response: Response,
     published: Annotated[PublishedSigningKeys, use(PublishedSigningKeys)],
-) -> dict[str, list[dict[str, str]]]:
-    response.headers["Cache-Control"] = CACHE_CONTROL
-    return {"keys": [key.jwk() for key in await published()]}
+) -> Response:
+    keys = [key.jwk() for key in await published()]
+    return json_response({"keys": keys}, headers={"Cache-Control": CACHE_CONTROL})

@@ -14,8 +14,7 @@ from application.users import (
     RegisterUser,
     UpdateProfile,
 )
-from domain.model import MAX_PAGE_SIZE, Page, PageRequest
-from domain.model import User as UserEntity
+from domain.model import MAX_PAGE_SIZE, PageRequest
 from domain.rules import normalize_email
 from entrypoints.http import schemas
 from entrypoints.http.dependencies import (
@@ -24,6 +23,7 @@ from entrypoints.http.dependencies import (
     hit_ip_limit,
     hit_limit,
     ip_rate_limit,
+    json_response,
     use,
 )
 from entrypoints.http.openapi import (
@@ -53,8 +53,8 @@ MAX_PAGE = 10_000_000
 async def register_user(
     body: schemas.UserCreate,
     register: Annotated[RegisterUser, use(RegisterUser)],
-) -> UserEntity:
-    return await register(
+) -> Response:
+    user = await register(
         NewUser(
             email=body.email,
             username=body.username,
@@ -62,6 +62,7 @@ async def register_user(
             full_name=body.full_name,
         )
     )
+    return json_response(User.of(user), status_code=201)
 
 
 @router.get(
@@ -75,8 +76,9 @@ async def list_users(
     list_users: Annotated[ListUsers, use(ListUsers)],
     page: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 1,
     size: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = 20,
-) -> Page[UserEntity]:
-    return await list_users(PageRequest(page=page, size=size))
+) -> Response:
+    found = await list_users(PageRequest(page=page, size=size))
+    return json_response(UserPage.of_page(found))
 
 
 @router.get(
@@ -85,8 +87,8 @@ async def list_users(
     response_model=User,
     responses=errors_of(BEARER),
 )
-async def get_me(principal: CurrentPrincipal) -> UserEntity:
-    return principal.user
+async def get_me(principal: CurrentPrincipal) -> Response:
+    return json_response(User.of(principal.user))
 
 
 @router.patch(
@@ -101,14 +103,14 @@ async def update_me(
     body: schemas.UserUpdate,
     principal: CurrentPrincipal,
     update_profile: Annotated[UpdateProfile, use(UpdateProfile)],
-) -> UserEntity:
+) -> Response:
     if body.current_password is not None:
         # A password check, like a login: limited per client IP as well as per account.
         await hit_ip_limit(request, IpLimit.LOGIN)
     if body.email is not None and normalize_email(body.email) != principal.user.email:
         # Each change mails both addresses: limited per user, whatever the IP.
         await hit_limit(request, IpLimit.EMAIL_CHANGE, f"user:{principal.user_id}")
-    return await update_profile(
+    user = await update_profile(
         principal,
         ProfileChanges(
             email=body.email,
@@ -118,6 +120,7 @@ async def update_me(
             current_password=body.current_password,
         ),
     )
+    return json_response(User.of(user))
 
 
 @router.delete(
