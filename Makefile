@@ -61,7 +61,10 @@ format: $(DEV) ## fix what ruff can fix
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-lock: $(DEV) ## re-resolve the lock files from pyproject.toml (keeping the pins that still fit)
+# Not on $(DEV): that stamp follows pyproject.toml, and re-installing the old lock against
+# a changed pyproject (the reason to lock) fails its check. uv from any earlier install will do.
+lock: ## re-resolve the lock files from pyproject.toml (keeping the pins that still fit)
+	@test -x $(BIN)/uv || $(MAKE) install
 	printf 'pip\nsetuptools>=77\n' | $(BIN)/uv pip compile - $(LOCK_FLAGS) -o requirements-bootstrap.lock
 	$(BIN)/uv pip compile pyproject.toml $(LOCK_FLAGS) -c requirements-bootstrap.lock -o requirements.lock
 	$(BIN)/uv pip compile pyproject.toml --extra dev $(LOCK_FLAGS) -c requirements-bootstrap.lock -c requirements.lock -o requirements-dev.lock
