@@ -11,7 +11,6 @@ Starlette's scan unchanged.
 
 from __future__ import annotations
 
-from starlette._utils import get_route_path
 from starlette.routing import BaseRoute, Match, Router
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -29,7 +28,7 @@ class IndexedRouter:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
-            for route in self._candidates(get_route_path(scope)):
+            for route in self._candidates(_route_path(scope)):
                 match, child_scope = route.matches(scope)
                 if match is Match.FULL:
                     scope.setdefault("router", self.router)
@@ -52,6 +51,18 @@ class IndexedRouter:
 def install_route_index(router: Router) -> None:
     """Route ``router``'s requests through the index (call once, after its middleware)."""
     router.middleware_stack = IndexedRouter(router)
+
+
+def _route_path(scope: Scope) -> str:
+    """The path the routes match: the request's path less the app's ``root_path`` (as
+    Starlette's router reads it; its helper is private)."""
+    path: str = scope["path"]
+    root_path: str = scope.get("root_path", "")
+    if not root_path or not path.startswith(root_path):
+        return path
+    if path == root_path:
+        return ""
+    return path[len(root_path) :] if path[len(root_path)] == "/" else path
 
 
 def _fixed_path(route: BaseRoute) -> str | None:
