@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-from collections import deque
+import time
+from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
@@ -14,9 +14,13 @@ from sqlalchemy.engine import URL, make_url
 # Errors that mean "the database cannot be reached", as opposed to a bad statement.
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from adapters.fair_pool import FairPool
 from domain.ports import DatabaseProbe
+
+# Seconds a connection is lent before it goes back to SQLAlchemy, which closes it.
+RECYCLE_AFTER = 1800
 
 UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
     OperationalError,
@@ -37,13 +41,49 @@ def is_unavailable(exc: BaseException, *, connecting: bool = False) -> bool:
     return isinstance(exc, UNAVAILABLE_ERRORS)
 
 
-class Database(DatabaseProbe):
-    """Owns the engines, built lazily on first use; ``dispose`` closes their pools.
+@dataclass(slots=True, eq=False)
+class PooledConnection:
+    """A connection lent to a unit of work: SQLAlchemy's, and its asyncpg connection on
+    PostgreSQL (for the hot statements)."""
 
-    Two pools: ``engine`` for units of work (one transaction each) and
-    ``autocommit_engine`` for those that only read. The readers' connections are opened
-    in autocommit mode once, so a read costs one round trip and its connection goes
-    back to the pool without a ROLLBACK or an isolation-level switch.
+    sql: AsyncConnection
+    driver: asyncpg.Connection | None
+    opened_at: float = field(default_factory=time.monotonic)
+
+
+class _FromEngine:
+    """The fair pool's connections come from the engine's pool and go back to it."""
+
+    def __init__(self, database: Database) -> None:
+        self._database = database
+
+    async def open(self) -> PooledConnection:
+        conn = await self._database.engine.connect()
+        driver = None
+        if self._database.is_postgresql:
+            driver = (await conn.get_raw_connection()).driver_connection
+        return PooledConnection(conn, driver)
+
+    async def close(self, conn: PooledConnection) -> None:
+        with contextlib.suppress(Exception):  # SQLAlchemy discards a broken one itself
+            await conn.sql.close()
+
+    def reusable(self, conn: PooledConnection) -> bool:
+        sql, driver = conn.sql, conn.driver
+        if sql.closed or sql.invalidated or sql.in_transaction():
+            return False
+        if driver is not None and (driver.is_closed() or driver.is_in_transaction()):
+            return False
+        return time.monotonic() - conn.opened_at < RECYCLE_AFTER
+
+
+class Database(DatabaseProbe):
+    """Owns the engine and the pool that lends its connections, built lazily on first
+    use; ``dispose`` closes them.
+
+    On PostgreSQL the pool's connections are in the driver's autocommit mode: the units
+    of work open their transactions themselves (``adapters.unit_of_work``), so a read
+    costs one round trip and a connection goes back to the pool without a ROLLBACK.
     """
 
     def __init__(
@@ -65,10 +105,19 @@ class Database(DatabaseProbe):
         self._connect_timeout = connect_timeout
         self._echo = echo
         self._engine: AsyncEngine | None = None
-        self._autocommit_engine: AsyncEngine | None = None
-        self._driver_pool: asyncpg.Pool | None = None
-        self._fair_pool: FairPool | None = None
-        self._driver_pool_lock = asyncio.Lock()
+        self._pool: FairPool[PooledConnection] | None = None
+
+    @property
+    def pool(self) -> FairPool[PooledConnection]:
+        """The units of work's connections (``adapters.fair_pool`` says why)."""
+        if self._pool is None:
+            self._pool = FairPool(
+                _FromEngine(self),
+                size=self._options["pool_size"] + self._options["max_overflow"],
+                keep_idle=self._options["pool_size"],
+                timeout=self._options["pool_timeout"],
+            )
+        return self._pool
 
     @property
     def is_sqlite(self) -> bool:
@@ -78,52 +127,19 @@ class Database(DatabaseProbe):
     def is_postgresql(self) -> bool:
         return self.url.get_backend_name() == "postgresql"
 
-    async def driver_pool(self) -> FairPool:
-        """The asyncpg pool the units of work run on for PostgreSQL; created on first
-        use, and retried after a failure."""
-        if self._fair_pool is None:
-            async with self._driver_pool_lock:
-                if self._fair_pool is None:
-                    url = self.url.set(drivername="postgresql")
-                    self._driver_pool = await asyncpg.create_pool(
-                        url.render_as_string(hide_password=False),
-                        min_size=1,
-                        max_size=self._options["pool_size"] + self._options["max_overflow"],
-                        timeout=self._connect_timeout,
-                        max_inactive_connection_lifetime=300,
-                        # Units of work leave no session state behind (no SET, LISTEN,
-                        # temporary table or lock): no reset round trip per use.
-                        reset=_end_open_transaction,
-                    )
-                    self._fair_pool = FairPool(
-                        self._driver_pool,
-                        size=self._options["pool_size"] + self._options["max_overflow"],
-                        timeout=self._options["pool_timeout"],
-                    )
-        return self._fair_pool
-
     @property
     def engine(self) -> AsyncEngine:
         if self._engine is None:
             self._engine = self._create_engine()
         return self._engine
 
-    @property
-    def autocommit_engine(self) -> AsyncEngine:
-        if self._autocommit_engine is None:
-            self._autocommit_engine = self._create_engine(
-                isolation_level="AUTOCOMMIT", pool_reset_on_return=None
-            )
-        return self._autocommit_engine
-
-    def _create_engine(self, **options: Any) -> AsyncEngine:
+    def _create_engine(self) -> AsyncEngine:
         if self.is_sqlite:
             engine = create_async_engine(
                 self.url,
                 echo=self._echo,
                 hide_parameters=True,
                 connect_args={"timeout": self._connect_timeout},
-                **options,
             )
             event.listen(engine.sync_engine, "connect", _sqlite_on_connect)
             return engine
@@ -134,8 +150,11 @@ class Database(DatabaseProbe):
             hide_parameters=True,
             pool_recycle=1800,
             connect_args={"timeout": self._connect_timeout},
+            isolation_level="AUTOCOMMIT",
+            # A unit of work never leaves a transaction open (it rolls back, or drops
+            # the connection): nothing to reset on the way back.
+            pool_reset_on_return=None,
             **self._options,
-            **options,
         )
 
     async def ping(self) -> bool:
@@ -150,120 +169,12 @@ class Database(DatabaseProbe):
         return True
 
     async def dispose(self) -> None:
-        for engine in (self._engine, self._autocommit_engine):
-            if engine is not None:
-                await engine.dispose()
-        self._engine = self._autocommit_engine = None
-        if self._driver_pool is not None:
-            pool, self._driver_pool = self._driver_pool, None
-            if self._fair_pool is not None:
-                fair, self._fair_pool = self._fair_pool, None
-                with contextlib.suppress(Exception):
-                    await fair.close()
-            try:
-                await asyncio.wait_for(pool.close(), timeout=10)
-            except TimeoutError:
-                pool.terminate()
-
-
-class FairPool:
-    """The units of work's connections, handed out first come, first served.
-
-    asyncpg's pool gives a released connection to whichever coroutine asks next, not to
-    the one that has waited longest, and hands it back through a task of its own: under
-    load a request could lose the race again and again (p99 of 150 ms and stalls of
-    0.5 s on ``/users/me``: benchmarks/README.md). Here a released connection goes
-    straight to the oldest waiter. The connections come from asyncpg's pool, which
-    opens them, and go back to it when broken or at ``close``. A request that waits
-    ``timeout`` seconds gives up (the unit of work answers 503).
-    """
-
-    def __init__(self, pool: asyncpg.Pool, *, size: int, timeout: float) -> None:
-        self._pool = pool
-        self._size = size
-        self._timeout = timeout
-        self._idle: list[asyncpg.Connection] = []
-        self._held = 0  # taken from asyncpg's pool: idle here or in use
-        self._waiters: deque[asyncio.Future[asyncpg.Connection | None]] = deque()
-
-    async def acquire(self) -> asyncpg.Connection:
-        while True:
-            while self._idle:
-                conn = self._idle.pop()  # the most recently used: warm
-                if not conn.is_closed():
-                    return conn
-                await self._drop(conn)
-            if self._held < self._size:
-                self._held += 1
-                try:
-                    return await self._pool.acquire()
-                except BaseException:
-                    self._held -= 1
-                    self._wake_next()
-                    raise
-            handed = await self._wait()
-            if handed is not None:
-                return handed
-            # None: a connection was dropped, so one may be opened: go round again.
-
-    async def _wait(self) -> asyncpg.Connection | None:
-        waiter: asyncio.Future[asyncpg.Connection | None] = (
-            asyncio.get_running_loop().create_future()
-        )
-        self._waiters.append(waiter)
-        try:
-            async with asyncio.timeout(self._timeout):
-                return await waiter
-        except BaseException:
-            if waiter.done() and not waiter.cancelled():
-                # Handed over just as the wait ended: pass it on, not lost.
-                handed = waiter.result()
-                if handed is not None:
-                    self._hand_over(handed)
-                else:
-                    self._wake_next()
-            else:
-                waiter.cancel()  # skipped when its turn comes
-            raise
-
-    async def release(self, conn: asyncpg.Connection) -> None:
-        if conn.is_closed() or conn.is_in_transaction():
-            await self._drop(conn)  # asyncpg's pool resets or discards it
-            return
-        self._hand_over(conn)
-
-    async def close(self) -> None:
-        """Give the idle connections back to asyncpg's pool, which can then close."""
-        idle, self._idle = self._idle, []
-        for conn in idle:
-            await self._drop(conn)
-
-    async def _drop(self, conn: asyncpg.Connection) -> None:
-        self._held -= 1
-        try:
-            await self._pool.release(conn)
-        finally:
-            self._wake_next()
-
-    def _hand_over(self, conn: asyncpg.Connection) -> None:
-        while self._waiters:
-            waiter = self._waiters.popleft()
-            if not waiter.done():
-                waiter.set_result(conn)
-                return
-        self._idle.append(conn)
-
-    def _wake_next(self) -> None:
-        while self._waiters:
-            waiter = self._waiters.popleft()
-            if not waiter.done():
-                waiter.set_result(None)
-                return
-
-
-async def _end_open_transaction(conn: asyncpg.Connection) -> None:
-    if conn.is_in_transaction():  # only after a failure; never on the normal path
-        await conn.execute("ROLLBACK")
+        if self._pool is not None:
+            pool, self._pool = self._pool, None
+            await pool.close()
+        if self._engine is not None:
+            engine, self._engine = self._engine, None
+            await engine.dispose()
 
 
 def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:

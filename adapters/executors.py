@@ -1,26 +1,26 @@
-"""How the repositories' statements reach the database.
+"""How the repositories' statements reach the database: SQLAlchemy Core on the unit of
+work's ``AsyncConnection``, with SQLAlchemy's full semantics on every database.
 
-The repositories build SQLAlchemy Core statements once and hand them, with their
-parameters, to an executor: ``SqlAlchemyExecutor`` runs them through SQLAlchemy (SQLite),
-``AsyncpgExecutor`` compiles each once for asyncpg and runs it on the driver directly
-(PostgreSQL). On PostgreSQL, SQLAlchemy's execution layer costs several times the query
-itself on the hot paths (benchmarks/README.md), so it is left out there; the statements,
-the schema and the migrations stay one and the same.
+A handful of statements on the hottest request paths are declared ``hot``
+(``adapters.hot_statements``): on PostgreSQL those run on the connection's asyncpg
+driver with SQL that SQLAlchemy compiled once at import, in the same transaction.
+Everything else, and everything on SQLite, goes through ``AsyncConnection.execute``.
 """
 
 from __future__ import annotations
 
-import abc
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import asyncpg
-from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
-from sqlalchemy.sql import Executable, Insert
+from sqlalchemy.sql import Executable
+
+from adapters.hot_statements import HotStatement
 
 Row = Mapping[str, Any]
+Statement = Executable | HotStatement
 
 
 class ConstraintViolation(Exception):
@@ -32,136 +32,90 @@ class ConstraintViolation(Exception):
         self.foreign_key = foreign_key
 
 
-class Executor(abc.ABC):
-    @abc.abstractmethod
-    async def one(self, statement: Executable, params: dict[str, Any]) -> Row | None:
-        """The first row, or None."""
-
-    @abc.abstractmethod
-    async def all(self, statement: Executable, params: dict[str, Any]) -> Sequence[Row]:
-        """Every row."""
-
-    @abc.abstractmethod
-    async def scalar(self, statement: Executable, params: dict[str, Any]) -> Any:
-        """The first column of the first row, or None."""
-
-    @abc.abstractmethod
-    async def execute(self, statement: Executable, params: dict[str, Any]) -> int:
-        """Run a statement that returns no rows; how many rows it changed."""
-
-
-class SqlAlchemyExecutor(Executor):
-    def __init__(self, conn: AsyncConnection) -> None:
-        self._conn = conn
-
-    async def one(self, statement: Executable, params: dict[str, Any]) -> Row | None:
-        result = await self._run(statement, params)
-        row: Row | None = result.mappings().first()
-        return row
-
-    async def all(self, statement: Executable, params: dict[str, Any]) -> Sequence[Row]:
-        result = await self._run(statement, params)
-        rows: Sequence[Row] = result.mappings().all()
-        return rows
-
-    async def scalar(self, statement: Executable, params: dict[str, Any]) -> Any:
-        result = await self._run(statement, params)
-        return result.scalar()
-
-    async def execute(self, statement: Executable, params: dict[str, Any]) -> int:
-        result = await self._run(statement, params)
-        return int(result.rowcount)
-
-    async def _run(self, statement: Executable, params: dict[str, Any]) -> Any:
-        try:
-            return await self._conn.execute(statement, params)
-        except IntegrityError as exc:
-            message = str(exc.orig)
-            raise ConstraintViolation(
-                message, foreign_key="FOREIGN KEY" in message.upper()
-            ) from None
-
-
-_ASYNCPG = asyncpg_dialect()  # type: ignore[no-untyped-call]
-
-
-class _Compiled:
-    """A statement compiled once for asyncpg: its SQL and its parameters' order."""
-
-    def __init__(self, statement: Executable, column_keys: list[str] | None) -> None:
-        compiled: Any = statement.compile(  # type: ignore[attr-defined]
-            dialect=_ASYNCPG, column_keys=column_keys
+def _violation(error: BaseException) -> ConstraintViolation:
+    if isinstance(error, asyncpg.IntegrityConstraintViolationError):
+        return ConstraintViolation(
+            error.constraint_name or str(error),
+            foreign_key=isinstance(error, asyncpg.ForeignKeyViolationError),
         )
-        self.sql = str(compiled)
-        self.names: tuple[str, ...] = tuple(compiled.positiontup or ())
-        # Values the statement carries itself, such as the 1 of ``.limit(1)``.
-        self.defaults: dict[str, Any] = dict(compiled.params)
-        # The column types' own conversions (e.g. UTCDateTime refusing naive datetimes).
-        self.processors = [
-            compiled.binds[name].type.bind_processor(_ASYNCPG) for name in self.names
-        ]
-
-    def args(self, params: dict[str, Any]) -> list[Any]:
-        values = [params[name] if name in params else self.defaults[name] for name in self.names]
-        return [
-            process(value) if process else value
-            for process, value in zip(self.processors, values, strict=True)
-        ]
+    # SQLite names the constraint only in its message.
+    message = str(error)
+    return ConstraintViolation(message, foreign_key="FOREIGN KEY" in message.upper())
 
 
-# The repositories' statements are module constants: this cache is bounded by them.
-_compiled: dict[tuple[int, tuple[str, ...]], tuple[Executable, _Compiled]] = {}
+class Executor:
+    """Runs statements on one connection for its unit of work.
 
-
-def _compile(statement: Executable, params: dict[str, Any]) -> _Compiled:
-    # An INSERT without explicit values takes its columns from the parameters given.
-    columns = tuple(params) if isinstance(statement, Insert) else ()
-    key = (id(statement), columns)
-    found = _compiled.get(key)
-    if found is None or found[0] is not statement:
-        found = (statement, _Compiled(statement, list(columns) or None))
-        _compiled[key] = found
-    return found[1]
-
-
-class AsyncpgExecutor(Executor):
-    """Runs statements on one asyncpg connection; ``before_statement`` (the unit of
-    work's) opens a transaction when one is needed."""
+    ``before_statement`` (the unit of work's) opens the transaction when one is needed;
+    ``driver`` is the connection's asyncpg connection, for hot statements on
+    PostgreSQL (None elsewhere: they then run through SQLAlchemy like the rest).
+    """
 
     def __init__(
         self,
-        conn: asyncpg.Connection,
+        conn: AsyncConnection,
+        *,
         before_statement: Callable[[], Awaitable[None]] | None = None,
+        driver: asyncpg.Connection | None = None,
     ) -> None:
         self._conn = conn
         self._before = before_statement
+        self._driver = driver
 
-    async def one(self, statement: Executable, params: dict[str, Any]) -> Row | None:
-        query = _compile(statement, params)
-        row: Row | None = await self._call(self._conn.fetchrow, query.sql, query.args(params))
+    async def one(self, statement: Statement, params: dict[str, Any]) -> Row | None:
+        """The first row, or None."""
+        if isinstance(statement, HotStatement):
+            if self._driver is not None:
+                record = await self._on_driver("fetchrow", statement, params)
+                return None if record is None else statement.row(record)
+            statement = statement.statement
+        row: Row | None = (await self._run(statement, params)).mappings().first()
         return row
 
-    async def all(self, statement: Executable, params: dict[str, Any]) -> Sequence[Row]:
-        query = _compile(statement, params)
-        rows: Sequence[Row] = await self._call(self._conn.fetch, query.sql, query.args(params))
+    async def all(self, statement: Statement, params: dict[str, Any]) -> Sequence[Row]:
+        """Every row."""
+        if isinstance(statement, HotStatement):
+            if self._driver is not None:
+                records = await self._on_driver("fetch", statement, params)
+                return [statement.row(record) for record in records]
+            statement = statement.statement
+        rows: Sequence[Row] = (await self._run(statement, params)).mappings().all()
         return rows
 
-    async def scalar(self, statement: Executable, params: dict[str, Any]) -> Any:
-        query = _compile(statement, params)
-        return await self._call(self._conn.fetchval, query.sql, query.args(params))
+    async def scalar(self, statement: Statement, params: dict[str, Any]) -> Any:
+        """The first column of the first row, or None."""
+        if isinstance(statement, HotStatement):
+            if self._driver is not None:
+                record = await self._on_driver("fetchrow", statement, params)
+                return None if record is None else statement.row(record)[statement.first_key]
+            statement = statement.statement
+        return (await self._run(statement, params)).scalar()
 
-    async def execute(self, statement: Executable, params: dict[str, Any]) -> int:
-        query = _compile(statement, params)
-        status: str = await self._call(self._conn.execute, query.sql, query.args(params))
-        # "UPDATE 3", "DELETE 0", "INSERT 0 1": the count is the last word.
-        return int(status.rsplit(" ", 1)[-1])
+    async def execute(self, statement: Statement, params: dict[str, Any]) -> int:
+        """Run a statement that returns no rows; how many rows it changed."""
+        if isinstance(statement, HotStatement):
+            if self._driver is not None:
+                status: str = await self._on_driver("execute", statement, params)
+                # "UPDATE 3", "DELETE 0", "INSERT 0 1": the count is the last word.
+                return int(status.rsplit(" ", 1)[-1])
+            statement = statement.statement
+        return int((await self._run(statement, params)).rowcount)
 
-    async def _call(self, method: Any, sql: str, args: list[Any]) -> Any:
+    async def _run(self, statement: Executable, params: dict[str, Any]) -> Any:
         if self._before is not None:
             await self._before()
         try:
-            return await method(sql, *args)
-        except asyncpg.UniqueViolationError as exc:
-            raise ConstraintViolation(exc.constraint_name or str(exc)) from None
-        except asyncpg.ForeignKeyViolationError as exc:
-            raise ConstraintViolation(exc.constraint_name or str(exc), foreign_key=True) from None
+            return await self._conn.execute(statement, params)
+        except IntegrityError as exc:
+            # The driver's own error (asyncpg's names the constraint) is the cause of the
+            # DBAPI error SQLAlchemy wraps.
+            raise _violation(exc.orig.__cause__ or exc.orig if exc.orig else exc) from None
+
+    async def _on_driver(self, method: str, statement: HotStatement, params: dict[str, Any]) -> Any:
+        assert self._driver is not None
+        if self._before is not None:
+            await self._before()
+        try:
+            return await getattr(self._driver, method)(statement.sql, *statement.args(params))
+        except asyncpg.IntegrityConstraintViolationError as exc:
+            raise _violation(exc) from None

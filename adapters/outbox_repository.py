@@ -23,6 +23,7 @@ from sqlalchemy import (
     update,
 )
 
+from adapters.hot_statements import hot
 from adapters.orm import UTCDateTime, metadata
 from adapters.sql_repository import SqlRepository
 from domain.outbox import OutboxMessage, OutboxRepository, OutboxStats, Status, Template
@@ -52,7 +53,7 @@ Index("ix_outbox_status_next_attempt_at", outbox.c.status, outbox.c.next_attempt
 Index("ix_outbox_created_at", outbox.c.created_at)
 
 _PENDING = outbox.c.status == Status.PENDING.value
-_INSERT = insert(outbox)
+_INSERT = hot(insert(outbox), columns=[c.key for c in outbox.c])
 # Locked rows are skipped, not waited for: relays running at once split the queue.
 # (SQLite has no row locks and runs one writer at a time: the statement alone is safe.)
 _DUE = (

@@ -7,6 +7,7 @@ from datetime import datetime
 
 from sqlalchemy import bindparam, delete, func, insert, select, update
 
+from adapters.hot_statements import hot
 from adapters.orm import refresh_tokens, sessions, users
 from adapters.row_batches import InBatch, RowAddress
 from adapters.rows import SESSION_COLUMNS, SESSION_PREFIX, TOKEN_PREFIX, USER_COLUMNS, split
@@ -15,9 +16,9 @@ from domain.model import RefreshToken, Session, User
 from domain.ports import RefreshTokenRepository
 
 # Refresh tokens
-_INSERT_TOKEN = insert(refresh_tokens)
+_INSERT_TOKEN = hot(insert(refresh_tokens), columns=[c.key for c in refresh_tokens.c])
 # A refresh reads its token, session and user at once.
-_GET_TOKEN_WITH_OWNER = (
+_GET_TOKEN_WITH_OWNER = hot(
     select(
         *(c.label(f"t_{c.name}") for c in refresh_tokens.c),
         *(c.label(f"s_{c.name}") for c in SESSION_COLUMNS),
@@ -32,7 +33,7 @@ _GET_TOKEN_WITH_OWNER = (
 )
 # A conditional update: the database decides which of two racing rotations wins (the
 # loser's WHERE no longer matches once the winner commits).
-_ROTATE_TOKEN = (
+_ROTATE_TOKEN = hot(
     update(refresh_tokens)
     .where(
         refresh_tokens.c.id == bindparam("token_id"),

@@ -7,8 +7,8 @@ batch's rows by ``ctid`` (``= ANY(ARRAY(…))``, a TID scan) touches only those 
 cost that does not grow with the table (benchmarks/README.md). SQLite's ``rowid`` is the
 same idea, and its ``IN`` already looks rows up one by one.
 
-Statements built with these are compiled once per statement (``AsyncpgExecutor``);
-SQLAlchemy's own statement cache is left out for them (``inherit_cache = False``).
+SQLAlchemy's statement cache is left out for statements built with these
+(``inherit_cache = False``): a purge compiles one per batch of thousands of rows.
 """
 
 from __future__ import annotations

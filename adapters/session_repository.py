@@ -7,6 +7,7 @@ from datetime import datetime
 
 from sqlalchemy import bindparam, delete, exists, func, insert, select, update
 
+from adapters.hot_statements import hot
 from adapters.orm import refresh_tokens, sessions, users
 from adapters.row_batches import InBatch, RowAddress
 from adapters.rows import SESSION_COLUMNS, USER_SESSION_IDS
@@ -16,18 +17,20 @@ from domain.ports import SessionRepository
 
 # Sessions
 # A session is opened only while its user is active and has the session's token version.
-_OPEN_SESSION = insert(sessions).from_select(
-    [c.name for c in SESSION_COLUMNS],
-    select(
-        *(
-            users.c.id if c.name == "user_id" else bindparam(f"p_{c.name}", type_=c.type)
-            for c in SESSION_COLUMNS
-        )
-    ).where(
-        users.c.id == bindparam("p_user_id"),
-        users.c.is_active,
-        users.c.token_version == bindparam("p_token_version"),
-    ),
+_OPEN_SESSION = hot(
+    insert(sessions).from_select(
+        [c.name for c in SESSION_COLUMNS],
+        select(
+            *(
+                users.c.id if c.name == "user_id" else bindparam(f"p_{c.name}", type_=c.type)
+                for c in SESSION_COLUMNS
+            )
+        ).where(
+            users.c.id == bindparam("p_user_id"),
+            users.c.is_active,
+            users.c.token_version == bindparam("p_token_version"),
+        ),
+    )
 )
 _GET_SESSION = select(sessions).where(sessions.c.id == bindparam("session_id"))
 _USER_SESSIONS = (
@@ -35,7 +38,7 @@ _USER_SESSIONS = (
     .where(sessions.c.user_id == bindparam("user_id"))
     .order_by(sessions.c.created_at.desc(), sessions.c.id.desc())
 )
-_EXTEND_SESSION = (
+_EXTEND_SESSION = hot(
     update(sessions)
     .where(sessions.c.id == bindparam("session_id"))
     .values(last_used_at=bindparam("new_last_used_at"), expires_at=bindparam("new_expires_at"))

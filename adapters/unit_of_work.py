@@ -1,21 +1,24 @@
-"""Units of work: one connection, one transaction, repositories that share them.
+"""The unit of work: one SQLAlchemy connection, one transaction, repositories that share
+them.
 
-``unit_of_work(database)`` gives the right one for the database: on PostgreSQL the
-repositories' statements run on asyncpg directly, elsewhere through SQLAlchemy
-(``adapters.executors`` says why).
+The transaction is opened by the first statement (again after a commit), like
+SQLAlchemy's autobegin, and none at all with ``read_only=True``: a read then costs one
+round trip instead of three (BEGIN, the query, ROLLBACK). On PostgreSQL the connection
+is in the driver's autocommit mode and the unit of work opens the transaction on the
+driver itself, so that the hot statements (``adapters.hot_statements``), which run on
+the driver, and everything SQLAlchemy runs share it. On SQLite SQLAlchemy opens it.
 """
 
 from __future__ import annotations
 
-import contextlib
 from types import TracebackType
 from typing import TypeVar
 
 import asyncpg
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from adapters.database import Database, FairPool, is_unavailable
-from adapters.executors import AsyncpgExecutor, Executor, SqlAlchemyExecutor
+from adapters.database import Database, PooledConnection, is_unavailable
+from adapters.executors import Executor
 from adapters.repositories import adapter_for
 from domain.errors import ServiceUnavailable
 from domain.ports import UnitOfWork
@@ -31,16 +34,61 @@ DISCONNECTED: tuple[type[BaseException], ...] = (
     TimeoutError,
 )
 
-
 R = TypeVar("R")
 
 
-class _Repositories(UnitOfWork):
-    _read_only: bool
+class SqlUnitOfWork(UnitOfWork):
+    """A unit of work over one connection of the database's engine. With
+    ``read_only=True`` nothing runs in a transaction and ``commit()`` refuses; the
+    composition root gives such units only to use cases that never write."""
 
-    def _attach(self, executor: Executor) -> None:
-        self._executor = executor
+    def __init__(self, database: Database, *, read_only: bool = False) -> None:
+        self._database = database
+        self._read_only = read_only
+        self._pooled: PooledConnection | None = None
+        self._conn: AsyncConnection | None = None
+        self._driver: asyncpg.Connection | None = None
+        self._transaction: asyncpg.transaction.Transaction | None = None
         self._repositories: dict[type, object] = {}
+
+    async def __aenter__(self) -> SqlUnitOfWork:
+        try:
+            self._pooled = await self._database.pool.acquire()
+        except Exception as exc:
+            if is_unavailable(exc, connecting=True):
+                raise ServiceUnavailable() from exc
+            raise
+        self._conn = conn = self._pooled.sql
+        self._driver = self._pooled.driver
+        on_postgresql = self._driver is not None
+        if self._read_only:
+            before = None
+        else:
+            before = self._begin_on_driver if on_postgresql else self._begin
+        self._executor = Executor(conn, before_statement=before, driver=self._driver)
+        self._repositories = {}
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        lost = False
+        try:
+            await self.rollback()
+        except Exception:
+            lost = True  # the connection is gone; the original error matters more
+            if exc is None:
+                raise
+        finally:
+            lost = await self._close(lost or isinstance(exc, DISCONNECTED))
+        # A cancellation stays one, whatever it did to the connection.
+        if isinstance(exc, Exception) and (
+            lost or is_unavailable(exc) or isinstance(exc, DISCONNECTED)
+        ):
+            raise ServiceUnavailable() from exc
 
     def repository(self, port: type[R]) -> R:
         found = self._repositories.get(port)
@@ -48,151 +96,60 @@ class _Repositories(UnitOfWork):
             found = self._repositories[port] = adapter_for(port)(self._executor)
         return found  # type: ignore[return-value]
 
-    def _check_writable(self) -> None:
+    async def commit(self) -> None:
+        assert self._conn is not None, "commit() outside 'async with'"
         if self._read_only:
             raise RuntimeError("commit() in a read-only unit of work")
-
-
-class SqlAlchemyUnitOfWork(_Repositories):
-    """A unit of work over one SQLAlchemy connection.
-
-    With ``read_only=True`` no transaction is opened at all (autocommit): a read costs
-    one round trip instead of three (BEGIN, the query, ROLLBACK). The composition root
-    gives such units only to use cases that never write; ``commit()`` refuses.
-    """
-
-    def __init__(self, database: Database, *, read_only: bool = False) -> None:
-        self._database = database
-        self._read_only = read_only
-        self._conn: AsyncConnection | None = None
-
-    async def __aenter__(self) -> SqlAlchemyUnitOfWork:
-        database = self._database
-        engine = database.autocommit_engine if self._read_only else database.engine
         try:
-            conn = await engine.connect()
+            if self._transaction is not None:
+                transaction, self._transaction = self._transaction, None
+                await transaction.commit()
+            elif self._conn.in_transaction():
+                await self._conn.commit()
         except Exception as exc:
-            if is_unavailable(exc, connecting=True):
+            if is_unavailable(exc) or isinstance(exc, DISCONNECTED):
                 raise ServiceUnavailable() from exc
             raise
-        self._conn = conn
-        if not self._read_only:
-            await conn.begin()
-        self._attach(SqlAlchemyExecutor(conn))
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        try:
-            await self.rollback()
-        except Exception:
-            # The connection may already be gone; the original error matters more.
-            if exc is None:
-                raise
-        finally:
-            if self._conn is not None:
-                with contextlib.suppress(Exception):
-                    await self._conn.close()
-                self._conn = None
-        if exc is not None and is_unavailable(exc):
-            raise ServiceUnavailable() from exc
-
-    async def commit(self) -> None:
-        assert self._conn is not None, "commit() outside 'async with'"
-        self._check_writable()
-        try:
-            await self._conn.commit()
-        except Exception as exc:
-            if is_unavailable(exc):
-                raise ServiceUnavailable() from exc
-            raise
-
-    async def rollback(self) -> None:
-        if self._conn is not None and self._conn.in_transaction():
-            await self._conn.rollback()
-
-
-class AsyncpgUnitOfWork(_Repositories):
-    """A unit of work on one connection of the database's asyncpg pool, in one
-    transaction opened by its first statement (none with ``read_only=True``: autocommit,
-    one round trip per read)."""
-
-    def __init__(self, database: Database, *, read_only: bool = False) -> None:
-        self._database = database
-        self._read_only = read_only
-        self._pool: FairPool | None = None
-        self._conn: asyncpg.Connection | None = None
-        self._transaction: asyncpg.transaction.Transaction | None = None
-
-    async def __aenter__(self) -> AsyncpgUnitOfWork:
-        try:
-            self._pool = await self._database.driver_pool()
-            self._conn = await self._pool.acquire()
-        except Exception as exc:
-            # Whatever stops a connection (server down, refusing connections, bad
-            # credentials) leaves the service unable to answer.
-            raise ServiceUnavailable() from exc
-        self._attach(
-            AsyncpgExecutor(self._conn, None if self._read_only else self._begin_if_needed)
-        )
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        with contextlib.suppress(*DISCONNECTED):
-            await self.rollback()
-        lost = await self._release()
-        if exc is not None and (lost or isinstance(exc, DISCONNECTED)):
-            raise ServiceUnavailable() from exc
-
-    async def _begin_if_needed(self) -> None:
-        # Like SQLAlchemy's autobegin: the first statement (again after a commit) opens
-        # the transaction, so nothing runs outside one.
-        if self._transaction is None and self._conn is not None:
-            transaction = self._conn.transaction()
-            await transaction.start()
-            self._transaction = transaction
-
-    async def _release(self) -> bool:
-        """Give the connection back; whether it had been lost."""
-        if self._pool is None or self._conn is None:
-            return False
-        try:
-            lost = bool(self._conn.is_closed())
-        except asyncpg.InterfaceError:  # the pool already took a dead one back
-            lost = True
-        with contextlib.suppress(*DISCONNECTED):  # the pool drops a broken one itself
-            await self._pool.release(self._conn)
-        self._conn = None
-        return lost
-
-    async def commit(self) -> None:
-        assert self._conn is not None, "commit() outside 'async with'"
-        self._check_writable()
-        if self._transaction is None:
-            return  # nothing was run: nothing to make durable
-        transaction, self._transaction = self._transaction, None
-        try:
-            await transaction.commit()
-        except DISCONNECTED as exc:
-            raise ServiceUnavailable() from exc
 
     async def rollback(self) -> None:
         if self._transaction is not None:
             transaction, self._transaction = self._transaction, None
             await transaction.rollback()
+        elif self._conn is not None and self._conn.in_transaction():
+            await self._conn.rollback()
+
+    async def _begin_on_driver(self) -> None:
+        if self._transaction is None:
+            assert self._driver is not None
+            transaction = self._driver.transaction()
+            await transaction.start()
+            self._transaction = transaction
+
+    async def _begin(self) -> None:
+        assert self._conn is not None
+        if not self._conn.in_transaction():
+            await self._conn.begin()
+
+    async def _close(self, broken: bool) -> bool:
+        """Give the connection back (invalidated if it broke); whether it had been lost."""
+        pooled, self._pooled = self._pooled, None
+        conn, self._conn, driver, self._driver = self._conn, None, self._driver, None
+        if pooled is None or conn is None:
+            return False
+        lost = broken or (driver is not None and driver.is_closed())
+        try:
+            if lost:
+                # Neither pool may lend again a connection the driver saw break.
+                await conn.invalidate()
+            elif conn.in_transaction():
+                await conn.rollback()  # SQLAlchemy's own bookkeeping (SQLite: the real one)
+        except Exception:
+            lost = True
+        finally:
+            await self._database.pool.release(pooled)
+        return lost
 
 
 def unit_of_work(database: Database, *, read_only: bool = False) -> UnitOfWork:
-    """The unit of work for the database at hand."""
-    if database.is_postgresql:
-        return AsyncpgUnitOfWork(database, read_only=read_only)
-    return SqlAlchemyUnitOfWork(database, read_only=read_only)
+    """A unit of work on ``database``."""
+    return SqlUnitOfWork(database, read_only=read_only)

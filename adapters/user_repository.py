@@ -25,6 +25,7 @@ from sqlalchemy import (
 
 from adapters.executors import ConstraintViolation
 from adapters.guards import Guard
+from adapters.hot_statements import hot
 from adapters.orm import email_key, metadata, refresh_tokens, sessions, users
 from adapters.rows import (
     SESSION_COLUMNS,
@@ -56,11 +57,14 @@ _SELECT_USERS = select(*USER_COLUMNS)
 _GET_USER = _SELECT_USERS.where(users.c.id == bindparam("user_id"))
 # Emails are compared by their key (adapters.orm.email_key), usernames lower-cased (the
 # canonical form of a valid username): both sides use the unique indexes.
-_GET_USER_BY_LOGIN = _SELECT_USERS.where(
-    (users.c.email_key == bindparam("key")) | (func.lower(users.c.username) == bindparam("login"))
-).limit(1)
-_GET_USER_BY_EMAIL = _SELECT_USERS.where(users.c.email_key == bindparam("key"))
-_GET_USER_WITH_SESSION = (
+_GET_USER_BY_LOGIN = hot(
+    _SELECT_USERS.where(
+        (users.c.email_key == bindparam("key"))
+        | (func.lower(users.c.username) == bindparam("login"))
+    ).limit(1)
+)
+_GET_USER_BY_EMAIL = hot(_SELECT_USERS.where(users.c.email_key == bindparam("key")))
+_GET_USER_WITH_SESSION = hot(
     select(*USER_COLUMNS, *(c.label(f"s_{c.name}") for c in SESSION_COLUMNS))
     .select_from(
         users.outerjoin(

@@ -30,7 +30,7 @@ RULES: tuple[tuple[str, str], ...] = (
     ("metrics", r"prometheus_client/|entrypoints/metrics\.py"),
     (
         "database (driver, pool, unit of work)",
-        r"asyncpg/|adapters/(executors|database|unit_of_work|rows)\.py",
+        r"asyncpg/|sqlalchemy/|greenlet|adapters/(executors|hot_statements|database|fair_pool|unit_of_work|rows)\.py",
     ),
     ("token signature (PyJWT)", r"jwt/|cryptography/"),
     ("validation", r"pydantic|request_params_to_args|_validate_value|request_body_to_args"),

@@ -24,7 +24,7 @@ from typer.testing import CliRunner, Result
 from adapters.database import Database, is_unavailable
 from adapters.hasher import Argon2Hasher
 from adapters.orm import refresh_tokens, sessions
-from adapters.unit_of_work import SqlAlchemyUnitOfWork
+from adapters.unit_of_work import SqlUnitOfWork
 from domain.model import RefreshToken, Session
 from domain.ports import RefreshTokenRepository, SessionRepository
 from entrypoints.cli.runtime import Runtime
@@ -160,7 +160,7 @@ async def seed_session(
             )
             for fields in tokens
         ]
-        async with SqlAlchemyUnitOfWork(database) as uow:
+        async with SqlUnitOfWork(database) as uow:
             await uow.repository(SessionRepository).add(session)
             for token in made:
                 await uow.repository(RefreshTokenRepository).add(token)

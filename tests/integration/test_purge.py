@@ -9,7 +9,6 @@ from sqlalchemy import insert, select
 
 from adapters.clock import SystemClock
 from adapters.database import Database
-from adapters.executors import _compile
 from adapters.orm import refresh_tokens, sessions, users
 from adapters.refresh_token_repository import _DELETE_EXPIRED_TOKENS
 from adapters.session_repository import _DELETE_ORPHAN_SESSIONS
@@ -233,21 +232,15 @@ async def test_a_purge_batch_on_postgresql_reads_only_its_own_rows(
     batch's own select and deleted by address (a TID scan), never by joining the batch
     back to a scan of the whole table (which made the purge slow as it went)."""
     statement = {"refresh_tokens": _DELETE_EXPIRED_TOKENS, "sessions": _DELETE_ORPHAN_SESSIONS}
-    compiled = _compile(statement[table], {"now": NOW, "limit": 1_000})
-    pool = await pg_database.driver_pool()
-    conn = await pool.acquire()
-    try:
-        transaction = conn.transaction()
-        await transaction.start()
-        try:
+    async with pg_database.engine.connect() as conn:
+        compiled = statement[table].compile(conn.sync_connection)
+        values = compiled.construct_params({"now": NOW, "limit": 1_000})
+        args = [values[name] for name in compiled.positiontup or ()]
+        driver = (await conn.get_raw_connection()).driver_connection
+        assert driver is not None
+        async with driver.transaction():
             # As if the table were large, so the planner cannot prefer a scan for size.
-            await conn.execute("SET LOCAL enable_seqscan = off")
-            plan = "\n".join(
-                row[0] for row in await conn.fetch(f"EXPLAIN {compiled.sql}", NOW, 1_000)
-            )
-        finally:
-            await transaction.rollback()
-    finally:
-        await pool.release(conn)
+            await driver.execute("SET LOCAL enable_seqscan = off")
+            plan = "\n".join(row[0] for row in await driver.fetch(f"EXPLAIN {compiled}", *args))
     assert f"Tid Scan on {table}" in plan, plan
     assert "Hash Semi Join" not in plan, plan

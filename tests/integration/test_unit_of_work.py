@@ -1,8 +1,9 @@
-"""SqlAlchemyUnitOfWork: one transaction, committed only on ``commit()``, and a
+"""SqlUnitOfWork: one transaction, committed only on ``commit()``, and a
 database that cannot be reached surfaces as ServiceUnavailable."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import pytest
 from sqlalchemy import text
 
 from adapters.database import Database
-from adapters.unit_of_work import SqlAlchemyUnitOfWork
+from adapters.unit_of_work import SqlUnitOfWork
 from domain.errors import ServiceUnavailable
 from domain.ports import UserRepository
 from tests.integration.builders import NOW, UowFactory, add_user, count_rows, make_user
@@ -119,7 +120,7 @@ async def test_a_read_only_unit_of_work_reads_committed_data_and_refuses_to_comm
     ada = await add_user(database, "ada")
 
     async def commit_read_only() -> None:
-        async with SqlAlchemyUnitOfWork(database, read_only=True) as uow:
+        async with SqlUnitOfWork(database, read_only=True) as uow:
             found = await uow.repository(UserRepository).get_by_login("ada")
             assert found is not None
             assert found.id == ada.id
@@ -132,7 +133,7 @@ async def test_a_read_only_unit_of_work_reads_committed_data_and_refuses_to_comm
 async def test_a_read_only_unit_of_work_sees_commits_made_while_it_is_open(
     database: Database, new_uow: UowFactory
 ) -> None:
-    async with SqlAlchemyUnitOfWork(database, read_only=True) as reader:
+    async with SqlUnitOfWork(database, read_only=True) as reader:
         assert await reader.repository(UserRepository).get_by_login("ada") is None
         async with new_uow() as writer:
             await writer.repository(UserRepository).add(make_user("ada"))
@@ -146,7 +147,7 @@ async def test_unreachable_postgresql_raises_service_unavailable(read_only: bool
     database = Database("postgresql+asyncpg://postgres@127.0.0.1:1/x", connect_timeout=2)
     try:
         with pytest.raises(ServiceUnavailable):
-            async with SqlAlchemyUnitOfWork(database, read_only=read_only):
+            async with SqlUnitOfWork(database, read_only=read_only):
                 pass
     finally:
         await database.dispose()
@@ -165,7 +166,7 @@ async def test_unopenable_sqlite_file_raises_service_unavailable(
     database = Database(f"sqlite+aiosqlite:///{where(tmp_path)}")
     try:
         with pytest.raises(ServiceUnavailable):
-            async with SqlAlchemyUnitOfWork(database) as uow:
+            async with SqlUnitOfWork(database) as uow:
                 await uow.repository(UserRepository).get(1)
     finally:
         await database.dispose()
@@ -185,7 +186,7 @@ async def test_connections_dropped_by_the_server_raise_service_unavailable_then_
     )
 
     async def lose_the_connection_halfway() -> None:
-        async with SqlAlchemyUnitOfWork(pg_database) as uow:
+        async with SqlUnitOfWork(pg_database) as uow:
             await uow.repository(UserRepository).add(make_user("ada"))
             async with admin.engine.connect() as conn:
                 await conn.execute(kill_others)
@@ -196,7 +197,7 @@ async def test_connections_dropped_by_the_server_raise_service_unavailable_then_
         with pytest.raises(ServiceUnavailable):
             await lose_the_connection_halfway()
 
-        async with SqlAlchemyUnitOfWork(pg_database) as uow:
+        async with SqlUnitOfWork(pg_database) as uow:
             assert (
                 await uow.repository(UserRepository).get_by_login("ada") is None
             )  # nothing half-written
@@ -205,3 +206,35 @@ async def test_connections_dropped_by_the_server_raise_service_unavailable_then_
         assert user.id is not None
     finally:
         await admin.dispose()
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("hot", [True, False], ids=["hot-statement", "through-sqlalchemy"])
+async def test_a_cancelled_unit_of_work_stays_cancelled_and_the_pool_recovers(
+    pg_database: Database, hot: bool
+) -> None:
+    """A task cancelled mid-statement (shutdown, a client gone) ends with CancelledError,
+    not ServiceUnavailable (which a background loop would catch and go on), and the
+    connection it held is not lent again half-used."""
+    await add_user(pg_database, "ada")
+    started = asyncio.Event()
+
+    async def slow_read() -> None:
+        async with SqlUnitOfWork(pg_database) as uow:
+            assert uow._conn is not None
+            started.set()
+            if hot:
+                assert uow._driver is not None
+                await uow._driver.execute("SELECT pg_sleep(5)")
+            else:
+                await uow._conn.execute(text("SELECT pg_sleep(5)"))
+
+    task = asyncio.create_task(slow_read())
+    await started.wait()
+    await asyncio.sleep(0.2)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    for _ in range(3):
+        async with SqlUnitOfWork(pg_database, read_only=True) as uow:
+            assert await uow.repository(UserRepository).get_by_login("ada") is not None

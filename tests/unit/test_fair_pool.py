@@ -1,6 +1,6 @@
 """The fair pool: connections go to the oldest waiter, none is ever lost, and a wait
-has an end. Against a fake asyncpg pool, so each interleaving is exact; the suites on
-PostgreSQL run every unit of work through it."""
+has an end. Against a fake source, so each interleaving is exact; every unit of work of
+the other suites runs through it on SQLAlchemy's engine."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from adapters.database import FairPool
+from adapters.fair_pool import FairPool
 
 
 class Conn:
@@ -26,14 +26,14 @@ class Conn:
 
 
 class DriverPool:
-    """What FairPool uses of asyncpg's pool: opens connections, takes them back."""
+    """A source: opens connections, takes them back, says which may be lent again."""
 
     def __init__(self) -> None:
         self.opened: list[Conn] = []
         self.returned: list[Conn] = []
         self.fail_next = False
 
-    async def acquire(self) -> Any:
+    async def open(self) -> Any:
         await asyncio.sleep(0)
         if self.fail_next:
             self.fail_next = False
@@ -42,8 +42,11 @@ class DriverPool:
         self.opened.append(conn)
         return conn
 
-    async def release(self, conn: Any) -> None:
+    async def close(self, conn: Any) -> None:
         self.returned.append(conn)
+
+    def reusable(self, conn: Any) -> bool:
+        return not conn.closed and not conn.in_transaction
 
 
 async def settle() -> None:
@@ -156,3 +159,13 @@ async def test_close_gives_the_idle_connections_back() -> None:
     await pool.release(b)
     await pool.close()
     assert sorted(c.number for c in driver.returned) == [0, 1]
+
+
+async def test_beyond_keep_idle_the_coldest_idle_connection_goes_back() -> None:
+    driver = DriverPool()
+    pool = FairPool(driver, size=3, timeout=5, keep_idle=1)
+    a, b, c = await pool.acquire(), await pool.acquire(), await pool.acquire()
+    for conn in (a, b, c):
+        await pool.release(conn)
+    assert driver.returned == [a, b]  # one idle kept: the warmest
+    assert await pool.acquire() is c
