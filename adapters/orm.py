@@ -129,6 +129,8 @@ sessions = Table(
     Column("user_agent", String(255), nullable=True),
     Column("revoked_at", UTCDateTime, nullable=True),
     Column("token_version", Integer, nullable=False, server_default=text("0")),
+    # The login's time, or the last re-authentication's (API.md, "Recent authentication").
+    Column("authenticated_at", UTCDateTime, nullable=False),
 )
 Index("ix_sessions_user_id_created_at", sessions.c.user_id, sessions.c.created_at)
 Index("ix_sessions_expires_at", sessions.c.expires_at)

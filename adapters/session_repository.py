@@ -43,6 +43,15 @@ _EXTEND_SESSION = hot(
     .where(sessions.c.id == bindparam("session_id"))
     .values(last_used_at=bindparam("new_last_used_at"), expires_at=bindparam("new_expires_at"))
 )
+_MARK_AUTHENTICATED = (
+    update(sessions)
+    .where(
+        sessions.c.id == bindparam("sid"),
+        sessions.c.revoked_at.is_(None),
+        sessions.c.expires_at > bindparam("at"),
+    )
+    .values(authenticated_at=bindparam("at"))
+)
 _REVOKE_SESSION = (
     update(sessions)
     .where(sessions.c.id == bindparam("sid"), sessions.c.revoked_at.is_(None))
@@ -101,6 +110,9 @@ class SqlSessionRepository(SqlRepository, SessionRepository):
             _EXTEND_SESSION,
             {"session_id": session_id, "new_last_used_at": used_at, "new_expires_at": expires_at},
         )
+
+    async def mark_authenticated(self, session_id: str, at: datetime) -> bool:
+        return await self._db.execute(_MARK_AUTHENTICATED, {"sid": session_id, "at": at}) == 1
 
     async def revoke(self, session_id: str, at: datetime) -> None:
         params = {"sid": session_id, "at": at}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 
 from application.accounts import account_of, counted_check, end_all_sessions
 from application.audit import record
@@ -14,7 +15,9 @@ from domain.errors import (
     InvalidToken,
     Raises,
     RateLimited,
+    ReauthenticationRequired,
     SessionNotFound,
+    WrongPassword,
 )
 from domain.model import Principal, Session, TokenPair, User, is_id
 from domain.ports import (
@@ -149,7 +152,61 @@ class Authenticate:
             or not session.admits(user, self._clock.now())
         ):
             raise InvalidToken()
-        return Principal(user=user, session_id=session.id)
+        return Principal(
+            user=user, session_id=session.id, authenticated_at=session.authenticated_at
+        )
+
+
+class Reauthenticate:
+    """Prove again who the caller is, in the caller's session, without logging out: a
+    right password makes the session's authentication recent. A wrong one counts
+    against the account's failed-login limit, as at login."""
+
+    raises: Raises = (WrongPassword, InvalidToken, RateLimited)
+
+    def __init__(
+        self,
+        uow: UowFactory,
+        hasher: PasswordHasher,
+        clock: Clock,
+        failed_logins: FailedLoginCounter,
+    ) -> None:
+        self._uow = uow
+        self._hasher = hasher
+        self._clock = clock
+        self._failed_logins = failed_logins
+
+    async def __call__(self, principal: Principal, password: str) -> None:
+        user = principal.user
+        account = account_of(principal.user_id)
+        if not await counted_check(
+            self._failed_logins, self._hasher, account, user.password_hash, password
+        ):
+            raise WrongPassword()
+        async with self._uow() as uow:
+            # Only while the session lives: one ended meanwhile stays ended.
+            if not await uow.repository(SessionRepository).mark_authenticated(
+                principal.session_id, self._clock.now()
+            ):
+                raise InvalidToken()
+            await uow.commit()
+
+
+class RecentAuthentication:
+    """The check of the operations that change how an account is protected: the
+    caller's session must have authenticated within ``window`` (a login or a
+    re-authentication), else 403 ``reauthentication_required``."""
+
+    raises: Raises = (ReauthenticationRequired,)
+
+    def __init__(self, clock: Clock, window: timedelta) -> None:
+        self._clock = clock
+        self.window = window
+
+    def __call__(self, principal: Principal) -> Principal:
+        if not principal.authenticated_recently(self._clock.now(), self.window):
+            raise ReauthenticationRequired()
+        return principal
 
 
 class RefreshTokens:

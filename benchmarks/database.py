@@ -227,7 +227,7 @@ class BenchDatabase:
 
         def session_rows() -> Iterator[tuple[object, ...]]:
             for i in range(sessions):
-                yield (f"e{i:031x}", i % users + 1, created, created, expired)
+                yield (f"e{i:031x}", i % users + 1, created, created, expired, created)
 
         def token_rows() -> Iterator[tuple[object, ...]]:
             for j in range(count):
@@ -241,7 +241,14 @@ class BenchDatabase:
             await conn.copy_records_to_table(
                 "sessions",
                 records=session_rows(),
-                columns=["id", "user_id", "created_at", "last_used_at", "expires_at"],
+                columns=[
+                    "id",
+                    "user_id",
+                    "created_at",
+                    "last_used_at",
+                    "expires_at",
+                    "authenticated_at",
+                ],
             )
             await conn.copy_records_to_table(
                 "refresh_tokens",

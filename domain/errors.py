@@ -81,6 +81,15 @@ class WrongPassword(DomainError):
     message = "The current password is not correct."
 
 
+class ReauthenticationRequired(DomainError):
+    category = ErrorCategory.FORBIDDEN
+    code = "reauthentication_required"
+    message = (
+        "This operation needs a recent authentication: "
+        "confirm your password at /api/v1/auth/reauthenticate, then try again."
+    )
+
+
 class EmailTaken(DomainError):
     category = ErrorCategory.CONFLICT
     code = "email_taken"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Generic, TypeVar
 
 from domain.errors import InvalidValue
@@ -103,6 +103,13 @@ class Session:
     # that raced a password change (or logout-all) never outlives it.
     token_version: int = 0
     id: str = field(default_factory=new_id)
+    # When the user last proved who they are in this session: the login, or a
+    # re-authentication since (a refresh does not count). None: at ``created_at``.
+    authenticated_at: datetime | None = None
+
+    def __post_init__(self) -> None:
+        if self.authenticated_at is None:
+            self.authenticated_at = self.created_at
 
     def is_active(self, now: datetime) -> bool:
         return self.revoked_at is None and self.expires_at > now
@@ -161,11 +168,18 @@ class Principal:
 
     user: User
     session_id: str
+    # When the session's user last proved who they are (None: not known, never recent).
+    authenticated_at: datetime | None = None
 
     @property
     def user_id(self) -> int:
         assert self.user.id is not None, "a principal's user is always stored"
         return self.user.id
+
+    def authenticated_recently(self, now: datetime, window: timedelta) -> bool:
+        """Whether the session's last login or re-authentication is within ``window``."""
+        at = self.authenticated_at
+        return at is not None and now - at <= window
 
 
 @dataclass(frozen=True)

@@ -161,6 +161,11 @@ class SessionRepository(abc.ABC):
         """Record a use of the session and how long its newest refresh token lives."""
 
     @abc.abstractmethod
+    async def mark_authenticated(self, session_id: str, at: datetime) -> bool:
+        """Record that the session's user proved who they are at ``at``; whether the
+        session was live (not revoked, not expired at ``at``)."""
+
+    @abc.abstractmethod
     async def revoke(self, session_id: str, at: datetime) -> None:
         """Revoke the session and every refresh token of its family."""
 

@@ -47,6 +47,8 @@ from application.auth import (
     LogIn,
     LogOut,
     LogOutEverywhere,
+    Reauthenticate,
+    RecentAuthentication,
     RefreshTokens,
 )
 from application.email import (
@@ -309,6 +311,16 @@ class UseCases(containers.DeclarativeContainer):
     authenticate = providers.Factory(Authenticate, reader=reader, codec=adapters.codec, clock=clock)
     refresh_tokens = providers.Factory(
         RefreshTokens, uow=uow, codec=adapters.codec, clock=clock, policy=adapters.token_policy
+    )
+    reauthenticate = providers.Factory(
+        Reauthenticate,
+        uow=uow,
+        hasher=adapters.hasher,
+        clock=clock,
+        failed_logins=adapters.failed_logins,
+    )
+    recent_authentication = providers.Factory(
+        RecentAuthentication, clock=clock, window=settings.provided.reauth_window
     )
     log_out = providers.Factory(LogOut, uow=uow, codec=adapters.codec, clock=clock)
     log_out_everywhere = providers.Factory(LogOutEverywhere, uow=uow, clock=clock)

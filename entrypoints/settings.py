@@ -63,6 +63,9 @@ class Settings(BaseSettings):
     jwt_audience: str | None = None
     # How long a key made by `app keys rotate` is published before it signs (ES256, EdDSA).
     jwt_key_activation_delay_seconds: int = Field(default=600, ge=0, le=30 * 24 * 3600)
+    # How recent a session's login or re-authentication must be for the operations that
+    # change how an account is protected (API.md, "Recent authentication").
+    reauth_window_minutes: int = Field(default=10, ge=1, le=24 * 60)
 
     allowed_origins: Annotated[list[str], NoDecode] = []
     # Host header values the API answers (``*.example.com`` covers the subdomains).
@@ -284,6 +287,10 @@ class Settings(BaseSettings):
     def min_key_bytes(self) -> int:
         """The shortest SECRET_KEY for ALGORITHM (production wants at least 32)."""
         return MIN_KEY_BYTES.get(self.algorithm, PRODUCTION_MIN_KEY_BYTES)
+
+    @property
+    def reauth_window(self) -> timedelta:
+        return timedelta(minutes=self.reauth_window_minutes)
 
     @property
     def is_production(self) -> bool:

@@ -269,6 +269,13 @@ class FakeSessionRepository(SessionRepository):
             session.last_used_at = used_at
             session.expires_at = expires_at
 
+    async def mark_authenticated(self, session_id: str, at: datetime) -> bool:
+        session = self.store.sessions.get(session_id)
+        if session is None or not session.is_active(at):
+            return False
+        session.authenticated_at = at
+        return True
+
     async def revoke(self, session_id: str, at: datetime) -> None:
         session = self.store.sessions.get(session_id)
         if session and session.revoked_at is None:

@@ -106,8 +106,9 @@ LIMIT 1
 
 OPEN_SESSION_SQL = """
 WITH opened AS (
-    INSERT INTO sessions (id, user_id, created_at, last_used_at, expires_at, user_agent)
-    VALUES ($1, $2, $3, $3, $4, $5)
+    INSERT INTO sessions (id, user_id, created_at, last_used_at, expires_at, user_agent,
+                          authenticated_at)
+    VALUES ($1, $2, $3, $3, $4, $5, $3)
 )
 INSERT INTO refresh_tokens (id, session_id, user_id, created_at, expires_at)
 VALUES ($6, $1, $2, $3, $4)

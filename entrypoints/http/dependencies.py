@@ -14,7 +14,7 @@ from fastapi.security import OAuth2PasswordBearer
 from starlette.responses import Response
 from starlette.routing import BaseRoute
 
-from application.auth import Authenticate
+from application.auth import Authenticate, RecentAuthentication
 from domain.audit import act_as, current_actor
 from domain.errors import Forbidden, RateLimited
 from domain.model import Principal
@@ -71,6 +71,19 @@ async def current_principal(
 
 
 CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
+
+
+async def recent_principal(
+    principal: CurrentPrincipal,
+    recent: Annotated[RecentAuthentication, use(RecentAuthentication)],
+) -> Principal:
+    """The caller, whose session authenticated recently; 403
+    ``reauthentication_required`` otherwise (API.md, "Recent authentication")."""
+    return recent(principal)
+
+
+# For the operations that change how an account is protected.
+RecentPrincipal = Annotated[Principal, Depends(recent_principal)]
 
 
 async def optional_principal(

@@ -144,6 +144,10 @@ class RefreshRequest(Strict):
     refresh_token: Token
 
 
+class Reauthentication(Strict):
+    password: Credential
+
+
 GRANT_TYPES = ("password", "refresh_token")
 
 

@@ -270,3 +270,37 @@ async def test_delete_orphans_dry_run_counts_every_expired_session_and_deletes_n
     assert counted == 4
     async with new_uow() as uow:
         assert len(await uow.repository(SessionRepository).list_for_user(ada.id or 0)) == 5
+
+
+async def test_a_new_session_is_authenticated_when_it_is_opened(new_uow: UowFactory) -> None:
+    ada = await add_user(new_uow, "ada")
+    session = await add_session(new_uow, ada)
+    async with new_uow() as uow:
+        stored = await uow.repository(SessionRepository).get(session.id)
+    assert stored is not None
+    assert stored.authenticated_at == session.created_at
+
+
+async def test_mark_authenticated_moves_only_a_live_session(new_uow: UowFactory) -> None:
+    ada = await add_user(new_uow, "ada")
+    live = await add_session(new_uow, ada)
+    revoked = await add_session(new_uow, ada, revoked_at=NOW)
+    expired = await add_session(new_uow, ada, expires_at=NOW + timedelta(minutes=1))
+    at = NOW + timedelta(minutes=5)
+
+    async with new_uow() as uow:
+        sessions = uow.repository(SessionRepository)
+        assert await sessions.mark_authenticated(live.id, at) is True
+        assert await sessions.mark_authenticated(revoked.id, at) is False
+        assert await sessions.mark_authenticated(expired.id, at) is False
+        assert await sessions.mark_authenticated("f" * 32, at) is False
+        await uow.commit()
+
+    async with new_uow() as uow:
+        stored = {
+            s.id: s for s in await uow.repository(SessionRepository).list_for_user(ada.id or 0)
+        }
+    assert stored[live.id].authenticated_at == at
+    assert stored[live.id].last_used_at == live.last_used_at  # not a use of its tokens
+    assert stored[revoked.id].authenticated_at == revoked.created_at
+    assert stored[expired.id].authenticated_at == expired.created_at

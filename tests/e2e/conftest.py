@@ -49,6 +49,7 @@ REFRESH = "/api/v1/auth/refresh"
 LOGOUT = "/api/v1/auth/logout"
 LOGOUT_ALL = "/api/v1/auth/logout-all"
 SESSIONS = "/api/v1/auth/sessions"
+REAUTHENTICATE = "/api/v1/auth/reauthenticate"
 USER_FIELDS = {
     "id",
     "email",

@@ -233,6 +233,7 @@ def test_the_oauth2_password_flow_logs_in_at_the_login_endpoint(
         ("PATCH", "/api/v1/users/me"),
         ("DELETE", "/api/v1/users/me"),
         ("POST", "/api/v1/auth/logout-all"),
+        ("POST", "/api/v1/auth/reauthenticate"),
         ("POST", "/api/v1/auth/verify-email/resend"),
         ("GET", "/api/v1/auth/sessions"),
         ("DELETE", "/api/v1/auth/sessions/{session_id}"),

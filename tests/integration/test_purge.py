@@ -164,6 +164,7 @@ async def seed_expired_tokens(database: Database, sessions_count: int, per_sessi
                     "created_at": NOW - 10 * DAY,
                     "last_used_at": NOW - 3 * DAY,
                     "expires_at": NOW - DAY,
+                    "authenticated_at": NOW - 10 * DAY,
                 }
                 for sid in session_ids
             ],

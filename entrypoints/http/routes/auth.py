@@ -14,6 +14,7 @@ from application.auth import (
     LogIn,
     LogOut,
     LogOutEverywhere,
+    Reauthenticate,
     RefreshTokens,
 )
 from domain.errors import InvalidCredentials, UnsupportedGrantType
@@ -21,6 +22,7 @@ from entrypoints.http import schemas
 from entrypoints.http.dependencies import (
     CurrentPrincipal,
     IpLimit,
+    hit_ip_limit,
     ip_rate_limit,
     json_response,
     use,
@@ -194,6 +196,25 @@ async def log_out_everywhere(
     end_all: Annotated[LogOutEverywhere, use(LogOutEverywhere)],
 ) -> Response:
     await end_all(principal)
+    return Response(status_code=204)
+
+
+@router.post(
+    "/reauthenticate",
+    summary="Re-authenticate",
+    description=described(Reauthenticate),
+    status_code=204,
+    responses=errors_of(Reauthenticate, BEARER, BODY, RATE_LIMITED),
+)
+async def reauthenticate(
+    request: Request,
+    body: schemas.Reauthentication,
+    principal: CurrentPrincipal,
+    reauthenticate: Annotated[Reauthenticate, use(Reauthenticate)],
+) -> Response:
+    # A password check, like a login: limited per client IP as well as per account.
+    await hit_ip_limit(request, IpLimit.LOGIN)
+    await reauthenticate(principal, body.password)
     return Response(status_code=204)
 
 
