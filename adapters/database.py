@@ -21,6 +21,12 @@ from domain.ports import DatabaseProbe
 
 # Seconds a connection is lent before it goes back to SQLAlchemy, which closes it.
 RECYCLE_AFTER = 1800
+# Seconds a connection may sit idle before it is closed (a proxy or firewall may have
+# dropped it silently meanwhile).
+IDLE_LIMIT = 300
+# Connections of the engine beyond the units of work's: the readiness probe and the job
+# lock get theirs even while every unit of work holds one.
+SPARE_CONNECTIONS = 2
 
 UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
     OperationalError,
@@ -52,7 +58,8 @@ class PooledConnection:
 
 
 class _FromEngine:
-    """The fair pool's connections come from the engine's pool and go back to it."""
+    """The fair pool's connections come from the engine, and are closed for good when
+    the fair pool lets one go (it keeps itself those that should stay open)."""
 
     def __init__(self, database: Database) -> None:
         self._database = database
@@ -65,7 +72,9 @@ class _FromEngine:
         return PooledConnection(conn, driver)
 
     async def close(self, conn: PooledConnection) -> None:
-        with contextlib.suppress(Exception):  # SQLAlchemy discards a broken one itself
+        with contextlib.suppress(Exception):  # broken already: nothing more to close
+            await conn.sql.invalidate()  # else SQLAlchemy's pool would keep it
+        with contextlib.suppress(Exception):
             await conn.sql.close()
 
     def reusable(self, conn: PooledConnection) -> bool:
@@ -115,6 +124,7 @@ class Database(DatabaseProbe):
                 _FromEngine(self),
                 size=self._options["pool_size"] + self._options["max_overflow"],
                 keep_idle=self._options["pool_size"],
+                max_idle=IDLE_LIMIT,
                 timeout=self._options["pool_timeout"],
             )
         return self._pool
@@ -135,11 +145,15 @@ class Database(DatabaseProbe):
 
     def _create_engine(self) -> AsyncEngine:
         if self.is_sqlite:
+            in_memory = self.url.database in (None, "", ":memory:")
             engine = create_async_engine(
                 self.url,
                 echo=self._echo,
                 hide_parameters=True,
                 connect_args={"timeout": self._connect_timeout},
+                # A file's pool as large as the units of work's (an in-memory database
+                # has one connection, shared).
+                **({} if in_memory else self._engine_pool()),
             )
             event.listen(engine.sync_engine, "connect", _sqlite_on_connect)
             return engine
@@ -154,8 +168,15 @@ class Database(DatabaseProbe):
             # A unit of work never leaves a transaction open (it rolls back, or drops
             # the connection): nothing to reset on the way back.
             pool_reset_on_return=None,
-            **self._options,
+            **self._engine_pool(),
         )
+
+    def _engine_pool(self) -> dict[str, Any]:
+        return {
+            "pool_size": self._options["pool_size"],
+            "max_overflow": self._options["max_overflow"] + SPARE_CONNECTIONS,
+            "pool_timeout": self._options["pool_timeout"],
+        }
 
     async def ping(self) -> bool:
         """Whether the database answers a trivial query now."""

@@ -14,6 +14,7 @@ broke, or has lived ``recycle`` seconds, goes back to it.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import deque
 from typing import Generic, Protocol, TypeVar
 
@@ -34,25 +35,35 @@ class Source(Protocol[C]):
 
 class FairPool(Generic[C]):
     """At most ``size`` connections, lent in the order asked for, of which ``keep_idle``
-    stay open when nobody needs them. A request that waits ``timeout`` seconds gives up
-    with ``TimeoutError`` (the unit of work answers 503)."""
+    stay open when nobody needs them, for at most ``max_idle`` seconds unused. A request
+    that waits ``timeout`` seconds gives up with ``TimeoutError`` (the unit of work
+    answers 503). Once closed, the pool lets every connection go as it comes back."""
 
     def __init__(
-        self, source: Source[C], *, size: int, timeout: float, keep_idle: int | None = None
+        self,
+        source: Source[C],
+        *,
+        size: int,
+        timeout: float,
+        keep_idle: int | None = None,
+        max_idle: float | None = None,
     ) -> None:
         self._source = source
         self._size = size
         self._keep_idle = size if keep_idle is None else keep_idle
+        self._max_idle = max_idle
         self._timeout = timeout
-        self._idle: list[C] = []
+        self._closed = False
+        self._idle: list[tuple[C, float]] = []  # with when each came back
         self._held = 0  # opened: idle here or lent
         self._waiters: deque[asyncio.Future[C | None]] = deque()
 
     async def acquire(self) -> C:
         while True:
             while self._idle:
-                conn = self._idle.pop()  # the most recently used: warm
-                if self._source.reusable(conn):
+                conn, since = self._idle.pop()  # the most recently used: warm
+                fresh = self._max_idle is None or time.monotonic() - since < self._max_idle
+                if fresh and self._source.reusable(conn):
                     return conn
                 await self._drop(conn)
             if self._held < self._size:
@@ -69,15 +80,16 @@ class FairPool(Generic[C]):
             # None: a connection was dropped, so one may be opened: go round again.
 
     async def release(self, conn: C) -> None:
-        if not self._source.reusable(conn):
+        if self._closed or not self._source.reusable(conn):
             await self._drop(conn)
         elif not self._hand_over(conn) and len(self._idle) > self._keep_idle:
-            await self._drop(self._idle.pop(0))  # the load has passed: the coldest goes
+            await self._drop(self._idle.pop(0)[0])  # the load has passed: the coldest goes
 
     async def close(self) -> None:
-        """Give every idle connection back (those lent go back when released)."""
+        """Let every idle connection go, and each lent one as it comes back."""
+        self._closed = True
         idle, self._idle = self._idle, []
-        for conn in idle:
+        for conn, _ in idle:
             await self._drop(conn)
 
     async def _wait(self) -> C | None:
@@ -112,7 +124,7 @@ class FairPool(Generic[C]):
             if not waiter.done():
                 waiter.set_result(conn)
                 return True
-        self._idle.append(conn)
+        self._idle.append((conn, time.monotonic()))
         return False
 
     def _wake_next(self) -> None:

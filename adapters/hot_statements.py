@@ -73,8 +73,14 @@ class HotStatement:
         self.statement = statement
         self.sql: str = str(compiled)
         self._names: tuple[str, ...] = tuple(compiled.positiontup or ())
-        # Values the statement carries itself, such as the 1 of ``.limit(1)``.
-        self._defaults: dict[str, Any] = dict(compiled.params)
+        # Values the statement carries itself, such as the 1 of ``.limit(1)``; a
+        # parameter without one must come with each call (missing: KeyError, where
+        # SQLAlchemy says "a value is required", never a silent NULL).
+        self._defaults: dict[str, Any] = {
+            name: value
+            for name, value in compiled.params.items()
+            if not compiled.binds[name].required
+        }
         self._binds = [
             compiled.binds[name].type.dialect_impl(_DIALECT).bind_processor(_DIALECT)
             for name in self._names

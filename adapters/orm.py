@@ -130,7 +130,9 @@ sessions = Table(
     Column("revoked_at", UTCDateTime, nullable=True),
     Column("token_version", Integer, nullable=False, server_default=text("0")),
     # The login's time, or the last re-authentication's (API.md, "Recent authentication").
-    Column("authenticated_at", UTCDateTime, nullable=False),
+    # Every insert sets it; the default serves a code that does not know it yet (an
+    # older replica during a rolling deploy).
+    Column("authenticated_at", UTCDateTime, nullable=False, server_default=func.now()),
 )
 Index("ix_sessions_user_id_created_at", sessions.c.user_id, sessions.c.created_at)
 Index("ix_sessions_expires_at", sessions.c.expires_at)

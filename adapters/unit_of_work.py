@@ -11,6 +11,7 @@ the driver, and everything SQLAlchemy runs share it. On SQLite SQLAlchemy opens 
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from types import TracebackType
 from typing import TypeVar
 
@@ -23,7 +24,8 @@ from adapters.repositories import adapter_for
 from domain.errors import ServiceUnavailable
 from domain.ports import UnitOfWork
 
-# What asyncpg raises when the server or the connection is gone.
+# What asyncpg raises when the server or the connection is gone (its DataError, a bad
+# argument, is an InterfaceError too, but a bug: see _disconnected).
 DISCONNECTED: tuple[type[BaseException], ...] = (
     asyncpg.PostgresConnectionError,
     asyncpg.InterfaceError,
@@ -35,6 +37,10 @@ DISCONNECTED: tuple[type[BaseException], ...] = (
 )
 
 R = TypeVar("R")
+
+
+def _disconnected(exc: BaseException | None) -> bool:
+    return isinstance(exc, DISCONNECTED) and not isinstance(exc, asyncpg.DataError)
 
 
 class SqlUnitOfWork(UnitOfWork):
@@ -49,6 +55,9 @@ class SqlUnitOfWork(UnitOfWork):
         self._conn: AsyncConnection | None = None
         self._driver: asyncpg.Connection | None = None
         self._transaction: asyncpg.transaction.Transaction | None = None
+        # The driver's transaction state is unknown (a BEGIN, COMMIT or ROLLBACK that
+        # failed or was cancelled half-way): the connection must not be lent again.
+        self._unsure = False
         self._repositories: dict[type, object] = {}
 
     async def __aenter__(self) -> SqlUnitOfWork:
@@ -67,6 +76,7 @@ class SqlUnitOfWork(UnitOfWork):
             before = self._begin_on_driver if on_postgresql else self._begin
         self._executor = Executor(conn, before_statement=before, driver=self._driver)
         self._repositories = {}
+        self._unsure = False
         return self
 
     async def __aexit__(
@@ -78,16 +88,16 @@ class SqlUnitOfWork(UnitOfWork):
         lost = False
         try:
             await self.rollback()
-        except Exception:
+        except Exception as error:
             lost = True  # the connection is gone; the original error matters more
             if exc is None:
+                if is_unavailable(error) or _disconnected(error):
+                    raise ServiceUnavailable() from error
                 raise
         finally:
-            lost = await self._close(lost or isinstance(exc, DISCONNECTED))
+            lost = await self._close(lost or _disconnected(exc))
         # A cancellation stays one, whatever it did to the connection.
-        if isinstance(exc, Exception) and (
-            lost or is_unavailable(exc) or isinstance(exc, DISCONNECTED)
-        ):
+        if isinstance(exc, Exception) and (lost or is_unavailable(exc) or _disconnected(exc)):
             raise ServiceUnavailable() from exc
 
     def repository(self, port: type[R]) -> R:
@@ -103,18 +113,18 @@ class SqlUnitOfWork(UnitOfWork):
         try:
             if self._transaction is not None:
                 transaction, self._transaction = self._transaction, None
-                await transaction.commit()
+                await self._settle(transaction.commit())
             elif self._conn.in_transaction():
                 await self._conn.commit()
         except Exception as exc:
-            if is_unavailable(exc) or isinstance(exc, DISCONNECTED):
+            if is_unavailable(exc) or _disconnected(exc):
                 raise ServiceUnavailable() from exc
             raise
 
     async def rollback(self) -> None:
         if self._transaction is not None:
             transaction, self._transaction = self._transaction, None
-            await transaction.rollback()
+            await self._settle(transaction.rollback())
         elif self._conn is not None and self._conn.in_transaction():
             await self._conn.rollback()
 
@@ -122,8 +132,17 @@ class SqlUnitOfWork(UnitOfWork):
         if self._transaction is None:
             assert self._driver is not None
             transaction = self._driver.transaction()
-            await transaction.start()
+            await self._settle(transaction.start())
             self._transaction = transaction
+
+    async def _settle(self, step: Awaitable[None]) -> None:
+        """Run a BEGIN, COMMIT or ROLLBACK on the driver; if it does not complete (an
+        error, a cancellation), whether the server ran it is unknown."""
+        try:
+            await step
+        except BaseException:
+            self._unsure = True
+            raise
 
     async def _begin(self) -> None:
         assert self._conn is not None
@@ -137,9 +156,11 @@ class SqlUnitOfWork(UnitOfWork):
         if pooled is None or conn is None:
             return False
         lost = broken or (driver is not None and driver.is_closed())
+        unsure = self._unsure or (driver is not None and driver.is_in_transaction())
         try:
-            if lost:
-                # Neither pool may lend again a connection the driver saw break.
+            if lost or unsure:
+                # Neither pool may lend again a connection the driver saw break, or
+                # one whose transaction state is unknown.
                 await conn.invalidate()
             elif conn.in_transaction():
                 await conn.rollback()  # SQLAlchemy's own bookkeeping (SQLite: the real one)

@@ -26,20 +26,20 @@ depends_on: str | Sequence[str] | None = None
 
 def upgrade() -> None:
     sqlite = op.get_bind().dialect.name == "sqlite"
-    # SQLite adds a NOT NULL column only with a constant default: every row gets its
-    # own value below, and every insert sets it afterwards.
+    # A default, so that a replica still running the code before this revision (a
+    # rolling deploy) can open sessions: they count as authenticated when opened.
+    # SQLite adds a column only with a constant default; every row gets its own value
+    # below, and every insert sets it afterwards.
     op.add_column(
         "sessions",
         sa.Column(
             "authenticated_at",
             UTCDateTime(),
-            nullable=not sqlite,
-            server_default="1970-01-01 00:00:00" if sqlite else None,
+            nullable=False,
+            server_default="1970-01-01 00:00:00" if sqlite else sa.text("now()"),
         ),
     )
     op.execute("UPDATE sessions SET authenticated_at = created_at")
-    if not sqlite:
-        op.alter_column("sessions", "authenticated_at", nullable=False)
 
 
 def downgrade() -> None:

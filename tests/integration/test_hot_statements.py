@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import asyncpg
 import pytest
 from sqlalchemy import bindparam, select, text
 
@@ -17,6 +18,7 @@ from adapters.executors import Executor
 from adapters.orm import users
 from adapters.sql_repository import SqlRepository
 from adapters.unit_of_work import SqlUnitOfWork
+from adapters.user_repository import _GET_USER_WITH_SESSION
 from domain.errors import ServiceUnavailable
 from domain.model import PageRequest
 from domain.ports import SessionRepository, UserRepository
@@ -199,3 +201,13 @@ async def test_in_lists_and_statements_built_per_call_run_through_a_repository(
     # SQLAlchemy's LRU cache keeps at most its size and half again before it prunes.
     assert len(cache) <= 1.5 * cache.capacity < 10_000
     assert len(hot_statements._declared) == declared <= hot_statements.MAX_HOT_STATEMENTS
+
+
+async def test_a_bad_argument_is_a_bug_not_an_outage(pg_database: Database) -> None:
+    """asyncpg's DataError is an InterfaceError, like a lost connection; it must not
+    answer 503 (nor drop a healthy connection)."""
+    with pytest.raises(asyncpg.DataError):
+        async with SqlUnitOfWork(pg_database, read_only=True) as uow:
+            await uow._executor.one(
+                _GET_USER_WITH_SESSION, {"user_id": "not a number", "session_id": "s"}
+            )

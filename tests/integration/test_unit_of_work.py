@@ -7,6 +7,7 @@ import asyncio
 from collections.abc import Callable
 from pathlib import Path
 
+import asyncpg.transaction
 import pytest
 from sqlalchemy import text
 
@@ -238,3 +239,37 @@ async def test_a_cancelled_unit_of_work_stays_cancelled_and_the_pool_recovers(
     for _ in range(3):
         async with SqlUnitOfWork(pg_database, read_only=True) as uow:
             assert await uow.repository(UserRepository).get_by_login("ada") is not None
+
+
+@pytest.mark.postgres
+async def test_a_begin_that_does_not_complete_never_leaves_its_connection_in_use(
+    pg_database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A BEGIN the server ran but whose end the task never saw (cancelled on the way
+    back): the connection would carry an open transaction into every later unit of
+    work, whose commits would then be savepoints that never persist. It is dropped."""
+    start = asyncpg.transaction.Transaction.start
+
+    async def start_then_cancelled(self: asyncpg.transaction.Transaction) -> None:
+        await start(self)
+        raise asyncio.CancelledError()
+
+    async with SqlUnitOfWork(pg_database) as warm:  # one connection, idle in the pool
+        assert warm._driver is not None
+        first_driver = warm._driver
+    monkeypatch.setattr(asyncpg.transaction.Transaction, "start", start_then_cancelled)
+    with pytest.raises(asyncio.CancelledError):
+        async with SqlUnitOfWork(pg_database) as uow:
+            await uow.repository(UserRepository).add(make_user("ada"))
+    monkeypatch.setattr(asyncpg.transaction.Transaction, "start", start)
+
+    async with SqlUnitOfWork(pg_database) as uow:
+        assert uow._driver is not first_driver
+        assert uow._driver is not None
+        assert not uow._driver.is_in_transaction()
+        await uow.repository(UserRepository).add(make_user("bob"))
+        await uow.commit()
+    assert first_driver.is_closed()
+    async with SqlUnitOfWork(pg_database, read_only=True) as reader:
+        assert await reader.repository(UserRepository).get_by_login("bob") is not None
+        assert await reader.repository(UserRepository).get_by_login("ada") is None

@@ -169,3 +169,23 @@ async def test_beyond_keep_idle_the_coldest_idle_connection_goes_back() -> None:
         await pool.release(conn)
     assert driver.returned == [a, b]  # one idle kept: the warmest
     assert await pool.acquire() is c
+
+
+async def test_a_connection_idle_longer_than_max_idle_is_let_go() -> None:
+    driver = DriverPool()
+    pool = FairPool(driver, size=2, timeout=5, max_idle=0.05)
+    conn = await pool.acquire()
+    await pool.release(conn)
+    await asyncio.sleep(0.1)  # a proxy may have dropped it meanwhile
+    fresh = await pool.acquire()
+    assert fresh is not conn
+    assert driver.returned == [conn]
+
+
+async def test_after_close_a_returned_connection_is_let_go_too() -> None:
+    driver = DriverPool()
+    pool = FairPool(driver, size=2, timeout=5)
+    lent = await pool.acquire()
+    await pool.close()
+    await pool.release(lent)
+    assert driver.returned == [lent]

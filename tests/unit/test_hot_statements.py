@@ -82,3 +82,9 @@ def test_rows_come_back_by_key_with_each_column_s_conversion() -> None:
     row = statement.row(("s1", NOW.replace(tzinfo=None)))
     assert row == {"id": "s1", "revoked_at": NOW}
     assert statement.first_key == "id"
+
+
+def test_a_parameter_left_out_is_an_error_not_a_null() -> None:
+    statement = HotStatement(select(users.c.id).where(users.c.email_key == bindparam("key")), None)
+    with pytest.raises(KeyError, match="key"):
+        statement.args({})
