@@ -9,8 +9,15 @@ from datetime import datetime
 from application.audit import record
 from domain.audit import Action
 from domain.email_tokens import EmailTokenRepository
-from domain.errors import EmailTaken, LastSuperuser, RateLimited, UsernameTaken, UserNotFound
-from domain.model import User
+from domain.errors import (
+    EmailTaken,
+    LastSuperuser,
+    RateLimited,
+    UsernameTaken,
+    UserNotFound,
+    WrongPassword,
+)
+from domain.model import Principal, User
 from domain.ports import (
     FailedLoginCounter,
     PasswordHasher,
@@ -43,6 +50,18 @@ async def counted_check(
     if matches:
         await failed_checks.succeeded(account)
     return matches
+
+
+async def check_own_password(
+    failed_checks: FailedLoginCounter, hasher: PasswordHasher, principal: Principal, password: str
+) -> None:
+    """The caller's own password, before a change that needs it: 403 ``wrong_password``
+    otherwise, counted against the account's failed-login limit as at login."""
+    account = account_of(principal.user_id)
+    if not await counted_check(
+        failed_checks, hasher, account, principal.user.password_hash, password
+    ):
+        raise WrongPassword()
 
 
 async def end_all_sessions(uow: UnitOfWork, user_id: int, at: datetime) -> bool:

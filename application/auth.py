@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 
-from application.accounts import account_of, counted_check, end_all_sessions
+from application.accounts import account_of, check_own_password, counted_check, end_all_sessions
 from application.audit import record
 from application.tokens import TokenPolicy, issue_pair
 from domain.audit import Action
@@ -177,12 +177,7 @@ class Reauthenticate:
         self._failed_logins = failed_logins
 
     async def __call__(self, principal: Principal, password: str) -> None:
-        user = principal.user
-        account = account_of(principal.user_id)
-        if not await counted_check(
-            self._failed_logins, self._hasher, account, user.password_hash, password
-        ):
-            raise WrongPassword()
+        await check_own_password(self._failed_logins, self._hasher, principal, password)
         async with self._uow() as uow:
             # Only while the session lives: one ended meanwhile stays ended.
             if not await uow.repository(SessionRepository).mark_authenticated(

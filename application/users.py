@@ -7,8 +7,7 @@ from dataclasses import dataclass
 from application.accounts import (
     UNSET,
     Unset,
-    account_of,
-    counted_check,
+    check_own_password,
     delete_user,
     end_all_sessions,
     ensure_free,
@@ -146,7 +145,9 @@ class UpdateProfile:
                 raise InvalidValue(
                     "current_password", "is required to change the email or the password"
                 )
-            await self._check_password(principal, changes.current_password)
+            await check_own_password(
+                self._failed_logins, self._hasher, principal, changes.current_password
+            )
         new_hash = await self._hasher.hash(password) if password is not None else None
 
         user = principal.user
@@ -181,14 +182,6 @@ class UpdateProfile:
                 await record(uow, Action.UPDATED, updated.id, now, fields=sorted(fields))
             await uow.commit()
         return updated
-
-    async def _check_password(self, principal: Principal, password: str) -> None:
-        account = account_of(principal.user_id)
-        password_hash = principal.user.password_hash
-        if not await counted_check(
-            self._failed_logins, self._hasher, account, password_hash, password
-        ):
-            raise WrongPassword()
 
 
 class DeleteAccount:
