@@ -1,9 +1,9 @@
 """The cryptography of signing keys (``cryptography``): key pairs, their public JWKs,
 RFC 7638 thumbprints, and the sealing of private keys at rest.
 
-A private key is stored as ``version || nonce || AES-256-GCM(PKCS#8 DER)``, under a
-key derived from SECRET_KEY with HKDF-SHA256, and with the kid as associated data: a
-sealed blob copied onto another key's row does not open.
+A private key is stored as PKCS#8 DER sealed by ``adapters.sealing`` (AES-256-GCM
+under a key derived from SECRET_KEY), with the kid as associated data: a sealed blob
+copied onto another key's row does not open.
 """
 
 from __future__ import annotations
@@ -11,27 +11,19 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import os
 from collections.abc import Mapping
 from typing import Any
 
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from adapters.sealing import Sealer, Unsealable
 from domain.signing_keys import KeyMaker, KeyMaterial, SigningKey, SigningKeyUnreadable
 
 PrivateKey = ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
 PublicKey = ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey
 
-# Fixed, and naming their purpose: the same SECRET_KEY derives unrelated keys for
-# anything else it may ever be used for.
-HKDF_SALT = b"backend-template/signing-keys"
 HKDF_INFO = b"AES-256-GCM key sealing JWT signing private keys, v1"
-SEALED_VERSION = b"\x01"
-NONCE_BYTES = 12
 # RFC 7638, 3.2: the members a thumbprint covers, by key type.
 THUMBPRINT_MEMBERS = {"EC": ("crv", "kty", "x", "y"), "OKP": ("crv", "kty", "x")}
 EC_COORDINATE_BYTES = 32  # P-256
@@ -94,10 +86,7 @@ class AesGcmKeyMaker(KeyMaker):
     """Makes key pairs and seals and opens their private parts with SECRET_KEY."""
 
     def __init__(self, secret_key: str) -> None:
-        derived = HKDF(algorithm=hashes.SHA256(), length=32, salt=HKDF_SALT, info=HKDF_INFO).derive(
-            secret_key.encode("utf-8")
-        )
-        self._aead = AESGCM(derived)
+        self._sealer = Sealer(secret_key, HKDF_INFO)
 
     def make(self, algorithm: str) -> KeyMaterial:
         private = _generate(algorithm)
@@ -111,19 +100,14 @@ class AesGcmKeyMaker(KeyMaker):
         return KeyMaterial(kid=kid, public_jwk=jwk, sealed_private=self.seal(kid, der))
 
     def seal(self, kid: str, plaintext: bytes) -> bytes:
-        nonce = os.urandom(NONCE_BYTES)
-        return SEALED_VERSION + nonce + self._aead.encrypt(nonce, plaintext, kid.encode())
+        return self._sealer.seal(kid.encode(), plaintext)
 
     def open(self, key: SigningKey) -> PrivateKey:
         """The private key of ``key``; ``SigningKeyUnreadable`` if this SECRET_KEY did
         not seal it (or the blob was altered or belongs to another kid)."""
-        blob = key.sealed_private
-        if blob[:1] != SEALED_VERSION or len(blob) <= 1 + NONCE_BYTES:
-            raise SigningKeyUnreadable(key.kid)
-        nonce, ciphertext = blob[1 : 1 + NONCE_BYTES], blob[1 + NONCE_BYTES :]
         try:
-            der = self._aead.decrypt(nonce, ciphertext, key.kid.encode())
-        except InvalidTag:
+            der = self._sealer.open(key.kid.encode(), key.sealed_private)
+        except Unsealable:
             raise SigningKeyUnreadable(key.kid) from None
         private: Any = serialization.load_der_private_key(der, password=None)
         if not isinstance(private, PrivateKey):

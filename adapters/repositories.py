@@ -11,7 +11,9 @@ from collections.abc import Mapping
 
 from adapters.audit_repository import SqlAuditLog
 from adapters.email_token_repository import SqlEmailTokenRepository
+from adapters.mfa_repository import SqlMfaTokenRepository, SqlSecondFactorRepository
 from adapters.outbox_repository import SqlOutboxRepository
+from adapters.passkey_repository import SqlChallengeRepository, SqlPasskeyRepository
 from adapters.refresh_token_repository import SqlRefreshTokenRepository
 from adapters.session_repository import SqlSessionRepository
 from adapters.signing_key_repository import SqlSigningKeyRepository
@@ -19,7 +21,9 @@ from adapters.sql_repository import SqlRepository
 from adapters.user_repository import SqlUserRepository
 from domain.audit import AuditLog
 from domain.email_tokens import EmailTokenRepository
+from domain.mfa import MfaTokenRepository, SecondFactorRepository
 from domain.outbox import OutboxRepository
+from domain.passkeys import ChallengeRepository, PasskeyRepository
 from domain.ports import RefreshTokenRepository, SessionRepository, UserRepository
 from domain.signing_keys import SigningKeyRepository
 
@@ -31,6 +35,10 @@ REPOSITORIES: Mapping[type, type[SqlRepository]] = {
     OutboxRepository: SqlOutboxRepository,
     AuditLog: SqlAuditLog,
     SigningKeyRepository: SqlSigningKeyRepository,
+    SecondFactorRepository: SqlSecondFactorRepository,
+    MfaTokenRepository: SqlMfaTokenRepository,
+    PasskeyRepository: SqlPasskeyRepository,
+    ChallengeRepository: SqlChallengeRepository,
     # Resources of your own
 }
 

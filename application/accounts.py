@@ -33,6 +33,14 @@ def account_of(user_id: int) -> str:
     return f"user:{user_id}"
 
 
+async def take_attempt(failed_checks: FailedLoginCounter, account: str) -> None:
+    """One attempt against the account's failed-login limit, taken before the check (so
+    parallel ones cannot all slip through); 429 once the limit is reached."""
+    retry_after = await failed_checks.acquire(account)
+    if retry_after is not None:
+        raise RateLimited(retry_after, "Too many wrong attempts for this account.")
+
+
 async def counted_check(
     failed_checks: FailedLoginCounter,
     hasher: PasswordHasher,

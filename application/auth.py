@@ -2,24 +2,35 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import timedelta
 
-from application.accounts import account_of, check_own_password, counted_check, end_all_sessions
+from application.accounts import (
+    account_of,
+    check_own_password,
+    counted_check,
+    end_all_sessions,
+    take_attempt,
+)
 from application.audit import record
-from application.tokens import TokenPolicy, issue_pair
+from application.mfa import use_second_factor
+from application.tokens import LoginResult, TokenPolicy, issue_pair, open_session
 from domain.audit import Action
 from domain.errors import (
     EmailNotVerified,
     InvalidCredentials,
+    InvalidMfaCode,
+    InvalidPasskey,
     InvalidToken,
+    MfaRequired,
     Raises,
     RateLimited,
     ReauthenticationRequired,
     SessionNotFound,
     WrongPassword,
 )
-from domain.model import Principal, Session, TokenPair, User, is_id
+from domain.mfa import MfaToken, MfaTokenRepository, SecondFactor, SecondFactorRepository, TotpCodes
+from domain.model import Principal, Session, TokenPair, is_id
+from domain.passkeys import WebAuthn
 from domain.ports import (
     Clock,
     FailedLoginCounter,
@@ -32,24 +43,17 @@ from domain.ports import (
 )
 from domain.rules import normalize_login
 
-USER_AGENT_MAX_LENGTH = 255
-
-
-@dataclass(frozen=True)
-class LoginResult:
-    tokens: TokenPair
-    user: User
-
 
 class LogIn:
     """Log in with a username or an email and a password; opens a new session.
 
     Unknown user, wrong password and inactive user fail alike, and cost the same time.
     With ``require_verified_email``, a right password of an account whose address is
-    not confirmed opens no session.
+    not confirmed opens no session. Nor does one of a user who has a second factor: it
+    answers the token of the second step (``CompleteMfaLogin``).
     """
 
-    raises: Raises = (InvalidCredentials, EmailNotVerified, RateLimited)
+    raises: Raises = (InvalidCredentials, EmailNotVerified, MfaRequired, RateLimited)
 
     def __init__(
         self,
@@ -108,22 +112,20 @@ class LogIn:
                 user.id, new_hash, if_hash=user.password_hash
             ):
                 user.password_hash = new_hash
-            session = Session(
-                user_id=user.id,
-                created_at=now,
-                last_used_at=now,
-                expires_at=now + self._policy.refresh_ttl,
-                user_agent=user_agent[:USER_AGENT_MAX_LENGTH] if user_agent else None,
-                token_version=user.token_version,
-            )
+            factors = await uow.repository(SecondFactorRepository).status(user.id)
+            if factors.enabled:
+                # No session yet: a token that the second step trades for one.
+                token, stored = MfaToken.issue(user.id, user.token_version, now)
+                await uow.repository(MfaTokenRepository).add(stored)
+                await uow.commit()
+                raise MfaRequired(tuple(factors.methods), token)
             # Refused when the user was deactivated, deleted or had every token revoked
             # while the password was being checked.
-            if not await uow.repository(SessionRepository).add(session):
+            result = await open_session(uow, self._codec, self._policy, user, now, user_agent)
+            if result is None:
                 raise InvalidCredentials()
-            pair, refresh = issue_pair(self._codec, self._policy, user, session, now)
-            await uow.repository(RefreshTokenRepository).add(refresh)
             await uow.commit()
-        return LoginResult(tokens=pair, user=user)
+        return result
 
 
 class Authenticate:
@@ -158,30 +160,56 @@ class Authenticate:
 
 
 class Reauthenticate:
-    """Prove again who the caller is, in the caller's session, without logging out: a
-    right password makes the session's authentication recent. A wrong one counts
-    against the account's failed-login limit, as at login."""
+    """Prove again who the caller is, in the caller's session, without logging out: the
+    password, and the second factor when the user has one, make the session's
+    authentication recent. Wrong ones count against the account's failed-login limit,
+    as at login."""
 
-    raises: Raises = (WrongPassword, InvalidToken, RateLimited)
+    raises: Raises = (
+        WrongPassword,
+        MfaRequired,
+        InvalidMfaCode,
+        InvalidPasskey,
+        InvalidToken,
+        RateLimited,
+    )
 
     def __init__(
         self,
         uow: UowFactory,
         hasher: PasswordHasher,
+        totp: TotpCodes,
+        webauthn: WebAuthn,
         clock: Clock,
         failed_logins: FailedLoginCounter,
     ) -> None:
         self._uow = uow
         self._hasher = hasher
+        self._totp = totp
+        self._webauthn = webauthn
         self._clock = clock
         self._failed_logins = failed_logins
 
-    async def __call__(self, principal: Principal, password: str) -> None:
+    async def __call__(
+        self, principal: Principal, password: str, factor: SecondFactor | None = None
+    ) -> None:
         await check_own_password(self._failed_logins, self._hasher, principal, password)
         async with self._uow() as uow:
+            now = self._clock.now()
+            factors = await uow.repository(SecondFactorRepository).status(principal.user_id)
+            if factors.enabled:
+                if factor is None or factor.method is None:
+                    raise MfaRequired(tuple(factors.methods))
+                account = account_of(principal.user_id)
+                await take_attempt(self._failed_logins, account)
+                if not await use_second_factor(
+                    uow, self._totp, self._webauthn, principal.user, factor, now
+                ):
+                    raise InvalidMfaCode()
+                await self._failed_logins.succeeded(account)
             # Only while the session lives: one ended meanwhile stays ended.
             if not await uow.repository(SessionRepository).mark_authenticated(
-                principal.session_id, self._clock.now()
+                principal.session_id, now
             ):
                 raise InvalidToken()
             await uow.commit()

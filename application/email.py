@@ -23,6 +23,7 @@ from domain.errors import (
     Raises,
 )
 from domain.mail import mask_address
+from domain.mfa import Change
 from domain.model import Principal, User
 from domain.outbox import OutboxMessage, OutboxRepository, Template
 from domain.ports import Clock, PasswordHasher, UnitOfWork, UowFactory, UserRepository
@@ -95,6 +96,16 @@ async def password_changed(uow: UnitOfWork, user: User, now: datetime) -> None:
     link, ``end_all_sessions``): the account's address hears of it."""
     context = {"username": user.username}
     await queue_message(uow, Template.PASSWORD_CHANGED, user.email, now, user=user, context=context)
+
+
+async def security_notice(
+    uow: UnitOfWork, user: User, change: Change, action: Action, now: datetime, **details: object
+) -> None:
+    """A change to how the account is protected (its second factors): the notice mail
+    to the user and the audit event, in ``uow``'s transaction."""
+    context = {"username": user.username, "change": change.value}
+    await queue_message(uow, Template.SECURITY_NOTICE, user.email, now, user=user, context=context)
+    await record(uow, action, user.id, now, **details)
 
 
 def _hash_of(token: str) -> str | None:

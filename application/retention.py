@@ -14,7 +14,9 @@ from application.batches import drain
 from domain.audit import AuditLog
 from domain.email_tokens import EmailTokenRepository
 from domain.errors import Raises
+from domain.mfa import MfaTokenRepository
 from domain.outbox import OutboxRepository
+from domain.passkeys import ChallengeRepository
 from domain.ports import Clock, RefreshTokenRepository, SessionRepository, UowFactory
 
 RETENTION_BATCH_SIZE = 5_000
@@ -38,11 +40,13 @@ class RetentionResult:
     sent_mail: int
     email_tokens: int
     audit_events: int = 0
+    mfa_tokens: int = 0
 
 
 class ApplyRetention:
     """Delete mail sent and audit events recorded longer ago than the policy keeps them,
-    and email tokens that are used or expired (they can never work again)."""
+    and mailed tokens, login-step tokens and passkey challenges that are used or
+    expired (they can never work again)."""
 
     raises: Raises = ()
 
@@ -73,6 +77,16 @@ class ApplyRetention:
             lambda uow: uow.repository(EmailTokenRepository).delete_spent(now, size),
             size,
         )
+        steps = await drain(
+            self._uow,
+            lambda uow: uow.repository(MfaTokenRepository).delete_spent(now, size),
+            size,
+        )
+        ceremonies = await drain(
+            self._uow,
+            lambda uow: uow.repository(ChallengeRepository).delete_spent(now, size),
+            size,
+        )
         events = await drain(
             self._uow,
             lambda uow: uow.repository(AuditLog).delete_before(
@@ -81,7 +95,10 @@ class ApplyRetention:
             size,
         )
         return RetentionResult(
-            sent_mail=mail.rows, email_tokens=tokens.rows, audit_events=events.rows
+            sent_mail=mail.rows,
+            email_tokens=tokens.rows,
+            audit_events=events.rows,
+            mfa_tokens=steps.rows + ceremonies.rows,
         )
 
 

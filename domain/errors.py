@@ -62,6 +62,11 @@ class DomainError(Exception):
     def detail(self) -> str:
         return str(self)
 
+    def members(self) -> dict[str, object]:
+        """What the error tells the client beyond its code and message (plain values:
+        an entrypoint shows them as they are)."""
+        return {}
+
 
 class InvalidCredentials(DomainError):
     category = ErrorCategory.UNAUTHENTICATED
@@ -90,6 +95,60 @@ class ReauthenticationRequired(DomainError):
     )
 
 
+class MfaRequired(DomainError):
+    """A right password of a user who has a second factor: no session yet. The client
+    sends ``mfa_token`` with one of ``methods`` to the second step."""
+
+    category = ErrorCategory.FORBIDDEN
+    code = "mfa_required"
+    message = "A second factor is required: send it with the mfa_token to /api/v1/auth/login/mfa."
+
+    def __init__(self, methods: tuple[str, ...], mfa_token: str | None = None) -> None:
+        super().__init__(
+            None
+            if mfa_token is not None
+            else "A second factor is required: send one of the methods with the password."
+        )
+        self.methods = methods
+        self.mfa_token = mfa_token
+
+    def members(self) -> dict[str, object]:
+        found: dict[str, object] = {"methods": list(self.methods)}
+        if self.mfa_token is not None:
+            found["mfa_token"] = self.mfa_token
+        return found
+
+
+class InvalidMfaCode(DomainError):
+    category = ErrorCategory.UNAUTHENTICATED
+    code = "invalid_mfa_code"
+    message = "The second factor is not correct."
+
+
+class InvalidPasskey(DomainError):
+    category = ErrorCategory.UNAUTHENTICATED
+    code = "invalid_passkey"
+    message = "The passkey could not be verified."
+
+
+class PasskeyAlreadyRegistered(DomainError):
+    category = ErrorCategory.CONFLICT
+    code = "passkey_already_registered"
+    message = "This passkey is registered already."
+
+
+class MfaAlreadyEnabled(DomainError):
+    category = ErrorCategory.CONFLICT
+    code = "mfa_already_enabled"
+    message = "TOTP is already on: turn it off first to set up a new secret."
+
+
+class MfaNotEnabled(DomainError):
+    category = ErrorCategory.CONFLICT
+    code = "mfa_not_enabled"
+    message = "This needs a second factor, and the account has none."
+
+
 class EmailTaken(DomainError):
     category = ErrorCategory.CONFLICT
     code = "email_taken"
@@ -114,6 +173,10 @@ class UserNotFound(NotFound):
 
 class SessionNotFound(NotFound):
     message = "No such session."
+
+
+class PasskeyNotFound(NotFound):
+    message = "No such passkey."
 
 
 class RateLimited(DomainError):

@@ -29,6 +29,8 @@ class Template(StrEnum):
     PASSWORD_RESET = "password_reset"  # noqa: S105 - a template name
     EMAIL_CHANGED = "email_changed"
     PASSWORD_CHANGED = "password_changed"  # noqa: S105 - a template name
+    # A change to how the account is protected; ``change`` names it (domain.mfa.Change).
+    SECURITY_NOTICE = "security_notice"
 
 
 @dataclass(eq=False)

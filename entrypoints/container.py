@@ -26,7 +26,9 @@ from adapters.jwt_codec import JwtCodec
 from adapters.key_crypto import AesGcmKeyMaker
 from adapters.key_file import load_or_create_key
 from adapters.locks import DatabaseJobLock
+from adapters.passkey_ceremonies import PyWebAuthn
 from adapters.rate_limit import LimitsFailedLoginCounter, NamedRateLimits, RateLimiter
+from adapters.totp import PyotpCodes
 from adapters.unit_of_work import unit_of_work
 from application.admin import (
     DeleteUser,
@@ -59,6 +61,15 @@ from application.email import (
     ResetPassword,
     VerifyEmail,
 )
+from application.mfa import (
+    CompleteMfaLogin,
+    ConfirmTotp,
+    DisableTotp,
+    GetMfaStatus,
+    RegenerateRecoveryCodes,
+    ResetMfa,
+    StartTotp,
+)
 from application.outbox import (
     ListOutbox,
     OutboxState,
@@ -66,6 +77,15 @@ from application.outbox import (
     RelayPolicy,
     RetryOutbox,
     SendTestMail,
+)
+from application.passkeys import (
+    DeletePasskey,
+    ListPasskeys,
+    PasskeyLogin,
+    RegisterPasskey,
+    RenamePasskey,
+    StartPasskeyLogin,
+    StartPasskeyRegistration,
 )
 from application.retention import ApplyRetention, PurgeTokens, RetentionPolicy
 from application.signing_keys import (
@@ -79,7 +99,9 @@ from application.signing_keys import (
 from application.tokens import TokenPolicy
 from application.users import DeleteAccount, ListUsers, RegisterUser, UpdateProfile
 from domain.mail import MailTemplates, MailTransport
+from domain.mfa import TotpCodes
 from domain.outbox import RetryPolicy
+from domain.passkeys import WebAuthn
 from domain.ports import (
     Clock,
     DatabaseProbe,
@@ -126,6 +148,7 @@ def ip_limits(settings: Settings) -> dict[str, str]:
         "refresh": settings.rate_limit_refresh,
         "logout": settings.rate_limit_logout,
         "register": settings.rate_limit_register,
+        "mfa": settings.rate_limit_mfa,
         "email_token": settings.rate_limit_email_token,
         "verification_email": settings.rate_limit_verification_email,
         "password_reset": settings.rate_limit_password_reset,
@@ -223,6 +246,15 @@ class Adapters(containers.DeclarativeContainer):
     key_maker = providers.Singleton(
         AesGcmKeyMaker, secret_key=providers.Callable(signing_key, settings)
     )
+    # TOTP, its secrets sealed with SECRET_KEY like the signing keys' private parts.
+    totp = providers.Singleton(PyotpCodes, secret_key=providers.Callable(signing_key, settings))
+    # The relying party of passkeys.
+    webauthn = providers.Singleton(
+        PyWebAuthn,
+        rp_id=settings.provided.webauthn_rp_id,
+        rp_name=settings.provided.relying_party_name,
+        origins=settings.provided.webauthn_origins,
+    )
     # Units of work: use cases get the factory itself (``.provider``), one per transaction.
     uow = providers.Factory(unit_of_work, database=database)
     # For use cases that only read: no transaction, one round trip per query.
@@ -316,6 +348,8 @@ class UseCases(containers.DeclarativeContainer):
         Reauthenticate,
         uow=uow,
         hasher=adapters.hasher,
+        totp=adapters.totp,
+        webauthn=adapters.webauthn,
         clock=clock,
         failed_logins=adapters.failed_logins,
     )
@@ -335,6 +369,52 @@ class UseCases(containers.DeclarativeContainer):
     )
     delete_account = providers.Factory(DeleteAccount, uow=uow, clock=clock)
     list_users = providers.Factory(ListUsers, reader=reader)
+
+    # Second factors
+    get_mfa_status = providers.Factory(GetMfaStatus, reader=reader)
+    start_totp = providers.Factory(
+        StartTotp,
+        uow=uow,
+        totp=adapters.totp,
+        clock=clock,
+        issuer=settings.provided.totp_issuer,
+    )
+    confirm_totp = providers.Factory(ConfirmTotp, uow=uow, totp=adapters.totp, clock=clock)
+    disable_totp = providers.Factory(DisableTotp, uow=uow, clock=clock)
+    regenerate_recovery_codes = providers.Factory(RegenerateRecoveryCodes, uow=uow, clock=clock)
+    complete_mfa_login = providers.Factory(
+        CompleteMfaLogin,
+        uow=uow,
+        totp=adapters.totp,
+        webauthn=adapters.webauthn,
+        codec=adapters.codec,
+        clock=clock,
+        failed_logins=adapters.failed_logins,
+        policy=adapters.token_policy,
+    )
+    reset_mfa = providers.Factory(ResetMfa, uow=uow, clock=clock)
+    start_passkey_registration = providers.Factory(
+        StartPasskeyRegistration, uow=uow, webauthn=adapters.webauthn, clock=clock
+    )
+    register_passkey = providers.Factory(
+        RegisterPasskey, uow=uow, webauthn=adapters.webauthn, clock=clock
+    )
+    list_passkeys = providers.Factory(ListPasskeys, reader=reader)
+    rename_passkey = providers.Factory(RenamePasskey, uow=uow)
+    delete_passkey = providers.Factory(DeletePasskey, uow=uow, clock=clock)
+    start_passkey_login = providers.Factory(
+        StartPasskeyLogin, uow=uow, webauthn=adapters.webauthn, clock=clock
+    )
+    passkey_login = providers.Factory(
+        PasskeyLogin,
+        uow=uow,
+        webauthn=adapters.webauthn,
+        codec=adapters.codec,
+        clock=clock,
+        failed_logins=adapters.failed_logins,
+        policy=adapters.token_policy,
+        require_verified_email=settings.provided.require_verified_email,
+    )
 
     # Mailed links
     verify_email = providers.Factory(VerifyEmail, uow=uow, clock=clock)
@@ -445,6 +525,8 @@ PORTS: dict[type, str] = {
     KeyPolicy: "key_policy",
     KeyMaker: "key_maker",
     KeySetCache: "key_set",
+    TotpCodes: "totp",
+    WebAuthn: "webauthn",
 }
 
 

@@ -93,6 +93,39 @@ class TokenPair(Body):
         return cls.of(pair, token_type="bearer")  # noqa: S106
 
 
+class MfaStatus(Body):
+    totp: bool
+    passkeys: int
+    recovery_codes_left: int
+
+
+class TotpSetup(Body):
+    secret: str = Field(description="The pending secret, base32: shown once.")
+    otpauth_uri: str = Field(description="The same secret as an `otpauth://totp/` URI.")
+
+
+class RecoveryCodes(Body):
+    recovery_codes: list[str] = Field(
+        description="Shown once: each works once, instead of a code of the app."
+    )
+
+
+class Passkey(Body):
+    id: str
+    name: str
+    created_at: datetime
+    last_used_at: datetime | None
+    backed_up: bool = Field(description="Whether the passkey is synced beyond one device.")
+
+
+class CeremonyOptions(Body):
+    challenge_id: str = Field(description="Send it back with the credential.")
+    options: dict[str, Any] = Field(
+        description="For `PublicKeyCredential.parseCreationOptionsFromJSON` (registration)"
+        " or `parseRequestOptionsFromJSON` (authentication)."
+    )
+
+
 class Status(Body):
     status: Literal["ok"] = "ok"
 

@@ -66,6 +66,13 @@ class Settings(BaseSettings):
     # How recent a session's login or re-authentication must be for the operations that
     # change how an account is protected (API.md, "Recent authentication").
     reauth_window_minutes: int = Field(default=10, ge=1, le=24 * 60)
+    # The issuer an authenticator app shows beside a TOTP code; PROJECT_NAME when unset.
+    mfa_issuer: str | None = Field(default=None, min_length=1, max_length=64)
+    # Passkeys: the relying party's id (a registrable domain of the front end's origin),
+    # its name (PROJECT_NAME when unset), and the origins a ceremony may come from.
+    webauthn_rp_id: str = Field(default="localhost", min_length=1, max_length=253)
+    webauthn_rp_name: str | None = Field(default=None, min_length=1, max_length=64)
+    webauthn_origins: Annotated[list[str], NoDecode] = ["http://localhost:3000"]
 
     allowed_origins: Annotated[list[str], NoDecode] = []
     # Host header values the API answers (``*.example.com`` covers the subdomains).
@@ -80,6 +87,8 @@ class Settings(BaseSettings):
     rate_limit_logout: str = "10/minute"
     rate_limit_login_account: str = "10/15minutes"
     rate_limit_register: str = "10/minute"
+    # The second step of a login, per client IP.
+    rate_limit_mfa: str = "10/minute"
     rate_limit_storage_uri: str = "memory://"
     trusted_proxies: Annotated[list[str], NoDecode] = []
 
@@ -135,6 +144,7 @@ class Settings(BaseSettings):
         "rate_limit_logout",
         "rate_limit_login_account",
         "rate_limit_register",
+        "rate_limit_mfa",
         "rate_limit_email_token",
         "rate_limit_verification_email",
         "rate_limit_password_reset",
@@ -151,7 +161,9 @@ class Settings(BaseSettings):
             raise ValueError(f"{value!r} is not a rate limit such as '5/minute'")
         return value
 
-    @field_validator("allowed_origins", "allowed_hosts", "trusted_proxies", mode="before")
+    @field_validator(
+        "allowed_origins", "allowed_hosts", "trusted_proxies", "webauthn_origins", mode="before"
+    )
     @classmethod
     def _json_list(cls, value: object) -> object:
         # An empty variable means "none", not a JSON error.
@@ -291,6 +303,14 @@ class Settings(BaseSettings):
     @property
     def reauth_window(self) -> timedelta:
         return timedelta(minutes=self.reauth_window_minutes)
+
+    @property
+    def totp_issuer(self) -> str:
+        return self.mfa_issuer or self.project_name
+
+    @property
+    def relying_party_name(self) -> str:
+        return self.webauthn_rp_name or self.project_name
 
     @property
     def is_production(self) -> bool:

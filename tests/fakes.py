@@ -19,8 +19,16 @@ from hypothesis import HealthCheck, settings
 from application.tokens import TokenPolicy
 from domain.audit import AuditEvent, AuditFilter, AuditLog
 from domain.email_tokens import EmailToken, EmailTokenRepository, Purpose
-from domain.errors import EmailTaken, LimitsUnavailable, UsernameTaken
+from domain.errors import EmailTaken, LimitsUnavailable, PasskeyAlreadyRegistered, UsernameTaken
 from domain.mail import Mail, MailNotSent, MailTemplates, MailTransport, RenderedMail
+from domain.mfa import (
+    MAX_FAILURES,
+    MfaStatus,
+    MfaToken,
+    MfaTokenRepository,
+    SecondFactorRepository,
+    TotpFactor,
+)
 from domain.model import (
     Credentials,
     PageRequest,
@@ -31,6 +39,14 @@ from domain.model import (
     UserFilter,
 )
 from domain.outbox import OutboxMessage, OutboxRepository, OutboxStats, Status
+from domain.passkeys import (
+    Assertion,
+    Ceremony,
+    Challenge,
+    ChallengeRepository,
+    Passkey,
+    PasskeyRepository,
+)
 from domain.ports import (
     Clock,
     FailedLoginCounter,
@@ -218,6 +234,15 @@ class FakeUserRepository(UserRepository):
         self.store.email_tokens = {
             k: v for k, v in self.store.email_tokens.items() if v.user_id != user_id
         }
+        # The second factors go with their user, as the foreign keys cascade.
+        self.store.table("totp_factors").pop(user_id, None)
+        codes = self.store.table("recovery_codes")
+        for key in [key for key in codes if key[0] == user_id]:
+            del codes[key]
+        for name in ("mfa_tokens", "passkeys", "webauthn_challenges"):
+            rows = self.store.table(name)
+            for key in [key for key, row in rows.items() if row.user_id == user_id]:
+                del rows[key]
         return True
 
     async def list_page(self, page: PageRequest, *, active_only: bool) -> tuple[list[User], int]:
@@ -389,6 +414,203 @@ class FakeEmailTokenRepository(EmailTokenRepository):
         ][:limit]
         for token_id in spent:
             del self.store.email_tokens[token_id]
+        return len(spent)
+
+
+class FakeSecondFactorRepository(SecondFactorRepository):
+    """TOTP factors by user id; recovery codes as ``[user_id, code_hash, used_at]``."""
+
+    def __init__(self, store: Store) -> None:
+        self.totp: dict[int, TotpFactor] = store.table("totp_factors")
+        self.codes: dict[tuple[int, str], datetime | None] = store.table("recovery_codes")
+        self.passkeys: dict[str, Passkey] = store.table("passkeys")
+
+    async def status(self, user_id: int) -> MfaStatus:
+        factor = self.totp.get(user_id)
+        left = sum(1 for (uid, _), used in self.codes.items() if uid == user_id and used is None)
+        keys = sum(1 for p in self.passkeys.values() if p.user_id == user_id)
+        return MfaStatus(
+            totp=factor is not None and factor.enabled, passkeys=keys, recovery_codes_left=left
+        )
+
+    async def get_totp(self, user_id: int) -> TotpFactor | None:
+        return self.totp.get(user_id)
+
+    async def set_pending_totp(self, user_id: int, sealed_secret: bytes, at: datetime) -> bool:
+        found = self.totp.get(user_id)
+        if found is not None and found.enabled:
+            return False
+        self.totp[user_id] = TotpFactor(user_id=user_id, sealed_secret=sealed_secret, created_at=at)
+        return True
+
+    async def enable_totp(
+        self, user_id: int, sealed_secret: bytes, step: int, at: datetime
+    ) -> bool:
+        found = self.totp.get(user_id)
+        if found is None or found.enabled or found.sealed_secret != sealed_secret:
+            return False
+        self.totp[user_id] = replace(found, enabled_at=at, last_step=step)
+        return True
+
+    async def use_totp_step(self, user_id: int, step: int) -> bool:
+        found = self.totp.get(user_id)
+        if found is None or not found.enabled:
+            return False
+        if found.last_step is not None and found.last_step >= step:
+            return False
+        self.totp[user_id] = replace(found, last_step=step)
+        return True
+
+    async def disable_totp(self, user_id: int) -> bool:
+        found = self.totp.pop(user_id, None)
+        return found is not None and found.enabled
+
+    async def replace_recovery_codes(
+        self, user_id: int, code_hashes: list[str], at: datetime
+    ) -> None:
+        await self.delete_recovery_codes(user_id)
+        for code_hash in code_hashes:
+            self.codes[(user_id, code_hash)] = None
+
+    async def use_recovery_code(self, user_id: int, code_hash: str, at: datetime) -> bool:
+        key = (user_id, code_hash)
+        if key not in self.codes or self.codes[key] is not None:
+            return False
+        self.codes[key] = at
+        return True
+
+    async def delete_recovery_codes(self, user_id: int) -> None:
+        for key in [key for key in self.codes if key[0] == user_id]:
+            del self.codes[key]
+
+
+class FakeMfaTokenRepository(MfaTokenRepository):
+    def __init__(self, store: Store) -> None:
+        self.tokens: dict[str, MfaToken] = store.table("mfa_tokens")
+
+    async def add(self, token: MfaToken) -> None:
+        self.tokens[token.id] = copy.copy(token)
+
+    async def find_usable(self, token_id: str, now: datetime) -> MfaToken | None:
+        token = self.tokens.get(token_id)
+        if (
+            token is None
+            or token.used_at is not None
+            or token.expires_at <= now
+            or token.failures >= MAX_FAILURES
+        ):
+            return None
+        return copy.copy(token)
+
+    async def redeem(self, token_id: str, now: datetime) -> MfaToken | None:
+        found = await self.find_usable(token_id, now)
+        if found is not None:
+            self.tokens[token_id].used_at = found.used_at = now
+        return found
+
+    async def fail(self, token_id: str) -> None:
+        token = self.tokens.get(token_id)
+        if token is not None and token.used_at is None:
+            token.failures += 1
+
+    async def end_all(self, user_id: int, at: datetime) -> int:
+        ended = [t for t in self.tokens.values() if t.user_id == user_id and t.used_at is None]
+        for token in ended:
+            token.used_at = at
+        return len(ended)
+
+    async def delete_spent(self, before: datetime, limit: int) -> int:
+        spent = [
+            t.id
+            for t in self.tokens.values()
+            if (t.used_at is not None and t.used_at < before) or t.expires_at < before
+        ][:limit]
+        for token_id in spent:
+            del self.tokens[token_id]
+        return len(spent)
+
+
+class FakePasskeyRepository(PasskeyRepository):
+    def __init__(self, store: Store) -> None:
+        self.passkeys: dict[str, Passkey] = store.table("passkeys")
+
+    async def add(self, passkey: Passkey) -> None:
+        if any(p.credential_id == passkey.credential_id for p in self.passkeys.values()):
+            raise PasskeyAlreadyRegistered()
+        self.passkeys[passkey.id] = copy.copy(passkey)
+
+    async def list_for_user(self, user_id: int) -> list[Passkey]:
+        mine = [copy.copy(p) for p in self.passkeys.values() if p.user_id == user_id]
+        return sorted(mine, key=lambda p: (p.created_at, p.id))
+
+    async def get(self, passkey_id: str, user_id: int) -> Passkey | None:
+        found = self.passkeys.get(passkey_id)
+        return copy.copy(found) if found is not None and found.user_id == user_id else None
+
+    async def get_by_credential(self, credential_id: bytes) -> Passkey | None:
+        for passkey in self.passkeys.values():
+            if passkey.credential_id == credential_id:
+                return copy.copy(passkey)
+        return None
+
+    async def rename(self, passkey_id: str, user_id: int, name: str) -> Passkey | None:
+        found = await self.get(passkey_id, user_id)
+        if found is None:
+            return None
+        self.passkeys[passkey_id].name = found.name = name
+        return found
+
+    async def delete(self, passkey_id: str, user_id: int) -> bool:
+        if await self.get(passkey_id, user_id) is None:
+            return False
+        del self.passkeys[passkey_id]
+        return True
+
+    async def delete_all(self, user_id: int) -> int:
+        mine = [key for key, p in self.passkeys.items() if p.user_id == user_id]
+        for key in mine:
+            del self.passkeys[key]
+        return len(mine)
+
+    async def record_use(self, passkey: Passkey, assertion: Assertion, at: datetime) -> bool:
+        stored = self.passkeys.get(passkey.id)
+        if stored is None or stored.sign_count != passkey.sign_count:
+            return False
+        stored.sign_count = assertion.sign_count
+        stored.backed_up = assertion.backed_up
+        stored.last_used_at = at
+        return True
+
+
+class FakeChallengeRepository(ChallengeRepository):
+    def __init__(self, store: Store) -> None:
+        self.challenges: dict[str, Challenge] = store.table("webauthn_challenges")
+
+    async def add(self, challenge: Challenge) -> None:
+        self.challenges[challenge.id] = copy.copy(challenge)
+
+    async def redeem(
+        self, challenge_id: str, ceremony: Ceremony, now: datetime
+    ) -> Challenge | None:
+        found = self.challenges.get(challenge_id)
+        if (
+            found is None
+            or found.ceremony is not ceremony
+            or found.used_at is not None
+            or found.expires_at <= now
+        ):
+            return None
+        found.used_at = now
+        return copy.copy(found)
+
+    async def delete_spent(self, before: datetime, limit: int) -> int:
+        spent = [
+            c.id
+            for c in self.challenges.values()
+            if (c.used_at is not None and c.used_at < before) or c.expires_at < before
+        ][:limit]
+        for challenge_id in spent:
+            del self.challenges[challenge_id]
         return len(spent)
 
 
@@ -578,6 +800,10 @@ FAKES: Mapping[type, FakeFactory] = {
     OutboxRepository: FakeOutboxRepository,
     AuditLog: FakeAuditLog,
     SigningKeyRepository: FakeSigningKeyRepository,
+    SecondFactorRepository: FakeSecondFactorRepository,
+    MfaTokenRepository: FakeMfaTokenRepository,
+    PasskeyRepository: FakePasskeyRepository,
+    ChallengeRepository: FakeChallengeRepository,
 }
 
 

@@ -17,6 +17,7 @@ from application.admin import (
     UpdateUser,
     UserChanges,
 )
+from application.mfa import ResetMfa
 from application.users import ListUsers, NewUser, RegisterUser
 from domain.model import MAX_PAGE_SIZE, Page, PageRequest, User
 from entrypoints.cli.runtime import fail, run
@@ -25,8 +26,8 @@ from entrypoints.services import Services
 
 users = typer.Typer(
     name="users",
-    help="Create, list, activate and deactivate users, set their passwords and make them"
-    " superusers.",
+    help="Create, list, activate and deactivate users, set their passwords, make them"
+    " superusers and reset their second factors.",
     no_args_is_help=True,
     rich_markup_mode="markdown",
 )
@@ -206,6 +207,21 @@ def set_password(
         return changed
 
     typer.echo(f"Password of user {_name(run(ctx, work))} set; all their sessions are ended.")
+
+
+@users.command("reset-mfa")
+def reset_mfa(ctx: typer.Context, user: UserRef) -> None:
+    """Remove every second factor of a user who lost them (TOTP, passkeys, recovery
+    codes), end all their sessions and mail them a notice, as the admin API does."""
+
+    async def work(services: Services) -> User:
+        found: User = await services.get(ResetMfa)(user)
+        return found
+
+    typer.echo(
+        f"Every second factor of user {_name(run(ctx, work))} is removed; all their sessions"
+        " are ended. They log in with their password alone, and can set up a new factor."
+    )
 
 
 def _name(user: User) -> str:

@@ -115,6 +115,7 @@ class IpLimit(StrEnum):
     REFRESH = "refresh"
     LOGOUT = "logout"
     REGISTER = "register"
+    MFA = "mfa"
     EMAIL_TOKEN = "email_token"  # noqa: S105 - a limit's name
     # Counted per user and per submitted address rather than per IP (see the routes).
     VERIFICATION_EMAIL = "verification_email"

@@ -24,6 +24,9 @@ OAUTH2_ERRORS = {
     "invalid_credentials": "invalid_grant",
     "invalid_token": "invalid_grant",
     "unsupported_grant_type": "unsupported_grant_type",
+    # Not one of section 5.2's, as section 8.5 allows: the password was right, and the
+    # client goes on with the problem's ``mfa_token``.
+    "mfa_required": "mfa_required",
 }
 
 

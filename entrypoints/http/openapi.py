@@ -23,7 +23,7 @@ from fastapi.responses import HTMLResponse
 from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 
-from application.auth import Authenticate
+from application.auth import Authenticate, RecentAuthentication
 from domain.errors import DomainError, Forbidden, LimitsUnavailable, RateLimited, ServiceUnavailable
 from entrypoints.http.problems import HTTP_CODES, PROBLEM_JSON, status_of
 from entrypoints.http.schemas import openapi_components
@@ -92,6 +92,8 @@ ErrorSource: TypeAlias = type | int | tuple["ErrorSource", ...]
 BODY = (413, 422)  # a request body: over 1 MiB, or not valid
 PARAMS = (422,)  # path or query parameters out of their bounds
 BEARER = (401, Authenticate)  # ``CurrentPrincipal``: no token, or one not valid
+# ``RecentPrincipal``: also 403 when the session's authentication is not recent.
+RECENT = (*BEARER, RecentAuthentication)
 SUPERUSER = (*BEARER, Forbidden)  # ``CurrentSuperuser``: also 403 for anyone else
 RATE_LIMITED = (RateLimited, LimitsUnavailable)  # a limit: reached, or its store away
 # The codes of the statuses the HTTP layer answers on its own.

@@ -122,7 +122,7 @@ async def domain_error_handler(_request: Request, exc: Exception) -> Response:
         # Every invalid value has the 422 shape: ``errors`` says which input.
         return _invalid_value_problem(exc)
     headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after is not None else None
-    return problem(status, exc.code, exc.detail, headers=headers)
+    return problem(status, exc.code, exc.detail, headers=headers, **exc.members())
 
 
 def _invalid_value_problem(exc: DomainError) -> Response:

@@ -16,6 +16,7 @@ from pydantic import (
 )
 
 from domain.fields import Text as DomainText
+from domain.mfa import SecondFactor
 from domain.rules import (
     EMAIL_MAX_LENGTH,
     FULL_NAME_MAX_LENGTH,
@@ -144,8 +145,153 @@ class RefreshRequest(Strict):
     refresh_token: Token
 
 
-class Reauthentication(Strict):
+TotpCode = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=64, pattern=NoNul),
+    Field(description="The code the authenticator app shows (6 digits)."),
+]
+RecoveryCode = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=64, pattern=NoNul),
+    Field(description="One of the recovery codes; case, spaces and dashes do not matter."),
+]
+MfaToken = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=256, pattern=NoNul),
+    Field(description="The `mfa_token` of the login's 403 `mfa_required` answer."),
+]
+ChallengeId = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=64, pattern=NoNul),
+    Field(description="The `challenge_id` that came with the passkey options."),
+]
+PasskeyCredential = Annotated[
+    dict[str, Any],
+    Field(description="The browser's `PublicKeyCredential`, as its `toJSON()` gives it."),
+]
+PasskeyName = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=NoNul)]
+# Each second factor by the fields that make it: a passkey is a challenge and a credential.
+FACTORS: dict[str, tuple[str, ...]] = {
+    "code": ("code",),
+    "recovery_code": ("recovery_code",),
+    "passkey": ("challenge_id", "credential"),
+}
+FACTOR_FIELDS = tuple(name for fields in FACTORS.values() for name in fields)
+
+
+# At most one factor, a passkey's two fields together: the rules the validators hold.
+AT_MOST_ONE_FACTOR: dict[str, Any] = {
+    "dependentRequired": {"challenge_id": ["credential"], "credential": ["challenge_id"]},
+    "not": {
+        "anyOf": [
+            {"required": [*a, *b]}
+            for i, a in enumerate(FACTORS.values())
+            for b in list(FACTORS.values())[i + 1 :]
+        ]
+    },
+}
+
+
+class SecondFactorFields(Strict):
+    """At most one second factor (which one is up to the user)."""
+
+    model_config = ConfigDict(json_schema_extra=AT_MOST_ONE_FACTOR)
+
+    code: TotpCode | None = optional_not_null()
+    recovery_code: RecoveryCode | None = optional_not_null()
+    challenge_id: ChallengeId | None = optional_not_null()
+    credential: PasskeyCredential | None = optional_not_null()
+
+    @model_validator(mode="after")
+    def _one_factor(self) -> SecondFactorFields:
+        for name in FACTOR_FIELDS:
+            if name in self.model_fields_set and getattr(self, name) is None:
+                raise ValueError(f"{name} cannot be null")
+        if ("challenge_id" in self.model_fields_set) != ("credential" in self.model_fields_set):
+            raise ValueError("a passkey is challenge_id and credential together")
+        if len(self.factors_sent()) > 1:
+            raise ValueError("send one second factor: code, recovery_code or a passkey")
+        return self
+
+    def factors_sent(self) -> list[str]:
+        return [
+            kind
+            for kind, fields in FACTORS.items()
+            if any(name in self.model_fields_set for name in fields)
+        ]
+
+    def factor(self) -> SecondFactor:
+        return SecondFactor(
+            code=self.code,
+            recovery_code=self.recovery_code,
+            challenge_id=self.challenge_id,
+            credential=self.credential,
+        )
+
+
+class Reauthentication(SecondFactorFields):
     password: Credential
+
+
+class MfaLogin(SecondFactorFields):
+    """The token of the password step and exactly one second factor."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            **AT_MOST_ONE_FACTOR,
+            "oneOf": [{"required": list(fields)} for fields in FACTORS.values()],
+        },
+    )
+
+    mfa_token: MfaToken
+
+    @model_validator(mode="after")
+    def _a_factor(self) -> MfaLogin:
+        if not self.factors_sent():
+            raise ValueError("send a second factor: code, recovery_code or a passkey")
+        return self
+
+
+class PasskeyRegistration(Strict):
+    challenge_id: ChallengeId
+    credential: PasskeyCredential
+    name: PasskeyName | None = Field(
+        default=None,
+        description="By default the authenticator's name when it is known, else `Passkey`.",
+        json_schema_extra=_not_null,
+    )
+
+    @model_validator(mode="after")
+    def _no_null(self) -> PasskeyRegistration:
+        if "name" in self.model_fields_set and self.name is None:
+            raise ValueError("name cannot be null")
+        return self
+
+
+class PasskeyRename(Strict):
+    name: PasskeyName
+
+
+class PasskeyLoginOptions(Strict):
+    """Empty for a passwordless login; with the password step's `mfa_token` for the
+    second step."""
+
+    mfa_token: MfaToken | None = optional_not_null()
+
+    @model_validator(mode="after")
+    def _no_null(self) -> PasskeyLoginOptions:
+        if "mfa_token" in self.model_fields_set and self.mfa_token is None:
+            raise ValueError("mfa_token cannot be null")
+        return self
+
+
+class PasskeyAssertion(Strict):
+    challenge_id: ChallengeId
+    credential: PasskeyCredential
+
+
+class TotpConfirmation(Strict):
+    code: TotpCode
 
 
 GRANT_TYPES = ("password", "refresh_token")
@@ -213,6 +359,14 @@ class Problem(BaseModel):
     detail: str
     code: str
     request_id: str | None = Field(default=None, description="Only on 500 responses.")
+    mfa_token: str | None = Field(
+        default=None,
+        description="Only on 403 `mfa_required` from the login: the token of its second"
+        " step (`/api/v1/auth/login/mfa`), single use, valid 5 minutes.",
+    )
+    methods: list[Literal["totp", "recovery_code", "passkey"]] | None = Field(
+        default=None, description="Only on 403 `mfa_required`: the second factors the user has."
+    )
 
 
 class ValidationErrorItem(BaseModel):

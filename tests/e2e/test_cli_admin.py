@@ -9,14 +9,17 @@ import json
 from datetime import datetime
 from typing import Any
 
+import pyotp
 import pytest
 from typer.testing import Result
 
-from application.admin import DeleteUser
+from application.admin import DeleteUser, GetUser
 from application.auth import Authenticate, LogIn
+from application.mfa import ConfirmTotp, GetMfaStatus, StartTotp
 from application.outbox import ListOutbox
 from domain.errors import InvalidToken
-from domain.model import TokenPair
+from domain.mfa import MfaStatus
+from domain.model import Principal, TokenPair
 from domain.outbox import OutboxMessage, Template
 from entrypoints.container import ContainerServices
 from tests.e2e.cli_fixtures import PASSWORD, Cli, one_error_line
@@ -210,6 +213,7 @@ def test_send_password_reset_queues_a_reset_mail_for_the_user(cli: Cli, ref: str
         ["users", "grant-superuser"],
         ["users", "revoke-superuser"],
         ["users", "send-password-reset"],
+        ["users", "reset-mfa"],
     ],
 )
 @pytest.mark.parametrize("ref", ["nobody", "nobody@example.com", "999"])
@@ -225,6 +229,54 @@ def test_an_unknown_user_is_one_line_exit_1_and_queues_nothing(
     assert line == f"error: No user with id, email or username {ref!r}."
     assert events(cli) == before_events
     assert len(outbox(cli)) == before_outbox
+
+
+# --- reset-mfa -----------------------------------------------------------------------------
+
+
+def turn_on_totp(cli: Cli, login: str) -> None:
+    async def work(container: ContainerServices) -> None:
+        tokens = (await container.get(LogIn)(login, PASSWORD)).tokens
+        principal = await container.get(Authenticate)(tokens.access_token)
+        setup = await container.get(StartTotp)(principal)
+        await container.get(ConfirmTotp)(principal, pyotp.TOTP(setup.secret).now())
+
+    cli.run(work)
+
+
+def mfa_status(cli: Cli, login: str) -> MfaStatus:
+    async def work(container: ContainerServices) -> MfaStatus:
+        found = await container.get(GetUser)(login)
+        principal = Principal(user=found, session_id="none")
+        status: MfaStatus = await container.get(GetMfaStatus)(principal)
+        return status
+
+    return cli.run(work)
+
+
+def test_reset_mfa_removes_every_factor_ends_the_sessions_and_mails_a_notice(cli: Cli) -> None:
+    ada = cli.create_user("ada")
+    pair = log_in(cli, "ada")
+    turn_on_totp(cli, "ada")
+    assert mfa_status(cli, "ada").totp
+    before = {m.id for m in outbox(cli)}
+
+    result = cli("users", "reset-mfa", "ada@example.com")
+
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout == (
+        f"Every second factor of user ada (id {ada}) is removed; all their sessions are"
+        " ended. They log in with their password alone, and can set up a new factor.\n"
+    )
+    assert mfa_status(cli, "ada") == MfaStatus()
+    assert not token_works(cli, pair.access_token)
+    queued = [m for m in outbox(cli) if m.id not in before]
+    assert [(m.template, m.context["change"]) for m in queued] == [
+        (Template.SECURITY_NOTICE, "reset_by_admin")
+    ]
+    (event,) = events(cli, "--action", "mfa.reset_by_admin")
+    assert (event["actor_type"], event["target_user_id"]) == ("operator", ada)
+    log_in(cli, "ada")  # the password alone, again
 
 
 # --- audit list ----------------------------------------------------------------------------

@@ -14,6 +14,8 @@ from typing import Any
 import pytest
 
 from adapters.jwt_codec import JwtCodec
+from adapters.passkey_ceremonies import PyWebAuthn
+from adapters.totp import PyotpCodes
 from application.auth import (
     Authenticate,
     EndSession,
@@ -193,3 +195,19 @@ def list_sessions(uow_factory: UowFactory, clock: FakeClock) -> ListSessions:
 @pytest.fixture
 def end_session(uow_factory: UowFactory, clock: FakeClock) -> EndSession:
     return EndSession(uow_factory, clock)
+
+
+@pytest.fixture
+def totp() -> PyotpCodes:
+    """The real TOTP algorithm: pure, and the "phone" of the tests is pyotp too."""
+    return PyotpCodes(SECRET_KEY)
+
+
+RP_ID = "localhost"
+ORIGIN = "http://localhost:3000"
+
+
+@pytest.fixture
+def webauthn() -> PyWebAuthn:
+    """The real ceremonies (py_webauthn): the tests' authenticator is in software."""
+    return PyWebAuthn(RP_ID, "Backend Template", [ORIGIN])

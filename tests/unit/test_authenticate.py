@@ -8,7 +8,8 @@ from datetime import timedelta
 import pytest
 
 from adapters.jwt_codec import JwtCodec
-from application.auth import Authenticate, LogIn, LoginResult
+from application.auth import Authenticate, LogIn
+from application.tokens import LoginResult
 from domain.errors import InvalidToken
 from domain.model import AccessClaims, User
 from tests.fakes import SECRET_KEY, FakeClock, FakeUnitOfWork, Store

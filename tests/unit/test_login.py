@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from adapters.jwt_codec import JwtCodec
-from application.auth import USER_AGENT_MAX_LENGTH, LogIn
+from application.auth import LogIn
+from application.tokens import USER_AGENT_MAX_LENGTH
 from domain.errors import InvalidCredentials, RateLimited
 from domain.model import User
 from tests.fakes import POLICY, FakeClock, FakeFailedLoginCounter, FakeHasher, FakeUnitOfWork, Store

@@ -8,14 +8,16 @@ from datetime import timedelta
 
 import pytest
 
+from adapters.passkey_ceremonies import PyWebAuthn
+from adapters.totp import PyotpCodes
 from application.auth import (
     Authenticate,
     LogIn,
-    LoginResult,
     LogOutEverywhere,
     Reauthenticate,
     RecentAuthentication,
 )
+from application.tokens import LoginResult
 from domain.errors import InvalidToken, RateLimited, ReauthenticationRequired, WrongPassword
 from domain.model import Principal, User
 from tests.fakes import FakeClock, FakeFailedLoginCounter, FakeHasher, Store
@@ -29,10 +31,12 @@ WINDOW = timedelta(minutes=10)
 def reauthenticate(
     uow_factory: UowFactory,
     hasher: FakeHasher,
+    totp: PyotpCodes,
+    webauthn: PyWebAuthn,
     clock: FakeClock,
     failed_logins: FakeFailedLoginCounter,
 ) -> Reauthenticate:
-    return Reauthenticate(uow_factory, hasher, clock, failed_logins)
+    return Reauthenticate(uow_factory, hasher, totp, webauthn, clock, failed_logins)
 
 
 @pytest.fixture

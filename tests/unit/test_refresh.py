@@ -7,7 +7,8 @@ from datetime import timedelta
 import pytest
 
 from adapters.jwt_codec import JwtCodec
-from application.auth import Authenticate, LogIn, LoginResult, LogOut, RefreshTokens
+from application.auth import Authenticate, LogIn, LogOut, RefreshTokens
+from application.tokens import LoginResult
 from domain.errors import InvalidToken
 from domain.model import RefreshClaims, User
 from tests.fakes import POLICY, FakeClock, FakeRefreshTokenRepository, FakeUnitOfWork, Store

@@ -12,11 +12,11 @@ from application.auth import (
     EndSession,
     ListSessions,
     LogIn,
-    LoginResult,
     LogOut,
     LogOutEverywhere,
     RefreshTokens,
 )
+from application.tokens import LoginResult
 from domain.errors import InvalidToken, NotFound, SessionNotFound
 from domain.model import Principal, User
 from domain.ports import UserRepository

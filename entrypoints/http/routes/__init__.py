@@ -1,7 +1,7 @@
 """The API's routers, one module per resource, each listed here: the one place where a
 new module of routes is added (``app scaffold`` adds its line)."""
 
-from entrypoints.http.routes import admin, auth, email, health, jwks, users
+from entrypoints.http.routes import admin, auth, email, health, jwks, mfa, passkeys, users
 
 ROUTERS = (
     admin.router,
@@ -9,5 +9,7 @@ ROUTERS = (
     email.router,
     health.router,
     jwks.router,
+    mfa.router,
+    passkeys.router,
     users.router,
 )

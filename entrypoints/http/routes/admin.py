@@ -21,6 +21,7 @@ from application.admin import (
     UserChanges,
 )
 from application.audit import ListAuditEvents
+from application.mfa import ResetMfa
 from domain.audit import Action, AuditFilter
 from domain.model import MAX_PAGE_SIZE, PageRequest, UserFilter
 from entrypoints.http import schemas
@@ -168,6 +169,22 @@ async def end_user_sessions(
     end: Annotated[EndUserSessions, use(EndUserSessions)],
 ) -> Response:
     await end(user_id)
+    return Response(status_code=204)
+
+
+@router.delete(
+    "/users/{user_id}/mfa",
+    summary="Remove all of a user's second factors",
+    description=described(ResetMfa),
+    status_code=204,
+    responses=errors_of(ResetMfa, SUPERUSER, PARAMS),
+)
+async def reset_user_mfa(
+    user_id: UserId,
+    _admin: CurrentSuperuser,
+    reset: Annotated[ResetMfa, use(ResetMfa)],
+) -> Response:
+    await reset(user_id)
     return Response(status_code=204)
 
 

@@ -214,7 +214,7 @@ async def reauthenticate(
 ) -> Response:
     # A password check, like a login: limited per client IP as well as per account.
     await hit_ip_limit(request, IpLimit.LOGIN)
-    await reauthenticate(principal, body.password)
+    await reauthenticate(principal, body.password, body.factor())
     return Response(status_code=204)
 
 
