@@ -26,7 +26,6 @@ from adapters.jwt_codec import JwtCodec
 from adapters.key_crypto import AesGcmKeyMaker
 from adapters.key_file import load_or_create_key
 from adapters.locks import DatabaseJobLock
-from adapters.passkey_ceremonies import PyWebAuthn
 from adapters.rate_limit import LimitsFailedLoginCounter, NamedRateLimits, RateLimiter
 from adapters.totp import PyotpCodes
 from adapters.unit_of_work import unit_of_work
@@ -180,6 +179,18 @@ def mail_transport(settings: Settings) -> MailTransport:
     return NullTransport()
 
 
+def relying_party(settings: Settings) -> WebAuthn:
+    """The passkey ceremonies: py_webauthn (and the OpenSSL bindings it brings, some
+    5 MB) loads in the process that runs one, on first use."""
+    from adapters.passkey_ceremonies import PyWebAuthn  # noqa: PLC0415
+
+    return PyWebAuthn(
+        rp_id=settings.webauthn_rp_id,
+        rp_name=settings.relying_party_name,
+        origins=settings.webauthn_origins,
+    )
+
+
 def mail_templates(overrides_dir: Path | None, defaults: dict[str, object]) -> MailTemplates:
     from adapters.mail_templates import JinjaMailTemplates  # noqa: PLC0415
 
@@ -249,12 +260,7 @@ class Adapters(containers.DeclarativeContainer):
     # TOTP, its secrets sealed with SECRET_KEY like the signing keys' private parts.
     totp = providers.Singleton(PyotpCodes, secret_key=providers.Callable(signing_key, settings))
     # The relying party of passkeys.
-    webauthn = providers.Singleton(
-        PyWebAuthn,
-        rp_id=settings.provided.webauthn_rp_id,
-        rp_name=settings.provided.relying_party_name,
-        origins=settings.provided.webauthn_origins,
-    )
+    webauthn = providers.Singleton(relying_party, settings)
     # Units of work: use cases get the factory itself (``.provider``), one per transaction.
     uow = providers.Factory(unit_of_work, database=database)
     # For use cases that only read: no transaction, one round trip per query.

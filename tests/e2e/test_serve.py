@@ -61,7 +61,7 @@ def test_the_command_line_names_this_interpreter_and_never_the_working_directory
     assert "--reload" not in serve.command("127.0.0.1", 8000, 1, False)
 
 
-def test_the_api_process_loads_neither_the_cli_nor_the_job_runner_nor_mail(
+def test_the_api_process_loads_neither_the_cli_nor_the_job_runner_nor_mail_nor_webauthn(
     tmp_path: Path,
 ) -> None:
     url = f"sqlite+aiosqlite:///{tmp_path / 'app.db'}"
@@ -74,8 +74,9 @@ def test_the_api_process_loads_neither_the_cli_nor_the_job_runner_nor_mail(
         # What a unit of work serves its repositories from: every repository's module.
         "import adapters.repositories\n"
         "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in"
-        " {'typer', 'alembic', 'apscheduler', 'jinja2', 'aiosmtplib'}"
-        " or m.startswith(('entrypoints.cli', 'adapters.mail', 'adapters.migrations')))))\n"
+        " {'typer', 'alembic', 'apscheduler', 'jinja2', 'aiosmtplib', 'webauthn'}"
+        " or m.startswith(('entrypoints.cli', 'adapters.mail', 'adapters.migrations',"
+        " 'adapters.passkey_ceremonies')))))\n"
     )
     done = subprocess.run(
         [sys.executable, "-P", "-c", script],
