@@ -135,6 +135,9 @@ def _totp(row: Mapping[str, Any] | None) -> TotpFactor | None:
 
 
 class SqlSecondFactorRepository(SqlRepository, SecondFactorRepository):
+    async def hold(self, user_id: int) -> None:
+        await self._db.all(_USER_LOCK.lock, {"uid": user_id})
+
     async def status(self, user_id: int) -> MfaStatus:
         row = await self._db.one(_STATUS, {"uid": user_id})
         assert row is not None

@@ -156,6 +156,8 @@ class ConfirmTotp:
         async with self._uow() as uow:
             now = self._clock.now()
             factors = uow.repository(SecondFactorRepository)
+            # Whether this is the first factor is decided on what is committed by then.
+            await factors.hold(user_id)
             pending = await factors.get_totp(user_id)
             if pending is None:
                 raise MfaNotEnabled("Set up TOTP first: POST /api/v1/auth/mfa/totp.")
@@ -323,6 +325,7 @@ class ResetMfa:
             assert user.id is not None
             now = self._clock.now()
             factors = uow.repository(SecondFactorRepository)
+            await factors.hold(user.id)
             await factors.disable_totp(user.id)
             await factors.delete_recovery_codes(user.id)
             await uow.repository(PasskeyRepository).delete_all(user.id)

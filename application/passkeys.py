@@ -151,6 +151,8 @@ class RegisterPasskey:
                 raise InvalidPasskey()
             assert challenge.user_handle is not None
             new = self._webauthn.verify_registration(credential, challenge.challenge)
+            # A removal of the other factors at the same moment sees this one.
+            await uow.repository(SecondFactorRepository).hold(principal.user_id)
             passkey = Passkey(
                 user_id=principal.user_id,
                 credential_id=new.credential_id,
@@ -225,9 +227,11 @@ class DeletePasskey:
         user_id = principal.user_id
         async with self._uow() as uow:
             now = self._clock.now()
+            factors = uow.repository(SecondFactorRepository)
+            # Two last factors removed at once: the second sees the first gone.
+            await factors.hold(user_id)
             if not await uow.repository(PasskeyRepository).delete(passkey_id, user_id):
                 raise PasskeyNotFound()
-            factors = uow.repository(SecondFactorRepository)
             if not (await factors.status(user_id)).enabled:
                 await factors.delete_recovery_codes(user_id)
             await security_notice(

@@ -207,6 +207,13 @@ class TotpCodes(abc.ABC):
 
 class SecondFactorRepository(abc.ABC):
     @abc.abstractmethod
+    async def hold(self, user_id: int) -> None:
+        """Hold the user's second factors until the transaction ends: another change to
+        them waits here, and then sees this one's outcome. A change that decides by
+        what factors remain (the last one takes the recovery codes with it) holds them
+        first."""
+
+    @abc.abstractmethod
     async def status(self, user_id: int) -> MfaStatus:
         """Which second factors the user has, in one round trip."""
 

@@ -425,6 +425,9 @@ class FakeSecondFactorRepository(SecondFactorRepository):
         self.codes: dict[tuple[int, str], datetime | None] = store.table("recovery_codes")
         self.passkeys: dict[str, Passkey] = store.table("passkeys")
 
+    async def hold(self, user_id: int) -> None:
+        """Nothing to do: a fake unit of work runs alone."""
+
     async def status(self, user_id: int) -> MfaStatus:
         factor = self.totp.get(user_id)
         left = sum(1 for (uid, _), used in self.codes.items() if uid == user_id and used is None)

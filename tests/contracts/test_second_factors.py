@@ -269,3 +269,14 @@ async def test_ending_a_users_tokens_and_deleting_spent_ones(new_uow: UowFactory
     assert await committed(new_uow, lambda uow: tokens(uow).delete_spent(later, 10)) == 1
     much_later = NOW + 10 * MINUTE
     assert await committed(new_uow, lambda uow: tokens(uow).delete_spent(much_later, 10)) == 1
+
+
+async def test_holding_the_factors_changes_nothing(new_uow: UowFactory) -> None:
+    ada = await add_user(new_uow)
+    uid = await enabled_totp(new_uow, ada)
+    async with new_uow() as uow:
+        await factors(uow).hold(uid)
+        await factors(uow).hold(uid)  # again, in the same transaction
+        held = await factors(uow).status(uid)
+        await uow.commit()
+    assert held == await status(new_uow, ada) == MfaStatus(totp=True)

@@ -14,7 +14,14 @@ from sqlalchemy import func, select
 from adapters.database import Database
 from adapters.mfa_repository import recovery_codes
 from adapters.unit_of_work import unit_of_work
-from domain.mfa import MfaToken, MfaTokenRepository, SecondFactorRepository, recovery_code_hash
+from domain.mfa import (
+    MfaStatus,
+    MfaToken,
+    MfaTokenRepository,
+    SecondFactorRepository,
+    recovery_code_hash,
+)
+from domain.passkeys import Passkey, PasskeyRepository
 from domain.ports import UnitOfWork
 from tests.integration.builders import NOW, add_user
 from tests.integration.test_races import race
@@ -130,3 +137,38 @@ async def test_two_new_sets_of_recovery_codes_at_once_leave_one_set(
         total = await conn.scalar(select(func.count()).select_from(recovery_codes))
     assert stored == set(second)
     assert total == 10
+
+
+async def test_a_change_that_holds_the_factors_sees_a_removal_that_held_them_first(
+    pg_database: Database,
+) -> None:
+    # The last two factors removed at once (a passkey here, TOTP there): each removal
+    # holds the factors before it asks what remains, so the second sees the first's
+    # outcome and takes the recovery codes with the last factor.
+    uid = await user_with_totp(pg_database)
+    passkey = Passkey(
+        user_id=uid,
+        credential_id=b"credential",
+        public_key=b"key",
+        sign_count=0,
+        name="Passkey",
+        user_handle=b"h" * 32,
+        created_at=NOW,
+    )
+    async with unit_of_work(pg_database) as uow:
+        await uow.repository(PasskeyRepository).add(passkey)
+        await uow.commit()
+
+    async def remove_passkey(uow: UnitOfWork) -> bool:
+        await factors(uow).hold(uid)
+        return await uow.repository(PasskeyRepository).delete(passkey.id, uid)
+
+    async def what_remains(uow: UnitOfWork) -> MfaStatus:
+        await factors(uow).hold(uid)
+        return await factors(uow).status(uid)
+
+    outcome = await race(pg_database, remove_passkey, what_remains)
+
+    assert outcome.second_waited
+    assert outcome.first is True
+    assert outcome.second == MfaStatus(totp=True, passkeys=0, recovery_codes_left=0)
