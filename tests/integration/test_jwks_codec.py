@@ -182,9 +182,9 @@ def test_a_sealed_key_moved_to_another_kid_does_not_open(key: SigningKey, algori
 
     with pytest.raises(SigningKeyUnreadable):
         MAKER.open(replace(other, sealed_private=key.sealed_private))
+    # One bit of the tag flipped (a fixed byte would leave 1 blob in 256 unchanged).
+    tampered = key.sealed_private[:-1] + bytes([key.sealed_private[-1] ^ 1])
     with pytest.raises(SigningKeyUnreadable):
-        # One bit of the tag flipped (a fixed byte would leave 1 blob in 256 unchanged).
-        tampered = key.sealed_private[:-1] + bytes([key.sealed_private[-1] ^ 1])
         MAKER.open(replace(key, sealed_private=tampered))
     with pytest.raises(SigningKeyUnreadable):
         MAKER.open(replace(key, sealed_private=b"\x02" + key.sealed_private[1:]))
