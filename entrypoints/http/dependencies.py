@@ -156,6 +156,10 @@ def install_services(app: FastAPI, services: Services) -> None:
     app.state.services = services
 
 
+# Token pairs, secrets and recovery codes: never kept by a cache (RFC 6749, 5.1).
+NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+
+
 def json_response(
     content: Any, status_code: int = 200, headers: dict[str, str] | None = None
 ) -> Response:

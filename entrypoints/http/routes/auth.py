@@ -20,6 +20,7 @@ from application.auth import (
 from domain.errors import InvalidCredentials, UnsupportedGrantType
 from entrypoints.http import schemas
 from entrypoints.http.dependencies import (
+    NO_STORE,
     CurrentPrincipal,
     IpLimit,
     hit_ip_limit,
@@ -42,7 +43,6 @@ from entrypoints.presenters import Session, TokenPair
 router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
 # The OAuth2 token endpoint and its refresh twin: errors also speak RFC 6749.
 token_router = APIRouter(tags=["auth"], route_class=OAuth2TokenRoute)
-NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 PASSWORD_GRANT, REFRESH_GRANT = schemas.GRANT_TYPES
 

@@ -16,6 +16,7 @@ from application.mfa import (
 )
 from entrypoints.http import schemas
 from entrypoints.http.dependencies import (
+    NO_STORE,
     CurrentPrincipal,
     IpLimit,
     RecentPrincipal,
@@ -28,7 +29,6 @@ from entrypoints.metrics import LOGINS
 from entrypoints.presenters import MfaStatus, RecoveryCodes, TokenPair, TotpSetup
 
 router = APIRouter(prefix="/api/v1/auth", tags=["mfa"])
-NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
 
 @router.get(

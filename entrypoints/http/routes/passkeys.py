@@ -17,6 +17,7 @@ from application.passkeys import (
 )
 from entrypoints.http import schemas
 from entrypoints.http.dependencies import (
+    NO_STORE,
     CurrentPrincipal,
     IpLimit,
     RecentPrincipal,
@@ -37,7 +38,6 @@ from entrypoints.metrics import LOGINS
 from entrypoints.presenters import CeremonyOptions, Passkey, TokenPair
 
 router = APIRouter(prefix="/api/v1/auth/passkeys", tags=["passkeys"])
-NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 PasskeyId = Annotated[str, Path(max_length=64, description="The passkey's id.")]
 
 
