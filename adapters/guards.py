@@ -22,7 +22,7 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import Column, Insert, Select, Table, bindparam, func, insert, select
-from sqlalchemy.sql import Executable
+from sqlalchemy.sql import ColumnElement, Executable
 
 from adapters.executors import Executor
 
@@ -54,9 +54,13 @@ class PerOwnerLimit:
 
     ``insert(db, values, limit)`` stores the row (``values`` has every column but the
     generated id) and returns its id, or None when the owner has ``limit`` rows already.
+    ``counts`` says which of the owner's rows count (the live ones, say; its parameters
+    are among ``values``); every row by default.
     """
 
-    def __init__(self, table: Table, owner: Column[Any]) -> None:
+    def __init__(
+        self, table: Table, owner: Column[Any], counts: ColumnElement[bool] | None = None
+    ) -> None:
         (key,) = owner.foreign_keys
         owner_row = key.column
         self._owner = owner.key
@@ -65,10 +69,11 @@ class PerOwnerLimit:
         )
         self._inserts: dict[tuple[str, ...], Insert] = {}
         self._table = table
+        counted = () if counts is None else (counts,)
         self._count = (
             select(func.count())
             .select_from(table)
-            .where(owner == bindparam(owner.key, type_=owner.type))
+            .where(owner == bindparam(owner.key, type_=owner.type), *counted)
             .scalar_subquery()
         )
 

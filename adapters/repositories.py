@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from adapters.access_token_repository import SqlAccessTokenRepository
 from adapters.audit_repository import SqlAuditLog
 from adapters.email_token_repository import SqlEmailTokenRepository
 from adapters.mfa_repository import SqlMfaTokenRepository, SqlSecondFactorRepository
@@ -19,6 +20,7 @@ from adapters.session_repository import SqlSessionRepository
 from adapters.signing_key_repository import SqlSigningKeyRepository
 from adapters.sql_repository import SqlRepository
 from adapters.user_repository import SqlUserRepository
+from domain.access_tokens import AccessTokenRepository
 from domain.audit import AuditLog
 from domain.email_tokens import EmailTokenRepository
 from domain.mfa import MfaTokenRepository, SecondFactorRepository
@@ -39,6 +41,7 @@ REPOSITORIES: Mapping[type, type[SqlRepository]] = {
     MfaTokenRepository: SqlMfaTokenRepository,
     PasskeyRepository: SqlPasskeyRepository,
     ChallengeRepository: SqlChallengeRepository,
+    AccessTokenRepository: SqlAccessTokenRepository,
     # Resources of your own
 }
 

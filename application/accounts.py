@@ -73,10 +73,11 @@ async def check_own_password(
 
 
 async def end_all_sessions(uow: UnitOfWork, user_id: int, at: datetime) -> bool:
-    """End every session of the user: every access and refresh token issued so far
-    stops working at once, and so does every link mailed to the user (reset and
-    verification), since whatever ends a user's sessions must not leave a way to open
-    a new one. Whether the user exists."""
+    """End every session of the user: every access, refresh and personal access token
+    issued so far stops working at once (each carries the token version bumped here),
+    and so does every link mailed to the user (reset and verification), since whatever
+    ends a user's sessions must not leave a way to open a new one. Whether the user
+    exists."""
     if not await uow.repository(UserRepository).revoke_tokens(user_id):
         return False
     await uow.repository(SessionRepository).revoke_all(user_id, at)

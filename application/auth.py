@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from application.access_tokens import authenticate_personal
 from application.accounts import (
     account_of,
     check_own_password,
@@ -14,6 +15,7 @@ from application.accounts import (
 from application.audit import record
 from application.mfa import use_second_factor
 from application.tokens import LoginResult, TokenPolicy, issue_pair, open_session
+from domain.access_tokens import looks_like_token
 from domain.audit import Action
 from domain.errors import (
     EmailNotVerified,
@@ -130,16 +132,22 @@ class LogIn:
 
 class Authenticate:
     """Accept an access token only if its user is active, its token version is the
-    user's current one and its session is live."""
+    user's current one and its session is live; or a personal access token
+    (``app_pat_…``) that is live, for its owner, with its scopes."""
 
     raises: Raises = (InvalidToken,)
 
-    def __init__(self, reader: UowFactory, codec: TokenCodec, clock: Clock) -> None:
+    def __init__(
+        self, reader: UowFactory, uow: UowFactory, codec: TokenCodec, clock: Clock
+    ) -> None:
         self._reader = reader
+        self._uow = uow
         self._codec = codec
         self._clock = clock
 
     async def __call__(self, access_token: str) -> Principal:
+        if looks_like_token(access_token):
+            return await authenticate_personal(self._reader, self._uow, self._clock, access_token)
         claims = self._codec.decode_access(access_token)
         async with self._reader() as uow:
             found = await uow.repository(UserRepository).get_with_session(
@@ -208,9 +216,9 @@ class Reauthenticate:
                     raise InvalidMfaCode()
                 await self._failed_logins.succeeded(account)
             # Only while the session lives: one ended meanwhile stays ended.
-            if not await uow.repository(SessionRepository).mark_authenticated(
-                principal.session_id, now
-            ):
+            if principal.session_id is None or not await uow.repository(
+                SessionRepository
+            ).mark_authenticated(principal.session_id, now):
                 raise InvalidToken()
             await uow.commit()
 

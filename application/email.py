@@ -7,6 +7,7 @@ the link when it sends, so no token is stored anywhere but as a hash.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -99,11 +100,19 @@ async def password_changed(uow: UnitOfWork, user: User, now: datetime) -> None:
 
 
 async def security_notice(
-    uow: UnitOfWork, user: User, change: Change, action: Action, now: datetime, **details: object
+    uow: UnitOfWork,
+    user: User,
+    change: Change,
+    action: Action,
+    now: datetime,
+    *,
+    mail: Mapping[str, str] | None = None,
+    **details: object,
 ) -> None:
-    """A change to how the account is protected (its second factors): the notice mail
-    to the user and the audit event, in ``uow``'s transaction."""
-    context = {"username": user.username, "change": change.value}
+    """A change to how the account is protected (its second factors, its tokens): the
+    notice mail to the user (``mail``: what the change's template shows besides) and
+    the audit event, in ``uow``'s transaction."""
+    context = {**(mail or {}), "username": user.username, "change": change.value}
     await queue_message(uow, Template.SECURITY_NOTICE, user.email, now, user=user, context=context)
     await record(uow, action, user.id, now, **details)
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from application.batches import drain
+from domain.access_tokens import AccessTokenRepository
 from domain.audit import AuditLog
 from domain.email_tokens import EmailTokenRepository
 from domain.errors import Raises
@@ -41,12 +42,13 @@ class RetentionResult:
     email_tokens: int
     audit_events: int = 0
     mfa_tokens: int = 0
+    access_tokens: int = 0
 
 
 class ApplyRetention:
     """Delete mail sent and audit events recorded longer ago than the policy keeps them,
-    and mailed tokens, login-step tokens and passkey challenges that are used or
-    expired (they can never work again)."""
+    and mailed tokens, login-step tokens, passkey challenges and personal access
+    tokens that are used, expired or ended (they can never work again)."""
 
     raises: Raises = ()
 
@@ -87,6 +89,11 @@ class ApplyRetention:
             lambda uow: uow.repository(ChallengeRepository).delete_spent(now, size),
             size,
         )
+        ended = await drain(
+            self._uow,
+            lambda uow: uow.repository(AccessTokenRepository).delete_spent(now, size),
+            size,
+        )
         events = await drain(
             self._uow,
             lambda uow: uow.repository(AuditLog).delete_before(
@@ -99,6 +106,7 @@ class ApplyRetention:
             email_tokens=tokens.rows,
             audit_events=events.rows,
             mfa_tokens=steps.rows + ceremonies.rows,
+            access_tokens=ended.rows,
         )
 
 

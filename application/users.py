@@ -17,6 +17,7 @@ from application.email import email_changed, password_changed, queue_verificatio
 from domain.audit import Action
 from domain.errors import (
     EmailTaken,
+    InsufficientScope,
     InvalidToken,
     InvalidValue,
     LastSuperuser,
@@ -113,6 +114,7 @@ class UpdateProfile:
 
     raises: Raises = (
         InvalidValue,
+        InsufficientScope,
         WrongPassword,
         RateLimited,
         EmailTaken,
@@ -141,6 +143,9 @@ class UpdateProfile:
         password = validate_password(changes.password) if changes.password is not None else None
 
         if email is not None or password is not None:
+            if not principal.is_session and (password is not None or email != principal.user.email):
+                # A token never changes how the account is reached or protected.
+                raise InsufficientScope()
             if changes.current_password is None:
                 raise InvalidValue(
                     "current_password", "is required to change the email or the password"

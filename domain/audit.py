@@ -47,6 +47,8 @@ class Action(StrEnum):
     MFA_RESET_BY_ADMIN = "mfa.reset_by_admin"
     PASSKEY_ADDED = "passkey.added"
     PASSKEY_REMOVED = "passkey.removed"
+    TOKEN_CREATED = "token.created"  # noqa: S105 - an action's name
+    TOKEN_REVOKED = "token.revoked"  # noqa: S105 - an action's name
     KEY_ROTATED = "key.rotated"
     KEY_RETIRED = "key.retired"
     KEY_REVOKED = "key.revoked"

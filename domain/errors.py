@@ -80,6 +80,21 @@ class InvalidToken(DomainError):
     message = "The token is invalid, expired or revoked."
 
 
+class InsufficientScope(DomainError):
+    """A personal access token was used for what its scopes do not allow, or for what
+    no token may do; ``scope`` names the one that would, when there is one."""
+
+    category = ErrorCategory.FORBIDDEN
+    code = "insufficient_scope"
+    message = "This token's scopes do not allow this operation."
+
+    def __init__(self, scope: str | None = None, message: str | None = None) -> None:
+        if message is None and scope is None:
+            message = "A personal access token cannot do this: log in to do it."
+        super().__init__(message)
+        self.scope = scope
+
+
 class WrongPassword(DomainError):
     category = ErrorCategory.FORBIDDEN
     code = "wrong_password"

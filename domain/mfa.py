@@ -44,7 +44,8 @@ class Method(StrEnum):
 
 
 class Change(StrEnum):
-    """A change to a user's second factors: each is mailed to the user as a notice."""
+    """A change to how an account is protected (its second factors, its personal access
+    tokens): each is mailed to the user as a notice."""
 
     TOTP_ENABLED = "totp_enabled"
     TOTP_DISABLED = "totp_disabled"
@@ -53,6 +54,7 @@ class Change(StrEnum):
     RESET_BY_ADMIN = "reset_by_admin"
     PASSKEY_ADDED = "passkey_added"
     PASSKEY_REMOVED = "passkey_removed"
+    TOKEN_CREATED = "token_created"  # noqa: S105 - a change's name
 
 
 @dataclass(frozen=True)

@@ -5,9 +5,12 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Generic, TypeVar
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 from domain.errors import InvalidValue
+
+if TYPE_CHECKING:
+    from domain.scopes import Scope
 
 T = TypeVar("T")
 
@@ -164,12 +167,17 @@ class TokenPair:
 
 @dataclass(frozen=True)
 class Principal:
-    """Who an accepted access token speaks for."""
+    """Who an accepted token speaks for: a session's access token, or a personal access
+    token (``token_id``, with its ``scopes``)."""
 
     user: User
-    session_id: str
+    # The session of an access token; None for a personal access token.
+    session_id: str | None
     # When the session's user last proved who they are (None: not known, never recent).
     authenticated_at: datetime | None = None
+    # A personal access token's scopes; None for a session, which has its user's rights.
+    scopes: frozenset[Scope] | None = None
+    token_id: str | None = None
 
     @property
     def user_id(self) -> int:
@@ -180,6 +188,20 @@ class Principal:
         """Whether the session's last login or re-authentication is within ``window``."""
         at = self.authenticated_at
         return at is not None and now - at <= window
+
+    @property
+    def is_session(self) -> bool:
+        return self.scopes is None
+
+    def allows(self, scope: Scope | None) -> bool:
+        """Whether the caller may do what needs ``scope`` (None: what no token may do).
+        A session may do anything its user may; a token what its scopes name, and an
+        admin scope only while its owner is still a superuser."""
+        if self.scopes is None:
+            return True
+        if scope is None or scope not in self.scopes:
+            return False
+        return not scope.needs_superuser or self.user.is_superuser
 
 
 @dataclass(frozen=True)

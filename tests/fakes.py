@@ -17,9 +17,16 @@ from typing import Any, TypeVar
 from hypothesis import HealthCheck, settings
 
 from application.tokens import TokenPolicy
+from domain.access_tokens import AccessToken, AccessTokenRepository
 from domain.audit import AuditEvent, AuditFilter, AuditLog
 from domain.email_tokens import EmailToken, EmailTokenRepository, Purpose
-from domain.errors import EmailTaken, LimitsUnavailable, PasskeyAlreadyRegistered, UsernameTaken
+from domain.errors import (
+    EmailTaken,
+    InvalidToken,
+    LimitsUnavailable,
+    PasskeyAlreadyRegistered,
+    UsernameTaken,
+)
 from domain.mail import Mail, MailNotSent, MailTemplates, MailTransport, RenderedMail
 from domain.mfa import (
     MAX_FAILURES,
@@ -32,6 +39,7 @@ from domain.mfa import (
 from domain.model import (
     Credentials,
     PageRequest,
+    Principal,
     ProfileUpdate,
     RefreshToken,
     Session,
@@ -239,7 +247,7 @@ class FakeUserRepository(UserRepository):
         codes = self.store.table("recovery_codes")
         for key in [key for key in codes if key[0] == user_id]:
             del codes[key]
-        for name in ("mfa_tokens", "passkeys", "webauthn_challenges"):
+        for name in ("mfa_tokens", "passkeys", "webauthn_challenges", "access_tokens"):
             rows = self.store.table(name)
             for key in [key for key, row in rows.items() if row.user_id == user_id]:
                 del rows[key]
@@ -585,6 +593,67 @@ class FakePasskeyRepository(PasskeyRepository):
         return True
 
 
+class FakeAccessTokenRepository(AccessTokenRepository):
+    def __init__(self, store: Store) -> None:
+        self.users = store.users
+        self.tokens: dict[str, AccessToken] = store.table("access_tokens")
+
+    def _live(self, token: AccessToken, now: datetime) -> bool:
+        owner = self.users.get(token.user_id)
+        return (
+            owner is not None
+            and token.expires_at > now
+            and token.token_version == owner.token_version
+        )
+
+    async def add(self, token: AccessToken, limit: int) -> bool:
+        if token.user_id not in self.users:
+            raise InvalidToken()  # as the foreign key refuses it
+        live = [
+            t
+            for t in self.tokens.values()
+            if t.user_id == token.user_id
+            and t.token_version == token.token_version
+            and t.expires_at > token.created_at
+        ]
+        if len(live) >= limit:
+            return False
+        self.tokens[token.id] = copy.copy(token)
+        return True
+
+    async def list_live(self, user_id: int, now: datetime) -> list[AccessToken]:
+        mine = [
+            copy.copy(t)
+            for t in self.tokens.values()
+            if t.user_id == user_id and self._live(t, now)
+        ]
+        return sorted(mine, key=lambda t: (-t.created_at.timestamp(), t.id))
+
+    async def get_with_owner(self, token_hash: str) -> tuple[AccessToken, User] | None:
+        for token in self.tokens.values():
+            owner = self.users.get(token.user_id)
+            if token.token_hash == token_hash and owner is not None:
+                return copy.copy(token), copy.copy(owner)
+        return None
+
+    async def record_use(self, token_id: str, at: datetime) -> None:
+        token = self.tokens.get(token_id)
+        if token is not None and (token.last_used_at is None or token.last_used_at < at):
+            token.last_used_at = at
+
+    async def delete(self, token_id: str, user_id: int) -> AccessToken | None:
+        token = self.tokens.get(token_id)
+        if token is None or token.user_id != user_id:
+            return None
+        return self.tokens.pop(token_id)
+
+    async def delete_spent(self, now: datetime, limit: int) -> int:
+        spent = [key for key, t in self.tokens.items() if not self._live(t, now)][:limit]
+        for key in spent:
+            del self.tokens[key]
+        return len(spent)
+
+
 class FakeChallengeRepository(ChallengeRepository):
     def __init__(self, store: Store) -> None:
         self.challenges: dict[str, Challenge] = store.table("webauthn_challenges")
@@ -807,6 +876,7 @@ FAKES: Mapping[type, FakeFactory] = {
     MfaTokenRepository: FakeMfaTokenRepository,
     PasskeyRepository: FakePasskeyRepository,
     ChallengeRepository: FakeChallengeRepository,
+    AccessTokenRepository: FakeAccessTokenRepository,
 }
 
 
@@ -961,3 +1031,10 @@ class FakeMailTemplates(MailTemplates):
     def render(self, template: str, context: Mapping[str, Any]) -> RenderedMail:
         values = " ".join(f"{k}={v}" for k, v in sorted(context.items()))
         return RenderedMail(subject=template, text=values, html=f"<p>{values}</p>")
+
+
+def session_of(principal: Principal) -> str:
+    """The session of a principal that came from a login (not from a personal access
+    token)."""
+    assert principal.session_id is not None, "a personal access token has no session"
+    return principal.session_id

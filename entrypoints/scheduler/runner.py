@@ -171,6 +171,7 @@ def scheduled_jobs(
             "sent_mail_rows": result.sent_mail,
             "spent_link_rows": result.email_tokens,
             "audit_rows": result.audit_events,
+            "ended_access_token_rows": result.access_tokens,
         }
 
     async def signing_keys(_: Progress) -> Mapping[str, int]:

@@ -169,7 +169,7 @@ def log_in(
 
 @pytest.fixture
 def authenticate(uow_factory: UowFactory, codec: JwtCodec, clock: FakeClock) -> Authenticate:
-    return Authenticate(uow_factory, codec, clock)
+    return Authenticate(uow_factory, uow_factory, codec, clock)
 
 
 @pytest.fixture

@@ -20,7 +20,15 @@ from application.auth import Authenticate, LogIn, LogOutEverywhere
 from application.users import ProfileChanges, UpdateProfile
 from domain.errors import InvalidCredentials, InvalidToken
 from domain.model import Principal
-from tests.fakes import POLICY, FakeClock, FakeFailedLoginCounter, FakeHasher, FakeUnitOfWork, Store
+from tests.fakes import (
+    POLICY,
+    FakeClock,
+    FakeFailedLoginCounter,
+    FakeHasher,
+    FakeUnitOfWork,
+    Store,
+    session_of,
+)
 from tests.unit.conftest import PASSWORD, principal_for, seed_user
 
 T = TypeVar("T")
@@ -181,11 +189,11 @@ async def test_an_access_token_of_an_expired_session_is_refused(
 ) -> None:
     seed_user(store, password_hash=f"new${PASSWORD}")
     result = await log_in(store, FakeHasher(), codec, clock)("ada", PASSWORD)
-    authenticate = Authenticate(lambda: units(store), codec, clock)
+    authenticate = Authenticate(lambda: units(store), lambda: units(store), codec, clock)
     principal: Principal = await authenticate(result.tokens.access_token)
 
     # The access token itself is still valid; the session it belongs to is over.
-    store.sessions[principal.session_id].expires_at = clock.now()
+    store.sessions[session_of(principal)].expires_at = clock.now()
 
     with pytest.raises(InvalidToken):
         await authenticate(result.tokens.access_token)

@@ -20,7 +20,7 @@ from application.auth import (
 from application.tokens import LoginResult
 from domain.errors import InvalidToken, RateLimited, ReauthenticationRequired, WrongPassword
 from domain.model import Principal, User
-from tests.fakes import FakeClock, FakeFailedLoginCounter, FakeHasher, Store
+from tests.fakes import FakeClock, FakeFailedLoginCounter, FakeHasher, Store, session_of
 from tests.integration.builders import UowFactory
 from tests.unit.conftest import PASSWORD
 
@@ -88,7 +88,7 @@ async def test_the_right_password_renews_the_session_s_authentication(
     renewed = await authenticate(login.tokens.access_token)
     assert renewed.authenticated_at == clock.now()
     assert recent(renewed) is renewed
-    session = store.sessions[principal.session_id]
+    session = store.sessions[session_of(principal)]
     assert session.last_used_at < clock.now()  # a re-authentication is not a refresh
 
 
@@ -99,14 +99,14 @@ async def test_a_wrong_password_is_refused_counted_and_changes_nothing(
     clock: FakeClock,
     store: Store,
 ) -> None:
-    before = store.sessions[principal.session_id].authenticated_at
+    before = store.sessions[session_of(principal)].authenticated_at
     clock.advance(minutes=20)
     for _ in range(3):  # the fake counter's limit
         with pytest.raises(WrongPassword):
             await reauthenticate(principal, "not the password")
     with pytest.raises(RateLimited):
         await reauthenticate(principal, PASSWORD)  # the account's limit, as at login
-    assert store.sessions[principal.session_id].authenticated_at == before
+    assert store.sessions[session_of(principal)].authenticated_at == before
 
 
 async def test_a_session_ended_meanwhile_stays_ended(
@@ -119,4 +119,4 @@ async def test_a_session_ended_meanwhile_stays_ended(
     await LogOutEverywhere(uow_factory, clock)(principal)
     with pytest.raises(InvalidToken):
         await reauthenticate(principal, PASSWORD)
-    assert store.sessions[principal.session_id].revoked_at is not None
+    assert store.sessions[session_of(principal)].revoked_at is not None

@@ -280,6 +280,7 @@ async def test_a_user_may_end_the_session_they_are_using(
 ) -> None:
     me = await authenticate(login.tokens.access_token)
 
+    assert me.session_id is not None
     await end_session(me, me.session_id)
 
     with pytest.raises(InvalidToken):
