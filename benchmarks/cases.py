@@ -38,10 +38,13 @@ CASES = (
     "mail",
     "users_me_es256",
     "users_me_eddsa",
+    "users_me_pat",
 )
 # /users/me under an asymmetric ALGORITHM: an API of its own, on the same database.
 KEY_CASES = {"users_me_es256": "ES256", "users_me_eddsa": "EdDSA"}
 KEY_CASE_TOKENS = 200
+# /users/me with personal access tokens: the API's alone (the reference has none).
+PAT_CASE_TOKENS = 64
 LIST_PAGES = {
     "list_first": 1,
     "list_page_2500": 2500,
@@ -162,6 +165,25 @@ class Bench:
         path = self.workdir / f"access-{target}.txt"
         if not path.exists():
             path.write_text("".join(f"{p.access_token}\n" for p in pairs))
+        return self._load(target, "get.lua", client.ME_PATH, str(path), str(self.shape.threads))
+
+    def users_me_pat_load(self, target: str) -> wrk.Load:
+        """/users/me with personal access tokens, one per session of the token pool."""
+        if target != "api":
+            raise Skip("the reference has no personal access tokens")
+        path = self.workdir / f"pat-{target}.txt"
+        if not path.exists():
+            pairs = self.tokens.get(target)
+            if not pairs:
+                raise Skip(f"no sessions: {self.login_errors.get(target, 'no logins')}")
+            base_url = self.servers[target].base_url
+            try:
+                made = asyncio.run(
+                    client.personal_tokens(base_url, pairs[:PAT_CASE_TOKENS], PASSWORD)
+                )
+            except client.LoginFailed as exc:
+                raise Skip(str(exc)) from None
+            path.write_text("".join(f"{token}\n" for token in made))
         return self._load(target, "get.lua", client.ME_PATH, str(path), str(self.shape.threads))
 
     def refresh_load(self, target: str, phase: str) -> wrk.Load:

@@ -29,6 +29,8 @@ PAIR_FIELDS = {"access_token", "refresh_token", "token_type", "expires_in"}
 LOGIN_PATH = "/api/v1/auth/login"
 REFRESH_PATH = "/api/v1/auth/refresh"
 ME_PATH = "/api/v1/users/me"
+ACCESS_TOKENS_PATH = "/api/v1/auth/tokens"
+REAUTHENTICATE_PATH = "/api/v1/auth/reauthenticate"
 USERS_PATH = "/api/v1/users/"
 HEALTH_PATH = "/health/live"
 ADMIN_USERS_PATH = "/api/v1/admin/users"
@@ -84,6 +86,31 @@ async def login_many(
         first = await one(logins[0])
         rest = await asyncio.gather(*(one(login) for login in logins[1:]))
     return [first, *rest]
+
+
+async def personal_tokens(
+    base_url: str, pairs: list[TokenPair], password: str, concurrency: int = 4
+) -> list[str]:
+    """One personal access token (profile:read) per session of ``pairs``, each made
+    after a re-authentication (a token needs a recent one)."""
+    limit = asyncio.Semaphore(concurrency)
+    async with httpx.AsyncClient(base_url=base_url, timeout=60) as client:
+
+        async def one(pair: TokenPair) -> str:
+            headers = {"Authorization": f"Bearer {pair.access_token}"}
+            async with limit:
+                again = await client.post(
+                    REAUTHENTICATE_PATH, json={"password": password}, headers=headers
+                )
+                if again.status_code != 204:
+                    raise LoginFailed(f"re-authentication: {_describe(again)}")
+                body = {"name": "bench", "scopes": ["profile:read"], "expires_in_days": 1}
+                made = await client.post(ACCESS_TOKENS_PATH, json=body, headers=headers)
+                if made.status_code != 201:
+                    raise LoginFailed(f"token creation: {_describe(made)}")
+                return str(made.json()["token"])
+
+        return list(await asyncio.gather(*(one(pair) for pair in pairs)))
 
 
 async def check(

@@ -150,6 +150,12 @@ def targets(
             "x",
             at_most=True,
         ),
+        Target(
+            "GET /users/me, personal access token vs access token",
+            api_ratio(measurements, "users_me_pat", "users_me"),
+            0.90,
+            "ratio",
+        ),
         flat("user list, page 1,", "list_first_1m", "list_first"),
         flat("user list, page 2,500,", "list_page_2500_1m", "list_page_2500"),
     ]

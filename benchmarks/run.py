@@ -48,7 +48,7 @@ from benchmarks.database import (
 
 RESULTS = Path(__file__).resolve().parent / "results"
 DEFAULT_PG_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
-TOKEN_CASES = {"users_me", "refresh"}
+TOKEN_CASES = {"users_me", "refresh", "users_me_pat"}
 LOGIN_CASES = {"login", "health_under_login", "purge"}
 ADMIN_CASES = set(ADMIN_PATHS)
 # A run writes results/latest.json only with every case, both targets, these sizes and
@@ -265,6 +265,12 @@ def run(args: argparse.Namespace) -> int:
                 bench.measure(case, lambda target, _phase: bench.health_load(target))
             elif case == "users_me":
                 bench.measure(case, lambda target, _phase: bench.users_me_load(target))
+            elif case == "users_me_pat":
+                bench.measure(
+                    case,
+                    lambda target, _phase: bench.users_me_pat_load(target),
+                    ["personal access tokens (profile:read); compare with users_me"],
+                )
             elif case == "login":
                 bench.measure(case, lambda target, _phase: bench.login_load(target))
             elif case == "refresh":

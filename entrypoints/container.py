@@ -29,6 +29,7 @@ from adapters.locks import DatabaseJobLock
 from adapters.rate_limit import LimitsFailedLoginCounter, NamedRateLimits, RateLimiter
 from adapters.totp import PyotpCodes
 from adapters.unit_of_work import unit_of_work
+from application.access_tokens import CreateAccessToken, ListAccessTokens, RevokeAccessToken
 from application.admin import (
     DeleteUser,
     EndUserSessions,
@@ -346,7 +347,9 @@ class UseCases(containers.DeclarativeContainer):
         policy=adapters.token_policy,
         require_verified_email=settings.provided.require_verified_email,
     )
-    authenticate = providers.Factory(Authenticate, reader=reader, codec=adapters.codec, clock=clock)
+    authenticate = providers.Factory(
+        Authenticate, reader=reader, uow=uow, codec=adapters.codec, clock=clock
+    )
     refresh_tokens = providers.Factory(
         RefreshTokens, uow=uow, codec=adapters.codec, clock=clock, policy=adapters.token_policy
     )
@@ -421,6 +424,11 @@ class UseCases(containers.DeclarativeContainer):
         policy=adapters.token_policy,
         require_verified_email=settings.provided.require_verified_email,
     )
+
+    # Personal access tokens
+    create_access_token = providers.Factory(CreateAccessToken, uow=uow, clock=clock)
+    list_access_tokens = providers.Factory(ListAccessTokens, reader=reader, clock=clock)
+    revoke_access_token = providers.Factory(RevokeAccessToken, uow=uow, clock=clock)
 
     # Mailed links
     verify_email = providers.Factory(VerifyEmail, uow=uow, clock=clock)

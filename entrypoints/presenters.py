@@ -10,9 +10,11 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from domain.access_tokens import AccessToken as AccessTokenEntity
 from domain.model import Page
 from domain.model import Session as SessionEntity
 from domain.model import TokenPair as Pair
+from domain.scopes import Scope
 
 
 class Body(BaseModel):
@@ -78,7 +80,7 @@ class Session(Body):
     current: bool
 
     @classmethod
-    def of_session(cls, session: SessionEntity, current_session_id: str) -> dict[str, Any]:
+    def of_session(cls, session: SessionEntity, current_session_id: str | None) -> dict[str, Any]:
         return cls.of(session, current=session.id == current_session_id)
 
 
@@ -116,6 +118,26 @@ class Passkey(Body):
     created_at: datetime
     last_used_at: datetime | None
     backed_up: bool = Field(description="Whether the passkey is synced beyond one device.")
+
+
+class AccessToken(Body):
+    id: str
+    name: str
+    scopes: list[Scope] = Field(description="Sorted.")
+    created_at: datetime
+    expires_at: datetime
+    last_used_at: datetime | None = Field(description="To the minute.")
+
+    @classmethod
+    def of_token(cls, token: AccessTokenEntity) -> dict[str, Any]:
+        return cls.of(token, scopes=sorted(token.scopes))
+
+
+class NewAccessToken(AccessToken):
+    token: str = Field(
+        description="`app_pat_…`: shown in this answer only. Send it as "
+        "`Authorization: Bearer <token>`."
+    )
 
 
 class CeremonyOptions(Body):

@@ -123,7 +123,12 @@ def registrations(names: str, name: str) -> dict[Path, str]:
     imported = "from entrypoints.http.routes import "
     if routes.count(imported) != 1:
         raise ScaffoldError(f"cannot find where to add the resource ({imported.strip()!r})")
-    routes = routes.replace(imported, f"{imported}{names}, ")
+    # One line, or a parenthesised list once the names outgrow one: the name goes first,
+    # and ruff (``_format``) sorts it into place.
+    if f"{imported}(\n" in routes:
+        routes = routes.replace(f"{imported}(\n", f"{imported}(\n    {names},\n")
+    else:
+        routes = routes.replace(imported, f"{imported}{names}, ")
     routes = _insert(routes, ROUTERS_END, f"    {names}.router,\n", before=True, last=True)
     return {ROOT / CONTAINER: container, ROOT / ROUTES: routes, ROOT / REPOSITORIES: repositories}
 

@@ -16,9 +16,10 @@ from starlette.routing import BaseRoute
 
 from application.auth import Authenticate, RecentAuthentication
 from domain.audit import act_as, current_actor
-from domain.errors import Forbidden, RateLimited
+from domain.errors import Forbidden, InsufficientScope, RateLimited
 from domain.model import Principal
 from domain.ports import RateLimits
+from domain.scopes import Scope
 from entrypoints.http.client_ip import limit_key
 from entrypoints.http.problems import NotAuthenticated
 from entrypoints.services import Services
@@ -58,11 +59,12 @@ def used_by(routes: Iterable[BaseRoute]) -> set[type]:
 bearer = OAuth2PasswordBearer(tokenUrl=LOGIN_PATH, auto_error=False)
 
 
-async def current_principal(
+async def authenticated(
     token: Annotated[str | None, Depends(bearer)],
     authenticate: Annotated[Authenticate, use(Authenticate)],
 ) -> Principal:
-    """The caller, from a valid access token; 401 otherwise."""
+    """The caller, from a valid access token or personal access token; 401 otherwise.
+    Routes never ask for this directly: they declare what they need (``access``)."""
     if not token:
         raise NotAuthenticated()
     principal = await authenticate(token)
@@ -70,7 +72,49 @@ async def current_principal(
     return principal
 
 
-CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
+def access(scope: Scope | None, *, superuser: bool = False) -> Any:
+    """The one check of what a caller may do on a route: a session may do anything its
+    user may; a personal access token only what ``scope`` names (None: sessions only),
+    else 403 ``insufficient_scope``. With ``superuser``, a caller who is not one gets
+    403 ``forbidden``.
+
+    Every route with a bearer token declares its access through this (the aliases
+    below); ``tests/e2e/test_http_access_tokens.py`` walks the route table to check."""
+
+    async def check(principal: Annotated[Principal, Depends(authenticated)]) -> Principal:
+        if not principal.allows(scope):
+            raise InsufficientScope(scope)
+        if superuser and not principal.user.is_superuser:
+            raise Forbidden()
+        return principal
+
+    check.__name__ = f"access_{scope or 'session'}".replace(":", "_")
+    check.access = scope  # type: ignore[attr-defined] # read by ``declared_access``
+    return Depends(check)
+
+
+def declared_access(route: BaseRoute) -> list[Scope | None]:
+    """What ``access`` declarations a route's dependencies make (one for a secured route,
+    none for a public one)."""
+    found: list[Scope | None] = []
+    pending = [route.dependant] if isinstance(route, APIRoute) else []
+    while pending:
+        dependant = pending.pop()
+        call = dependant.call
+        if call is not None and hasattr(call, "access"):
+            found.append(call.access)
+        pending.extend(dependant.dependencies)
+    return found
+
+
+# The caller of a session (a login): what no personal access token may do.
+CurrentPrincipal = Annotated[Principal, access(None)]
+# A session, or a token with the scope.
+ProfileReader = Annotated[Principal, access(Scope.PROFILE_READ)]
+ProfileWriter = Annotated[Principal, access(Scope.PROFILE_WRITE)]
+# A superuser's session, or their token with the scope (while they still are one).
+AdminReader = Annotated[Principal, access(Scope.ADMIN_READ, superuser=True)]
+AdminWriter = Annotated[Principal, access(Scope.ADMIN_WRITE, superuser=True)]
 
 
 async def recent_principal(
@@ -90,21 +134,18 @@ async def optional_principal(
     token: Annotated[str | None, Depends(bearer)],
     authenticate: Annotated[Authenticate, use(Authenticate)],
 ) -> Principal | None:
-    """The caller when a token came (401 if it is not valid), else None."""
-    return await current_principal(token, authenticate) if token else None
-
-
-OptionalPrincipal = Annotated[Principal | None, Depends(optional_principal)]
-
-
-async def current_superuser(principal: CurrentPrincipal) -> Principal:
-    """The caller, who must be an active superuser; 403 for anyone else."""
-    if not principal.user.is_superuser:
-        raise Forbidden()
+    """The caller of a session when a token came (401 if it is not valid; 403
+    ``insufficient_scope`` for a personal access token), else None."""
+    if not token:
+        return None
+    principal = await authenticated(token, authenticate)
+    if not principal.allows(None):
+        raise InsufficientScope()
     return principal
 
 
-CurrentSuperuser = Annotated[Principal, Depends(current_superuser)]
+OptionalPrincipal = Annotated[Principal | None, Depends(optional_principal)]
+optional_principal.access = None  # type: ignore[attr-defined] # sessions only
 
 
 class IpLimit(StrEnum):

@@ -24,7 +24,14 @@ from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 
 from application.auth import Authenticate, RecentAuthentication
-from domain.errors import DomainError, Forbidden, LimitsUnavailable, RateLimited, ServiceUnavailable
+from domain.errors import (
+    DomainError,
+    Forbidden,
+    InsufficientScope,
+    LimitsUnavailable,
+    RateLimited,
+    ServiceUnavailable,
+)
 from entrypoints.http.problems import HTTP_CODES, PROBLEM_JSON, status_of
 from entrypoints.http.schemas import openapi_components
 
@@ -91,10 +98,12 @@ ErrorSource: TypeAlias = type | int | tuple["ErrorSource", ...]
 # What the HTTP layer answers by itself, to name beside a route's use cases.
 BODY = (413, 422)  # a request body: over 1 MiB, or not valid
 PARAMS = (422,)  # path or query parameters out of their bounds
-BEARER = (401, Authenticate)  # ``CurrentPrincipal``: no token, or one not valid
+# Every route with a bearer token (``access``): no token, or one not valid (401); a
+# personal access token without the route's scope (403).
+BEARER = (401, Authenticate, InsufficientScope)
 # ``RecentPrincipal``: also 403 when the session's authentication is not recent.
 RECENT = (*BEARER, RecentAuthentication)
-SUPERUSER = (*BEARER, Forbidden)  # ``CurrentSuperuser``: also 403 for anyone else
+SUPERUSER = (*BEARER, Forbidden)  # ``AdminReader``/``AdminWriter``: 403 for anyone else
 RATE_LIMITED = (RateLimited, LimitsUnavailable)  # a limit: reached, or its store away
 # The codes of the statuses the HTTP layer answers on its own.
 _HTTP_LAYER_CODES = {

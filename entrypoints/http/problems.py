@@ -18,7 +18,7 @@ from starlette.exceptions import HTTPException
 from starlette.responses import Response
 from starlette.routing import Match
 
-from domain.errors import DomainError, ErrorCategory, category_of
+from domain.errors import DomainError, ErrorCategory, InsufficientScope, category_of
 from entrypoints.http.schemas import RULES
 
 PROBLEM_JSON = "application/problem+json"
@@ -121,8 +121,16 @@ async def domain_error_handler(_request: Request, exc: Exception) -> Response:
     if status == 422:
         # Every invalid value has the 422 shape: ``errors`` says which input.
         return _invalid_value_problem(exc)
-    headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after is not None else None
+    headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after is not None else {}
+    if isinstance(exc, InsufficientScope):
+        headers["WWW-Authenticate"] = scope_challenge(exc.scope)
     return problem(status, exc.code, exc.detail, headers=headers, **exc.members())
+
+
+def scope_challenge(scope: str | None) -> str:
+    """RFC 6750, 3.1: the scope that would do, when one would."""
+    needed = f', scope="{scope}"' if scope is not None else ""
+    return f'Bearer error="insufficient_scope"{needed}'
 
 
 def _invalid_value_problem(exc: DomainError) -> Response:

@@ -15,6 +15,7 @@ from pydantic import (
     model_validator,
 )
 
+from domain.access_tokens import MAX_LIFETIME_DAYS, NAME_MAX_LENGTH
 from domain.fields import Text as DomainText
 from domain.mfa import SecondFactor
 from domain.rules import (
@@ -25,6 +26,7 @@ from domain.rules import (
     USERNAME_PATTERN,
     normalize_username,
 )
+from domain.scopes import Scope
 
 NoNul = r"^[^\x00]*$"
 
@@ -266,6 +268,21 @@ class PasskeyRegistration(Strict):
         if "name" in self.model_fields_set and self.name is None:
             raise ValueError("name cannot be null")
         return self
+
+
+class AccessTokenCreate(Strict):
+    name: Annotated[
+        str, StringConstraints(min_length=1, max_length=NAME_MAX_LENGTH, pattern=NoNul)
+    ] = Field(
+        description="What the token is for, to tell it apart (`deploy from CI`); spaces"
+        " around it are dropped, and it must have more than spaces."
+    )
+    scopes: list[Scope] = Field(
+        min_length=1,
+        max_length=len(Scope),
+        description="What the token may do. The `admin:` scopes are for superusers only.",
+    )
+    expires_in_days: int = Field(ge=1, le=MAX_LIFETIME_DAYS, description="Required: 1 to 365.")
 
 
 class PasskeyRename(Strict):

@@ -9,8 +9,9 @@ Each step is an HTML comment followed by a fenced code block:
     <!-- guide: in PATH, import into the line "PREFIX" -->
     <!-- guide: in PATH, at the end -->
 
-"import into" adds the block's names to a ``from … import a, b`` line, in order, as a
-reader adds one: the other names the line holds (another resource's) stay.
+"import into" adds the block's names to a ``from … import a, b`` line (or to its
+parenthesised list, one name a line), in order, as a reader adds one: the other names
+the line holds (another resource's) stay.
 
 A line matches when it starts with PREFIX, and exactly one line must match: a guide
 whose anchors drifted from the code fails loudly.
@@ -64,8 +65,15 @@ class Step:
                 lines[at:at] = new
             elif found["where"] == "import into":
                 head, names = lines[at].split(" import ", 1)
-                merged = {*names.split(", "), *self.code.split()}
-                lines[at] = f"{head} import {', '.join(sorted(merged))}"
+                end = at
+                if names == "(":  # a parenthesised list, one name a line
+                    end = lines.index(")", at)
+                    names = ", ".join(line.strip().rstrip(",") for line in lines[at + 1 : end])
+                merged = sorted({*names.split(", "), *self.code.split()})
+                if end == at:
+                    lines[at] = f"{head} import {', '.join(merged)}"
+                else:
+                    lines[at + 1 : end] = [f"    {name}," for name in merged]
             else:
                 lines[at : at + 1] = new
         target.write_text("\n".join(lines) + "\n")

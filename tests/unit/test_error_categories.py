@@ -209,11 +209,13 @@ class CreateNote:
 
 def test_a_routes_errors_follow_from_its_use_case_and_the_http_layer() -> None:
     responses = errors_of(CreateNote, BEARER, BODY)
-    assert sorted(responses) == [401, 409, 413, 422, 503]
+    assert sorted(responses) == [401, 403, 409, 413, 422, 503]
     assert responses[409]["description"] == "Conflict: `note_limit`."
     # The bearer dependency: no token, or a bad one (Authenticate's).
     assert responses[401]["description"] == "Unauthorized: `invalid_token`, `not_authenticated`."
     assert "WWW-Authenticate" in responses[401]["headers"]
+    # A personal access token without the route's scope.
+    assert responses[403]["description"] == "Forbidden: `insufficient_scope`."
     ref = responses[422]["content"]["application/problem+json"]["schema"]["$ref"]
     assert ref == "#/components/schemas/ValidationProblem"
     # Every use case reaches the database.

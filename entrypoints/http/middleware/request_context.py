@@ -74,7 +74,7 @@ class RequestContextMiddleware:
             await send(message)
 
         # Whatever the request changes is recorded as done by its client (by its user,
-        # once a token says who: ``current_principal``).
+        # once a token says who: ``authenticated``).
         acting = act_as(
             Actor(
                 ActorType.USER,

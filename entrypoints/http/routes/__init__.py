@@ -1,9 +1,20 @@
 """The API's routers, one module per resource, each listed here: the one place where a
 new module of routes is added (``app scaffold`` adds its line)."""
 
-from entrypoints.http.routes import admin, auth, email, health, jwks, mfa, passkeys, users
+from entrypoints.http.routes import (
+    access_tokens,
+    admin,
+    auth,
+    email,
+    health,
+    jwks,
+    mfa,
+    passkeys,
+    users,
+)
 
 ROUTERS = (
+    access_tokens.router,
     admin.router,
     auth.router,
     email.router,

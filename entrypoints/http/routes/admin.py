@@ -25,7 +25,7 @@ from application.mfa import ResetMfa
 from domain.audit import Action, AuditFilter
 from domain.model import MAX_PAGE_SIZE, PageRequest, UserFilter
 from entrypoints.http import schemas
-from entrypoints.http.dependencies import CurrentSuperuser, json_response, use
+from entrypoints.http.dependencies import AdminReader, AdminWriter, json_response, use
 from entrypoints.http.openapi import BODY, PARAMS, SUPERUSER, described, errors_of
 from entrypoints.presenters import AdminUserPage, AuditPage, Session, User
 
@@ -46,7 +46,7 @@ Size = Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)]
     responses=errors_of(SearchUsers, SUPERUSER, PARAMS),
 )
 async def search_users(
-    _admin: CurrentSuperuser,
+    _admin: AdminReader,
     search: Annotated[SearchUsers, use(SearchUsers)],
     page: Page = 1,
     size: Size = 20,
@@ -75,7 +75,7 @@ async def search_users(
     responses=errors_of(GetUser, SUPERUSER, PARAMS),
 )
 async def get_user(
-    user_id: UserId, _admin: CurrentSuperuser, get: Annotated[GetUser, use(GetUser)]
+    user_id: UserId, _admin: AdminReader, get: Annotated[GetUser, use(GetUser)]
 ) -> Response:
     return json_response(User.of(await get(user_id)))
 
@@ -90,7 +90,7 @@ async def get_user(
 async def update_user(
     user_id: UserId,
     body: schemas.AdminUserUpdate,
-    admin: CurrentSuperuser,
+    admin: AdminWriter,
     update: Annotated[UpdateUser, use(UpdateUser)],
 ) -> Response:
     changes = UserChanges(
@@ -113,7 +113,7 @@ async def update_user(
     responses=errors_of(DeleteUser, SUPERUSER, PARAMS),
 )
 async def delete_user(
-    user_id: UserId, admin: CurrentSuperuser, delete: Annotated[DeleteUser, use(DeleteUser)]
+    user_id: UserId, admin: AdminWriter, delete: Annotated[DeleteUser, use(DeleteUser)]
 ) -> Response:
     await delete(user_id, acting_user=admin.user_id)
     return Response(status_code=204)
@@ -132,7 +132,7 @@ async def delete_user(
 )
 async def queue_password_reset(
     user_id: UserId,
-    _admin: CurrentSuperuser,
+    _admin: AdminWriter,
     queue: Annotated[QueuePasswordReset, use(QueuePasswordReset)],
 ) -> Response:
     await queue(user_id)
@@ -148,7 +148,7 @@ async def queue_password_reset(
 )
 async def list_user_sessions(
     user_id: UserId,
-    admin: CurrentSuperuser,
+    admin: AdminReader,
     list_sessions: Annotated[ListUserSessions, use(ListUserSessions)],
 ) -> Response:
     found = await list_sessions(user_id)
@@ -165,7 +165,7 @@ async def list_user_sessions(
 )
 async def end_user_sessions(
     user_id: UserId,
-    _admin: CurrentSuperuser,
+    _admin: AdminWriter,
     end: Annotated[EndUserSessions, use(EndUserSessions)],
 ) -> Response:
     await end(user_id)
@@ -181,7 +181,7 @@ async def end_user_sessions(
 )
 async def reset_user_mfa(
     user_id: UserId,
-    _admin: CurrentSuperuser,
+    _admin: AdminWriter,
     reset: Annotated[ResetMfa, use(ResetMfa)],
 ) -> Response:
     await reset(user_id)
@@ -196,7 +196,7 @@ async def reset_user_mfa(
     responses=errors_of(ListAuditEvents, SUPERUSER, PARAMS),
 )
 async def list_audit_events(
-    _admin: CurrentSuperuser,
+    _admin: AdminReader,
     list_events: Annotated[ListAuditEvents, use(ListAuditEvents)],
     page: Page = 1,
     size: Size = 20,

@@ -20,6 +20,8 @@ from entrypoints.http import schemas
 from entrypoints.http.dependencies import (
     CurrentPrincipal,
     IpLimit,
+    ProfileReader,
+    ProfileWriter,
     hit_ip_limit,
     hit_limit,
     ip_rate_limit,
@@ -87,7 +89,7 @@ async def list_users(
     response_model=User,
     responses=errors_of(BEARER),
 )
-async def get_me(principal: CurrentPrincipal) -> Response:
+async def get_me(principal: ProfileReader) -> Response:
     return json_response(User.of(principal.user))
 
 
@@ -101,7 +103,7 @@ async def get_me(principal: CurrentPrincipal) -> Response:
 async def update_me(
     request: Request,
     body: schemas.UserUpdate,
-    principal: CurrentPrincipal,
+    principal: ProfileWriter,
     update_profile: Annotated[UpdateProfile, use(UpdateProfile)],
 ) -> Response:
     if body.current_password is not None:
