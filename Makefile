@@ -49,13 +49,22 @@ test: $(DEV) ## the whole test suite, with coverage
 test-fast: $(DEV) ## the unit tests only
 	$(BIN)/pytest tests/unit -q $(PYTEST_ARGS)
 
-lint: $(DEV) ## ruff, mypy, import-linter and the Docker files
+lint: $(DEV) ## ruff, mypy, import-linter, the Docker files and the Kubernetes manifests
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 	$(BIN)/hadolint --config .hadolint.yaml docker/Dockerfile
 	$(BIN)/check-jsonschema --builtin-schema vendor.compose-spec docker/compose.yaml
+	@$(MAKE) --no-print-directory $(KUBERNETES_CHECKED)
+	$(BIN)/pytest tests/deploy -q
+
+# deploy/kubernetes: both overlays rendered with `kubectl kustomize` and checked offline,
+# against the pinned Kubernetes API schemas and by checkov (some 4 s), again only when
+# they or the checkers change. Without kubectl it says so, and checks nothing.
+KUBERNETES_CHECKED := build/kubernetes/.checked
+$(KUBERNETES_CHECKED): $(DEV) scripts/kubernetes_manifests.py $(shell find deploy/kubernetes -type f ! -name secrets.env)
+	$(BIN)/python -m scripts.kubernetes_manifests $(@D)
 
 format: $(DEV) ## fix what ruff can fix
 	$(BIN)/ruff check --fix .
@@ -73,4 +82,4 @@ bench: $(DEV) ## the benchmark (needs PostgreSQL and wrk); see benchmarks/README
 	$(BIN)/python -m benchmarks.run
 
 clean: ## remove the virtualenv, caches and the local database
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage htmlcov app.db app.db-wal app.db-shm
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage htmlcov app.db app.db-wal app.db-shm build/kubernetes

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
 from typing import TypeAlias, TypeVar
@@ -318,3 +319,24 @@ class DatabaseProbe(abc.ABC):
     @abc.abstractmethod
     async def ping(self) -> bool:
         """Whether the database answers right now; never raises."""
+
+
+@dataclass(frozen=True, slots=True)
+class SchemaBehind:
+    """The database's schema is older than the code: it is at the revisions ``current``
+    (none: no migration was ever applied) while the code's migrations end at ``head``."""
+
+    current: tuple[str, ...]
+    head: tuple[str, ...]
+
+
+class SchemaProbe(abc.ABC):
+    """Whether the database's schema is the one this code's migrations make: a process
+    must not serve against a schema that lacks what its code expects."""
+
+    @abc.abstractmethod
+    async def behind(self) -> SchemaBehind | None:
+        """How the schema is behind the code's head revision, or None when it is at
+        the head, or past it (a newer release migrated first: its migrations keep the
+        schema usable by the code before it). Raises ``ServiceUnavailable`` when the
+        database cannot be reached."""

@@ -27,6 +27,7 @@ from adapters.key_crypto import AesGcmKeyMaker
 from adapters.key_file import load_or_create_key
 from adapters.locks import DatabaseJobLock
 from adapters.rate_limit import LimitsFailedLoginCounter, NamedRateLimits, RateLimiter
+from adapters.schema import DatabaseSchema
 from adapters.totp import PyotpCodes
 from adapters.unit_of_work import unit_of_work
 from application.access_tokens import CreateAccessToken, ListAccessTokens, RevokeAccessToken
@@ -108,6 +109,7 @@ from domain.ports import (
     FailedLoginCounter,
     PasswordHasher,
     RateLimits,
+    SchemaProbe,
     TokenCodec,
 )
 from domain.signing_keys import KeyMaker, KeyPolicy, KeySetCache
@@ -251,6 +253,8 @@ class Adapters(containers.DeclarativeContainer):
         pool_size=settings.provided.database_pool_size,
         max_overflow=settings.provided.database_max_overflow,
     )
+    # Whether the schema is at the code's head revision (readiness): remembers once it is.
+    schema = providers.Singleton(DatabaseSchema, database=database)
     clock = providers.Singleton(SystemClock)
     hasher = providers.Singleton(Argon2Hasher)
     key_policy = providers.Singleton(key_policy_of, settings)
@@ -531,6 +535,7 @@ PORTS: dict[type, str] = {
     FailedLoginCounter: "failed_logins",
     RateLimits: "rate_limits",
     DatabaseProbe: "database",
+    SchemaProbe: "schema",
     JobLock: "job_lock",
     TokenPolicy: "token_policy",
     MailTransport: "transport",

@@ -4,20 +4,30 @@ General and Operations)."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import logging
 import re
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 import structlog
+from alembic.script import ScriptDirectory
 from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
 
+from adapters import migrations
+from adapters.schema import code_revisions
 from application.auth import Authenticate
 from application.users import ListUsers
 from entrypoints.logging import configure_logging
+from tests.conftest import Postgres
 from tests.e2e.conftest import (
     FROM_ENV,
     LOGIN,
@@ -49,6 +59,91 @@ async def test_health_ready_is_200_ok_when_the_database_answers(api: Api) -> Non
     response = await api.client.get("/health/ready")
     assert response.status_code == 200
     assert response.json() == {"status": "ok"}
+
+
+@pytest.fixture
+async def unmigrated_url(database_url: str, postgres: Postgres, tmp_path: Path) -> str:
+    """A database of the test's backend that no migration has touched yet."""
+    if database_url.startswith("sqlite"):
+        return f"sqlite+aiosqlite:///{tmp_path / 'unmigrated.db'}"
+    return await postgres.new_database(migrated=False)
+
+
+async def test_health_ready_is_503_until_the_schema_reaches_the_code_s_head_revision(
+    app_factory: AppFactory, unmigrated_url: str
+) -> None:
+    [head] = code_revisions().heads
+    async with app_factory(database_url=unmigrated_url) as api:
+        response = await api.client.get("/health/ready")
+        body = assert_problem(response, 503, "service_unavailable")
+        assert body["detail"] == (
+            "The database schema is behind the code: it is at no revision, the code needs"
+            f" {head}. Run `app db upgrade`."
+        )
+        # Liveness is not readiness: the process is fine, only not to be sent traffic.
+        assert (await api.client.get("/health/live")).status_code == 200
+
+        scripts = ScriptDirectory.from_config(migrations.alembic_config(unmigrated_url))
+        previous = scripts.get_revision(head).down_revision
+        assert isinstance(previous, str)
+        await asyncio.to_thread(migrations.upgrade, unmigrated_url, previous)
+        response = await api.client.get("/health/ready")
+        body = assert_problem(response, 503, "service_unavailable")
+        assert f"it is at {previous}, the code needs {head}." in body["detail"]
+
+        await asyncio.to_thread(migrations.upgrade, unmigrated_url)
+        response = await api.client.get("/health/ready")
+        assert response.status_code == 200, response.text
+        assert response.json() == {"status": "ok"}
+
+
+async def test_health_ready_is_200_on_a_schema_a_newer_release_has_migrated(
+    app_factory: AppFactory, unmigrated_url: str
+) -> None:
+    """During a rollout the new release migrates first: the old release's replicas, still
+    serving, must stay ready on the newer schema (its migrations keep the old code working)."""
+    await asyncio.to_thread(migrations.upgrade, unmigrated_url)
+    engine = create_async_engine(unmigrated_url)
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(text("UPDATE alembic_version SET version_num = '9999'"))
+    finally:
+        await engine.dispose()
+    async with app_factory(database_url=unmigrated_url) as api:
+        response = await api.client.get("/health/ready")
+        assert response.status_code == 200, response.text
+
+
+def test_a_readiness_check_loads_no_alembic(tmp_path: Path) -> None:
+    """The API process reads the code's revisions from the scripts, never through Alembic
+    (about 9 MB a process, see entrypoints/serve.py)."""
+    url = f"sqlite+aiosqlite:///{tmp_path / 'app.db'}"
+    migrations.upgrade(url)
+    script = (
+        "import asyncio, sys, httpx\n"
+        "from entrypoints.asgi import create_app\n"
+        "async def main():\n"
+        "    app = create_app()\n"
+        "    async with app.router.lifespan_context(app):\n"
+        "        transport = httpx.ASGITransport(app=app)\n"
+        "        async with httpx.AsyncClient(transport=transport, base_url='http://t') as c:\n"
+        "            print((await c.get('/health/ready')).status_code)\n"
+        "asyncio.run(main())\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('alembic', 'mako')"
+        " or m == 'adapters.migrations'))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-P", "-c", script],
+        env={"DATABASE_URL": url, "ENVIRONMENT": "test", "SECRET_KEY": "s" * 64},
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-2:] == ["200", "[]"], done.stdout
 
 
 # --- Metrics ------------------------------------------------------------------------------
