@@ -40,17 +40,20 @@ audit_events = Table(
     Column("request_id", String(128), nullable=True),
     Column("ip", String(64), nullable=True),
     Column("details", Text, nullable=False),  # a JSON object
+    # No foreign key either: the trail outlives the organization.
+    Column("org_id", BigInteger, nullable=True),
     sqlite_autoincrement=True,
 )
 Index("ix_audit_events_occurred_at", audit_events.c.occurred_at)
 Index("ix_audit_events_target_user_id_id", audit_events.c.target_user_id, audit_events.c.id)
 Index("ix_audit_events_actor_id_id", audit_events.c.actor_id, audit_events.c.id)
 Index("ix_audit_events_action_id", audit_events.c.action, audit_events.c.id)
+Index("ix_audit_events_org_id_id", audit_events.c.org_id, audit_events.c.id)
 
 _INSERT = insert(audit_events)
 # `str in Action` raises TypeError before Python 3.12: look values up in a set.
 ACTIONS = frozenset(action.value for action in Action)
-_FIELDS = ("action", "actor_id", "target_user_id")
+_FIELDS = ("action", "actor_id", "target_user_id", "org_id")
 _DELETE_BEFORE = delete(audit_events).where(
     audit_events.c.id.in_(
         select(audit_events.c.id)
@@ -60,7 +63,7 @@ _DELETE_BEFORE = delete(audit_events).where(
 )
 
 
-@lru_cache(maxsize=8)  # one pair of statements per set of filters: bounded
+@lru_cache(maxsize=16)  # one pair of statements per set of filters: bounded
 def _queries(filters: tuple[str, ...]) -> tuple[Any, Any]:
     conditions = [audit_events.c[name] == bindparam(f"want_{name}") for name in filters]
     count = select(func.count()).select_from(audit_events).where(*conditions)

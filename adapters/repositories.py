@@ -13,6 +13,7 @@ from adapters.access_token_repository import SqlAccessTokenRepository
 from adapters.audit_repository import SqlAuditLog
 from adapters.email_token_repository import SqlEmailTokenRepository
 from adapters.mfa_repository import SqlMfaTokenRepository, SqlSecondFactorRepository
+from adapters.org_repository import SqlInvitationRepository, SqlOrgRepository
 from adapters.outbox_repository import SqlOutboxRepository
 from adapters.passkey_repository import SqlChallengeRepository, SqlPasskeyRepository
 from adapters.refresh_token_repository import SqlRefreshTokenRepository
@@ -24,6 +25,7 @@ from domain.access_tokens import AccessTokenRepository
 from domain.audit import AuditLog
 from domain.email_tokens import EmailTokenRepository
 from domain.mfa import MfaTokenRepository, SecondFactorRepository
+from domain.orgs import InvitationRepository, OrgRepository
 from domain.outbox import OutboxRepository
 from domain.passkeys import ChallengeRepository, PasskeyRepository
 from domain.ports import RefreshTokenRepository, SessionRepository, UserRepository
@@ -42,6 +44,8 @@ REPOSITORIES: Mapping[type, type[SqlRepository]] = {
     PasskeyRepository: SqlPasskeyRepository,
     ChallengeRepository: SqlChallengeRepository,
     AccessTokenRepository: SqlAccessTokenRepository,
+    OrgRepository: SqlOrgRepository,
+    InvitationRepository: SqlInvitationRepository,
     # Resources of your own
 }
 

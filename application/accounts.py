@@ -18,6 +18,7 @@ from domain.errors import (
     WrongPassword,
 )
 from domain.model import Principal, User
+from domain.orgs import LastOwner, OrgRepository
 from domain.ports import (
     FailedLoginCounter,
     PasswordHasher,
@@ -96,8 +97,12 @@ UNSET = Unset()
 
 
 async def delete_user(uow: UnitOfWork, user: User, now: datetime) -> None:
-    """Delete the account (never the last active superuser) and record it."""
+    """Delete the account (never the last active superuser, nor the last owner of an
+    organization that has other members) and record it. The organizations it is the
+    only member of go with it."""
     assert user.id is not None
+    if not await uow.repository(OrgRepository).release_user(user.id):
+        raise LastOwner()
     if not await uow.repository(UserRepository).delete(user.id):
         if await uow.repository(UserRepository).get(user.id) is None:
             raise UserNotFound()

@@ -19,6 +19,7 @@ from domain.errors import (
     UserNotFound,
 )
 from domain.model import Page, PageRequest, ProfileUpdate, Session, User, UserFilter
+from domain.orgs import LastOwner
 from domain.outbox import Template
 from domain.ports import (
     Clock,
@@ -255,7 +256,7 @@ class DeleteUser:
     """Delete any account with its sessions and tokens. Nobody deletes themselves here,
     and the last active superuser is never deleted."""
 
-    raises: Raises = (UserNotFound, CannotChangeOwnAccess, LastSuperuser)
+    raises: Raises = (UserNotFound, CannotChangeOwnAccess, LastSuperuser, LastOwner)
 
     def __init__(self, uow: UowFactory, clock: Clock) -> None:
         self._uow = uow

@@ -23,8 +23,22 @@ async def record(
     await uow.repository(AuditLog).add(event)
 
 
+async def record_in(
+    uow: UnitOfWork,
+    org_id: int,
+    action: Action,
+    target_user_id: int | None,
+    at: datetime,
+    **details: object,
+) -> None:
+    """``record``, for a change made in the organization ``org_id``."""
+    event = AuditEvent.of(action, current_actor(), at, target_user_id, details, org_id)
+    await uow.repository(AuditLog).add(event)
+
+
 class ListAuditEvents:
-    """The audit events, newest first, optionally by action, actor or target user."""
+    """The audit events, newest first, optionally by action, actor, target user or
+    organization."""
 
     raises: Raises = ()
 

@@ -42,9 +42,17 @@ class EmailPolicy:
     verification_ttl: timedelta = timedelta(hours=48)
     reset_ttl: timedelta = timedelta(minutes=60)
     require_verified: bool = False
+    invitation_path: str = "/accept-invitation"
+    invitation_ttl: timedelta = timedelta(days=7)
 
     def link(self, purpose: Purpose, token: str) -> str:
         path = self.verify_path if purpose is Purpose.VERIFY_EMAIL else self.reset_path
+        return self._link(path, token)
+
+    def invitation_link(self, token: str) -> str:
+        return self._link(self.invitation_path, token)
+
+    def _link(self, path: str, token: str) -> str:
         # Tokens are URL-safe already: nothing to quote.
         return f"{self.frontend_url.rstrip('/')}{path}?token={token}"
 

@@ -22,6 +22,7 @@ from domain.email_tokens import EmailToken, EmailTokenRepository, Purpose
 from domain.errors import InvalidValue, LimitsUnavailable, NotFound, Raises
 from domain.mail import Mail, MailNotSent, MailTemplates, MailTransport, mask_address
 from domain.model import User, new_id
+from domain.orgs import InvitationRepository, new_invitation_token
 from domain.outbox import (
     OutboxMessage,
     OutboxRepository,
@@ -190,6 +191,8 @@ class RelayOutbox:
             return await self._with_token(message, Purpose.VERIFY_EMAIL)
         if message.template is Template.PASSWORD_RESET:
             return await self._with_token(message, Purpose.PASSWORD_RESET)
+        if message.template is Template.ORG_INVITATION:
+            return await self._with_invitation(message)
         if not await self._may_receive(message.recipient):
             return _Prepared(None, Outcome.CAPPED)
         mail = self._render(message.id, message.recipient, message.template, message.context)
@@ -230,6 +233,28 @@ class RelayOutbox:
             context["expires_minutes"] = int(ttl.total_seconds() // 60)
         mail = self._render(message.id, user.email, message.template, context)
         return _Prepared(mail, Outcome.SENT, stored)
+
+    async def _with_invitation(self, message: OutboxMessage) -> _Prepared:
+        # As for mailed tokens: made now, in the mail alone; a new one replaces the
+        # last, and an invitation revoked or replaced meanwhile sends nothing.
+        if not await self._may_receive(message.recipient):
+            return _Prepared(None, Outcome.CAPPED)
+        token, hashed = new_invitation_token()
+        async with self._uow() as uow:
+            pending = await uow.repository(InvitationRepository).set_token(
+                message.context["invitation_id"], hashed, self._clock.now()
+            )
+            await uow.commit()
+        if not pending:
+            return _Prepared(None, Outcome.DROPPED)
+        ttl = self._email.invitation_ttl
+        context = {
+            **message.context,
+            "link": self._email.invitation_link(token),
+            "expires_days": max(1, ttl.days),
+        }
+        mail = self._render(message.id, message.recipient, message.template, context)
+        return _Prepared(mail, Outcome.SENT)
 
     def _render(
         self, message_id: str, to: str, template: str, context: Mapping[str, object]

@@ -16,6 +16,7 @@ from domain.audit import AuditLog
 from domain.email_tokens import EmailTokenRepository
 from domain.errors import Raises
 from domain.mfa import MfaTokenRepository
+from domain.orgs import InvitationRepository
 from domain.outbox import OutboxRepository
 from domain.passkeys import ChallengeRepository
 from domain.ports import Clock, RefreshTokenRepository, SessionRepository, UowFactory
@@ -43,12 +44,14 @@ class RetentionResult:
     audit_events: int = 0
     mfa_tokens: int = 0
     access_tokens: int = 0
+    invitations: int = 0
 
 
 class ApplyRetention:
     """Delete mail sent and audit events recorded longer ago than the policy keeps them,
     and mailed tokens, login-step tokens, passkey challenges and personal access
-    tokens that are used, expired or ended (they can never work again)."""
+    tokens and invitations that are used, expired or ended (they can never work
+    again)."""
 
     raises: Raises = ()
 
@@ -94,6 +97,11 @@ class ApplyRetention:
             lambda uow: uow.repository(AccessTokenRepository).delete_spent(now, size),
             size,
         )
+        invitations = await drain(
+            self._uow,
+            lambda uow: uow.repository(InvitationRepository).delete_spent(now, size),
+            size,
+        )
         events = await drain(
             self._uow,
             lambda uow: uow.repository(AuditLog).delete_before(
@@ -107,6 +115,7 @@ class ApplyRetention:
             audit_events=events.rows,
             mfa_tokens=steps.rows + ceremonies.rows,
             access_tokens=ended.rows,
+            invitations=invitations.rows,
         )
 
 

@@ -28,6 +28,7 @@ from domain.errors import (
     WrongPassword,
 )
 from domain.model import Credentials, Page, PageRequest, Principal, ProfileUpdate, User
+from domain.orgs import LastOwner
 from domain.ports import (
     Clock,
     FailedLoginCounter,
@@ -193,7 +194,7 @@ class DeleteAccount:
     """Delete one's own account with its sessions and tokens; email and username
     become free again. The last active superuser cannot leave."""
 
-    raises: Raises = (UserNotFound, LastSuperuser)
+    raises: Raises = (UserNotFound, LastSuperuser, LastOwner)
 
     def __init__(self, uow: UowFactory, clock: Clock) -> None:
         self._uow = uow

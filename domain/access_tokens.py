@@ -62,7 +62,12 @@ def _checksum(body: str) -> str:
 
 def new_token() -> str:
     """A fresh token, checksum included."""
-    body = _base62(int.from_bytes(secrets.token_bytes(SECRET_BYTES), "big"), BODY_LENGTH)
+    return token_from(secrets.token_bytes(SECRET_BYTES))
+
+
+def token_from(secret: bytes) -> str:
+    """The token of ``secret`` (``SECRET_BYTES`` random bytes), checksum included."""
+    body = _base62(int.from_bytes(secret, "big"), BODY_LENGTH)
     return PREFIX + body + _checksum(body)
 
 

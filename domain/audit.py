@@ -49,6 +49,15 @@ class Action(StrEnum):
     PASSKEY_REMOVED = "passkey.removed"
     TOKEN_CREATED = "token.created"  # noqa: S105 - an action's name
     TOKEN_REVOKED = "token.revoked"  # noqa: S105 - an action's name
+    ORG_CREATED = "org.created"
+    ORG_UPDATED = "org.updated"
+    ORG_DELETED = "org.deleted"
+    ORG_MEMBER_ADDED = "org.member_added"
+    ORG_MEMBER_ROLE_CHANGED = "org.member_role_changed"
+    ORG_MEMBER_REMOVED = "org.member_removed"
+    ORG_INVITATION_SENT = "org.invitation_sent"
+    ORG_INVITATION_REVOKED = "org.invitation_revoked"
+    ORG_INVITATION_ACCEPTED = "org.invitation_accepted"
     KEY_ROTATED = "key.rotated"
     KEY_RETIRED = "key.retired"
     KEY_REVOKED = "key.revoked"
@@ -112,6 +121,8 @@ class AuditEvent:
     # Names and flags only: never a password, hash, token or mail body.
     details: dict[str, object] = field(default_factory=dict)
     id: int | None = None  # assigned by the repository
+    # The organization the change was made in, if any.
+    org_id: int | None = None
 
     @classmethod
     def of(
@@ -121,6 +132,7 @@ class AuditEvent:
         at: datetime,
         target_user_id: int | None,
         details: dict[str, object] | None = None,
+        org_id: int | None = None,
     ) -> AuditEvent:
         found = dict(details or {})
         if actor.name is not None:
@@ -136,6 +148,7 @@ class AuditEvent:
             request_id=actor.request_id,
             ip=actor.ip,
             details=found,
+            org_id=org_id,
         )
 
 
@@ -144,6 +157,7 @@ class AuditFilter:
     action: str | None = None
     actor_id: int | None = None
     target_user_id: int | None = None
+    org_id: int | None = None
 
 
 class AuditLog(abc.ABC):

@@ -31,6 +31,8 @@ class Template(StrEnum):
     PASSWORD_CHANGED = "password_changed"  # noqa: S105 - a template name
     # A change to how the account is protected; ``change`` names it (domain.mfa.Change).
     SECURITY_NOTICE = "security_notice"
+    # An invitation to an organization; the relay makes its link's token when it sends.
+    ORG_INVITATION = "org_invitation"
 
 
 @dataclass(eq=False)

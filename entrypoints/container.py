@@ -71,6 +71,21 @@ from application.mfa import (
     ResetMfa,
     StartTotp,
 )
+from application.orgs import (
+    AcceptInvitation,
+    ChangeRole,
+    CreateOrg,
+    DeleteOrg,
+    GetOrg,
+    InviteMember,
+    ListInvitations,
+    ListMembers,
+    ListMyOrgs,
+    ListOrgAuditEvents,
+    RemoveMember,
+    RenameOrg,
+    RevokeInvitation,
+)
 from application.outbox import (
     ListOutbox,
     OutboxState,
@@ -154,6 +169,7 @@ def ip_limits(settings: Settings) -> dict[str, str]:
         "email_token": settings.rate_limit_email_token,
         "verification_email": settings.rate_limit_verification_email,
         "password_reset": settings.rate_limit_password_reset,
+        "invitations": settings.rate_limit_invitations,
     }
 
 
@@ -208,6 +224,8 @@ def email_policy_of(settings: Settings) -> EmailPolicy:
         verification_ttl=timedelta(hours=settings.email_verification_ttl_hours),
         reset_ttl=timedelta(minutes=settings.password_reset_ttl_minutes),
         require_verified=settings.require_verified_email,
+        invitation_path=settings.invitation_accept_path,
+        invitation_ttl=timedelta(days=settings.invitation_ttl_days),
     )
 
 
@@ -433,6 +451,25 @@ class UseCases(containers.DeclarativeContainer):
     create_access_token = providers.Factory(CreateAccessToken, uow=uow, clock=clock)
     list_access_tokens = providers.Factory(ListAccessTokens, reader=reader, clock=clock)
     revoke_access_token = providers.Factory(RevokeAccessToken, uow=uow, clock=clock)
+
+    # Organizations
+    create_org = providers.Factory(
+        CreateOrg, uow=uow, clock=clock, per_user=settings.provided.orgs_per_user
+    )
+    list_my_orgs = providers.Factory(ListMyOrgs, reader=reader)
+    get_org = providers.Factory(GetOrg, reader=reader)
+    rename_org = providers.Factory(RenameOrg, uow=uow, clock=clock)
+    delete_org = providers.Factory(DeleteOrg, uow=uow, clock=clock)
+    list_members = providers.Factory(ListMembers, reader=reader)
+    change_role = providers.Factory(ChangeRole, uow=uow, clock=clock)
+    remove_member = providers.Factory(RemoveMember, uow=uow, clock=clock)
+    invite_member = providers.Factory(
+        InviteMember, uow=uow, clock=clock, ttl=adapters.email_policy.provided.invitation_ttl
+    )
+    list_invitations = providers.Factory(ListInvitations, reader=reader, clock=clock)
+    revoke_invitation = providers.Factory(RevokeInvitation, uow=uow, clock=clock)
+    accept_invitation = providers.Factory(AcceptInvitation, uow=uow, clock=clock)
+    list_org_audit_events = providers.Factory(ListOrgAuditEvents, reader=reader)
 
     # Mailed links
     verify_email = providers.Factory(VerifyEmail, uow=uow, clock=clock)

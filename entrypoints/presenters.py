@@ -140,6 +140,67 @@ class NewAccessToken(AccessToken):
     )
 
 
+class Org(Body):
+    id: int
+    slug: str
+    name: str
+    created_at: datetime
+    role: Literal["owner", "admin", "member"] = Field(description="The caller's.")
+
+    @classmethod
+    def of_membership(cls, membership: Any) -> dict[str, Any]:
+        return cls.of(membership.org, role=membership.role.value)
+
+
+class OrgPage(Body):
+    items: list[Org]
+    total: int
+    page: int
+    size: int
+    pages: int
+
+    @classmethod
+    def of_page(cls, page: Page[Any]) -> dict[str, Any]:
+        return cls.of(page, items=[Org.of_membership(m) for m in page.items])
+
+
+class Member(Body):
+    user_id: int
+    username: str
+    full_name: str | None
+    role: Literal["owner", "admin", "member"]
+    joined_at: datetime
+
+    @classmethod
+    def of_member(cls, member: Any) -> dict[str, Any]:
+        return cls.of(member, role=member.role.value)
+
+
+class MemberPage(Body):
+    items: list[Member]
+    total: int
+    page: int
+    size: int
+    pages: int
+
+    @classmethod
+    def of_page(cls, page: Page[Any]) -> dict[str, Any]:
+        return cls.of(page, items=[Member.of_member(m) for m in page.items])
+
+
+class Invitation(Body):
+    id: str
+    email: str
+    role: Literal["owner", "admin", "member"]
+    invited_by: int | None
+    created_at: datetime
+    expires_at: datetime
+
+    @classmethod
+    def of_invitation(cls, invitation: Any) -> dict[str, Any]:
+        return cls.of(invitation, role=invitation.role.value)
+
+
 class CeremonyOptions(Body):
     challenge_id: str = Field(description="Send it back with the credential.")
     options: dict[str, Any] = Field(
@@ -177,6 +238,7 @@ class AuditEvent(Body):
         description="What the action needs said: names of changed fields, flags; never a"
         " password, hash, token or mail body."
     )
+    org_id: int | None = Field(description="The organization it happened in, if any.")
 
     @classmethod
     def of_event(cls, event: Any) -> dict[str, Any]:

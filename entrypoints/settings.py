@@ -106,6 +106,13 @@ class Settings(BaseSettings):
     rate_limit_email_change: str = "3/hour"
     mail_per_recipient_limit: str = "10/day"
 
+    # Organizations: how many one user may create, and their invitations.
+    orgs_per_user: int = Field(default=20, ge=1, le=10_000)
+    invitation_ttl_days: int = Field(default=7, ge=1, le=90)
+    invitation_accept_path: str = "/accept-invitation"
+    # Invitations per organization.
+    rate_limit_invitations: str = "50/day"
+
     # Mail: how it leaves, and the outbox that holds it until then.
     mail_backend: Literal["console", "smtp", "none"] | None = None
     mail_from: str = "Backend Template <no-reply@localhost>"
@@ -150,6 +157,7 @@ class Settings(BaseSettings):
         "rate_limit_password_reset",
         "rate_limit_email_change",
         "mail_per_recipient_limit",
+        "rate_limit_invitations",
     )
     @classmethod
     def _rate_limit(cls, value: str) -> str:
@@ -228,7 +236,7 @@ class Settings(BaseSettings):
             raise ValueError("must be an http:// or https:// URL, such as https://app.example.com")
         return value.rstrip("/")
 
-    @field_validator("email_verify_path", "password_reset_path")
+    @field_validator("email_verify_path", "password_reset_path", "invitation_accept_path")
     @classmethod
     def _path(cls, value: str) -> str:
         if not value.startswith("/") or "?" in value or "#" in value:

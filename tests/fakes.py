@@ -38,6 +38,7 @@ from domain.mfa import (
 )
 from domain.model import (
     Credentials,
+    Page,
     PageRequest,
     Principal,
     ProfileUpdate,
@@ -45,6 +46,16 @@ from domain.model import (
     Session,
     User,
     UserFilter,
+)
+from domain.orgs import (
+    Invitation,
+    InvitationRepository,
+    Member,
+    Membership,
+    Org,
+    OrgRepository,
+    Role,
+    SlugTaken,
 )
 from domain.outbox import OutboxMessage, OutboxRepository, OutboxStats, Status
 from domain.passkeys import (
@@ -251,6 +262,9 @@ class FakeUserRepository(UserRepository):
             rows = self.store.table(name)
             for key in [key for key, row in rows.items() if row.user_id == user_id]:
                 del rows[key]
+        members = self.store.table("org_members")
+        for key in [key for key in members if key[1] == user_id]:
+            del members[key]
         return True
 
     async def list_page(self, page: PageRequest, *, active_only: bool) -> tuple[list[User], int]:
@@ -654,6 +668,203 @@ class FakeAccessTokenRepository(AccessTokenRepository):
         return len(spent)
 
 
+class FakeOrgRepository(OrgRepository):
+    """Organizations, members by (org id, user id); the counters as a sequence would."""
+
+    def __init__(self, store: Store) -> None:
+        self.users = store.users
+        self.orgs: dict[int, Org] = store.table("orgs")
+        self.members_: dict[tuple[int, int], Member] = store.table("org_members")
+        self.invitations: dict[str, Invitation] = store.table("org_invitations")
+        self.sequence: dict[str, int] = store.table("org_ids")
+
+    def _membership(self, org: Org | None, user_id: int) -> Membership | None:
+        if org is None or org.id is None:
+            return None
+        member = self.members_.get((org.id, user_id))
+        if member is None:
+            return None
+        return Membership(org=copy.copy(org), user_id=user_id, role=member.role)
+
+    def _member(self, org_id: int, user_id: int, role: Role, at: datetime) -> Member:
+        user = self.users[user_id]
+        return Member(user_id, user.username, user.full_name, role, at)
+
+    async def create(self, org: Org, owner: int, limit: int) -> Org | None:
+        if any(o.slug == org.slug for o in self.orgs.values()):
+            raise SlugTaken()
+        if sum(o.created_by == org.created_by for o in self.orgs.values()) >= limit:
+            return None
+        stored = copy.copy(org)
+        stored.id = self.sequence["last"] = self.sequence.get("last", 0) + 1
+        self.orgs[stored.id] = stored
+        self.members_[(stored.id, owner)] = self._member(
+            stored.id, owner, Role.OWNER, org.created_at
+        )
+        return copy.copy(stored)
+
+    async def membership(self, slug: str, user_id: int) -> Membership | None:
+        found = next((o for o in self.orgs.values() if o.slug == slug), None)
+        return self._membership(found, user_id)
+
+    async def membership_by_id(self, org_id: int, user_id: int) -> Membership | None:
+        return self._membership(self.orgs.get(org_id), user_id)
+
+    async def list_for_user(self, user_id: int, page: PageRequest) -> Page[Membership]:
+        mine = [
+            m
+            for o in sorted(self.orgs.values(), key=lambda o: o.slug)
+            if (m := self._membership(o, user_id)) is not None
+        ]
+        items = mine[page.offset : page.offset + page.size]
+        return Page(items=items, total=len(mine), page=page.page, size=page.size)
+
+    async def rename(self, org_id: int, name: str) -> Org | None:
+        org = self.orgs.get(org_id)
+        if org is None:
+            return None
+        org.name = name
+        return copy.copy(org)
+
+    async def delete(self, org_id: int) -> bool:
+        if self.orgs.pop(org_id, None) is None:
+            return False
+        for member in [k for k in self.members_ if k[0] == org_id]:
+            del self.members_[member]
+        for invitation in [k for k, i in self.invitations.items() if i.org_id == org_id]:
+            del self.invitations[invitation]
+        return True
+
+    async def hold(self, org_id: int) -> bool:
+        return org_id in self.orgs
+
+    async def members(self, org_id: int, page: PageRequest) -> Page[Member]:
+        found = sorted(
+            (self._fresh(m) for (o, _), m in self.members_.items() if o == org_id),
+            key=lambda m: m.user_id,
+        )
+        items = found[page.offset : page.offset + page.size]
+        return Page(items=items, total=len(found), page=page.page, size=page.size)
+
+    def _fresh(self, member: Member) -> Member:
+        # Names as the users' rows say now, as the adapter's join reads them.
+        user = self.users[member.user_id]
+        return replace(member, username=user.username, full_name=user.full_name)
+
+    async def member(self, org_id: int, user_id: int) -> Member | None:
+        found = self.members_.get((org_id, user_id))
+        return self._fresh(found) if found is not None else None
+
+    async def role_of(self, org_id: int, user_id: int) -> Role | None:
+        found = self.members_.get((org_id, user_id))
+        return found.role if found is not None else None
+
+    async def add_member(self, org_id: int, user_id: int, role: Role, at: datetime) -> bool:
+        if (org_id, user_id) in self.members_:
+            return False
+        self.members_[(org_id, user_id)] = self._member(org_id, user_id, role, at)
+        return True
+
+    def _keeps_an_owner(self, org_id: int, user_id: int) -> bool:
+        member = self.members_[(org_id, user_id)]
+        return member.role is not Role.OWNER or any(
+            m.role is Role.OWNER
+            for (o, u), m in self.members_.items()
+            if o == org_id and u != user_id
+        )
+
+    async def set_role(self, org_id: int, user_id: int, role: Role) -> bool:
+        if (org_id, user_id) not in self.members_:
+            return False
+        if role is not Role.OWNER and not self._keeps_an_owner(org_id, user_id):
+            return False
+        self.members_[(org_id, user_id)] = replace(self.members_[(org_id, user_id)], role=role)
+        return True
+
+    async def remove_member(self, org_id: int, user_id: int) -> bool:
+        if (org_id, user_id) not in self.members_ or not self._keeps_an_owner(org_id, user_id):
+            return False
+        del self.members_[(org_id, user_id)]
+        return True
+
+    async def is_member_by_email(self, org_id: int, email: str) -> bool:
+        return any(
+            o == org_id and canonical(self.users[u].email) == canonical(email)
+            for (o, u) in self.members_
+        )
+
+    async def release_user(self, user_id: int) -> bool:
+        theirs = [o for (o, u) in self.members_ if u == user_id]
+        others = {
+            o: [m for (x, u), m in self.members_.items() if x == o and u != user_id] for o in theirs
+        }
+        for org_id in theirs:
+            role = self.members_[(org_id, user_id)].role
+            rest = others[org_id]
+            if role is Role.OWNER and rest and not any(m.role is Role.OWNER for m in rest):
+                return False
+        for org_id in theirs:
+            if not others[org_id]:
+                await self.delete(org_id)
+        return True
+
+
+class FakeInvitationRepository(InvitationRepository):
+    def __init__(self, store: Store) -> None:
+        self.invitations: dict[str, Invitation] = store.table("org_invitations")
+
+    @staticmethod
+    def _pending(invitation: Invitation, now: datetime) -> bool:
+        return invitation.accepted_at is None and invitation.expires_at > now
+
+    async def replace(self, invitation: Invitation) -> None:
+        for key, found in list(self.invitations.items()):
+            if found.org_id == invitation.org_id and canonical(found.email) == canonical(
+                invitation.email
+            ):
+                del self.invitations[key]
+        self.invitations[invitation.id] = copy.copy(invitation)
+
+    async def pending(self, org_id: int, now: datetime) -> list[Invitation]:
+        found = [
+            copy.copy(i)
+            for i in self.invitations.values()
+            if i.org_id == org_id and self._pending(i, now)
+        ]
+        return sorted(found, key=lambda i: (-i.created_at.timestamp(), i.id))
+
+    async def get(self, invitation_id: str) -> Invitation | None:
+        found = self.invitations.get(invitation_id)
+        return copy.copy(found) if found is not None else None
+
+    async def revoke(self, org_id: int, invitation_id: str) -> bool:
+        found = self.invitations.get(invitation_id)
+        if found is None or found.org_id != org_id or found.accepted_at is not None:
+            return False
+        del self.invitations[invitation_id]
+        return True
+
+    async def set_token(self, invitation_id: str, token_hash: str, now: datetime) -> bool:
+        found = self.invitations.get(invitation_id)
+        if found is None or not self._pending(found, now):
+            return False
+        found.token_hash = token_hash
+        return True
+
+    async def redeem(self, token_hash: str, now: datetime) -> Invitation | None:
+        for found in self.invitations.values():
+            if found.token_hash == token_hash and self._pending(found, now):
+                found.accepted_at = now
+                return copy.copy(found)
+        return None
+
+    async def delete_spent(self, now: datetime, limit: int) -> int:
+        spent = [k for k, i in self.invitations.items() if not self._pending(i, now)][:limit]
+        for key in spent:
+            del self.invitations[key]
+        return len(spent)
+
+
 class FakeChallengeRepository(ChallengeRepository):
     def __init__(self, store: Store) -> None:
         self.challenges: dict[str, Challenge] = store.table("webauthn_challenges")
@@ -798,6 +1009,7 @@ class FakeAuditLog(AuditLog):
             if where.action in (None, e.action)
             and where.actor_id in (None, e.actor_id)
             and where.target_user_id in (None, e.target_user_id)
+            and where.org_id in (None, e.org_id)
         ]
         return found[page.offset : page.offset + page.size], len(found)
 
@@ -877,6 +1089,8 @@ FAKES: Mapping[type, FakeFactory] = {
     PasskeyRepository: FakePasskeyRepository,
     ChallengeRepository: FakeChallengeRepository,
     AccessTokenRepository: FakeAccessTokenRepository,
+    OrgRepository: FakeOrgRepository,
+    InvitationRepository: FakeInvitationRepository,
 }
 
 

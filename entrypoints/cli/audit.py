@@ -40,6 +40,12 @@ def list_events(
         Action | None,
         typer.Option(help="Only this action.", show_default=False),
     ] = None,
+    org: Annotated[
+        int | None,
+        typer.Option(
+            "--org", min=1, help="Only events in this organization (its id).", show_default=False
+        ),
+    ] = None,
     page: Annotated[int, typer.Option(min=1, help="The page to show.")] = 1,
     size: Annotated[int, typer.Option(min=1, max=MAX_PAGE_SIZE, help="Events per page.")] = 20,
     as_json: Annotated[
@@ -55,7 +61,9 @@ def list_events(
         elif user is not None:
             found: User = await services.get(GetUser)(user)
             target = found.id
-        where = AuditFilter(action=action.value if action else None, target_user_id=target)
+        where = AuditFilter(
+            action=action.value if action else None, target_user_id=target, org_id=org
+        )
         events: Page[AuditEvent] = await services.get(ListAuditEvents)(
             where, PageRequest(page=page, size=size)
         )

@@ -112,6 +112,8 @@ CurrentPrincipal = Annotated[Principal, access(None)]
 # A session, or a token with the scope.
 ProfileReader = Annotated[Principal, access(Scope.PROFILE_READ)]
 ProfileWriter = Annotated[Principal, access(Scope.PROFILE_WRITE)]
+OrgsReader = Annotated[Principal, access(Scope.ORGS_READ)]
+OrgsWriter = Annotated[Principal, access(Scope.ORGS_WRITE)]
 # A superuser's session, or their token with the scope (while they still are one).
 AdminReader = Annotated[Principal, access(Scope.ADMIN_READ, superuser=True)]
 AdminWriter = Annotated[Principal, access(Scope.ADMIN_WRITE, superuser=True)]
@@ -162,6 +164,7 @@ class IpLimit(StrEnum):
     VERIFICATION_EMAIL = "verification_email"
     PASSWORD_RESET = "password_reset"  # noqa: S105 - a limit's name
     EMAIL_CHANGE = "email_change"
+    INVITATIONS = "invitations"
 
 
 def check_ip_limits(limits: RateLimits) -> None:

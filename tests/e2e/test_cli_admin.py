@@ -26,6 +26,7 @@ from tests.e2e.cli_fixtures import PASSWORD, Cli, one_error_line
 from tests.e2e.conftest import USER_FIELDS
 
 AUDIT_FIELDS = {
+    "org_id",
     "id",
     "occurred_at",
     "action",

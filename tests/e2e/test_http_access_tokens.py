@@ -403,6 +403,19 @@ ACCESS: dict[tuple[str, str], Scope | None] = {
     ("GET", "/api/v1/auth/passkeys"): SESSIONS_ONLY,
     ("PATCH", "/api/v1/auth/passkeys/{passkey_id}"): SESSIONS_ONLY,
     ("DELETE", "/api/v1/auth/passkeys/{passkey_id}"): SESSIONS_ONLY,
+    ("POST", "/api/v1/orgs"): Scope.ORGS_WRITE,
+    ("GET", "/api/v1/orgs"): Scope.ORGS_READ,
+    ("GET", "/api/v1/orgs/{slug}"): Scope.ORGS_READ,
+    ("PATCH", "/api/v1/orgs/{slug}"): Scope.ORGS_WRITE,
+    ("DELETE", "/api/v1/orgs/{slug}"): Scope.ORGS_WRITE,
+    ("GET", "/api/v1/orgs/{slug}/members"): Scope.ORGS_READ,
+    ("PATCH", "/api/v1/orgs/{slug}/members/{user_id}"): Scope.ORGS_WRITE,
+    ("DELETE", "/api/v1/orgs/{slug}/members/{user_id}"): Scope.ORGS_WRITE,
+    ("POST", "/api/v1/orgs/{slug}/invitations"): Scope.ORGS_WRITE,
+    ("GET", "/api/v1/orgs/{slug}/invitations"): Scope.ORGS_READ,
+    ("DELETE", "/api/v1/orgs/{slug}/invitations/{invitation_id}"): Scope.ORGS_WRITE,
+    ("GET", "/api/v1/orgs/{slug}/audit-events"): Scope.ORGS_READ,
+    ("POST", "/api/v1/invitations/accept"): Scope.ORGS_WRITE,
 }
 # Routes that take no bearer token at all.
 PUBLIC = {
@@ -473,6 +486,8 @@ def concrete(path: str, user_id: int) -> str:
         .replace("{token_id}", "0" * 32)
         .replace("{session_id}", "0" * 32)
         .replace("{passkey_id}", "0" * 32)
+        .replace("{slug}", "no-such-org")
+        .replace("{invitation_id}", "0" * 32)
     )
 
 

@@ -40,6 +40,7 @@ AUDIT = f"{ADMIN}/audit-events"
 PAGE_FIELDS = {"items", "total", "page", "size", "pages"}
 AUDIT_FIELDS = {
     "id",
+    "org_id",
     "occurred_at",
     "action",
     "actor_type",

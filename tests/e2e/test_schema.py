@@ -220,6 +220,31 @@ def test_request_bodies_and_secured_operations_document_their_errors(
             assert "401" in statuses, f"{where} needs a token but documents no 401"
 
 
+ORG_OPERATIONS = {
+    ("POST", "/api/v1/orgs"),
+    ("GET", "/api/v1/orgs"),
+    ("GET", "/api/v1/orgs/{slug}"),
+    ("PATCH", "/api/v1/orgs/{slug}"),
+    ("DELETE", "/api/v1/orgs/{slug}"),
+    ("GET", "/api/v1/orgs/{slug}/members"),
+    ("PATCH", "/api/v1/orgs/{slug}/members/{user_id}"),
+    ("DELETE", "/api/v1/orgs/{slug}/members/{user_id}"),
+    ("POST", "/api/v1/orgs/{slug}/invitations"),
+    ("GET", "/api/v1/orgs/{slug}/invitations"),
+    ("DELETE", "/api/v1/orgs/{slug}/invitations/{invitation_id}"),
+    ("GET", "/api/v1/orgs/{slug}/audit-events"),
+    ("POST", "/api/v1/invitations/accept"),
+}
+
+
+def secured_anywhere(document: dict[str, Any], name: str) -> set[tuple[str, str]]:
+    return {
+        (method, path)
+        for method, path, operation in operations(document)
+        if {name: []} in operation.get("security", [])
+    }
+
+
 def test_the_oauth2_password_flow_logs_in_at_the_login_endpoint(
     document: dict[str, Any],
 ) -> None:
@@ -267,6 +292,8 @@ def test_the_oauth2_password_flow_logs_in_at_the_login_endpoint(
         ("GET", "/api/v1/auth/tokens"),
         ("DELETE", "/api/v1/auth/tokens/{token_id}"),
     }
+    # Organizations' (a resource of an organization adds its own under them).
+    assert secured_anywhere(document, name) >= ORG_OPERATIONS
     login = document["paths"][LOGIN_PATH]["post"]
     content = login["requestBody"]["content"]
     form = content["application/x-www-form-urlencoded"]["schema"]

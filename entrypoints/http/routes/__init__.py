@@ -9,6 +9,7 @@ from entrypoints.http.routes import (
     health,
     jwks,
     mfa,
+    orgs,
     passkeys,
     users,
 )
@@ -21,6 +22,8 @@ ROUTERS = (
     health.router,
     jwks.router,
     mfa.router,
+    orgs.router,
+    orgs.invitations_router,
     passkeys.router,
     users.router,
 )

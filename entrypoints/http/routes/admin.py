@@ -203,9 +203,13 @@ async def list_audit_events(
     action: Annotated[Action | None, Query(description="Only this action.")] = None,
     actor_id: Annotated[int | None, Query(ge=1, le=2**63 - 1)] = None,
     target_user_id: Annotated[int | None, Query(ge=1, le=2**63 - 1)] = None,
+    org_id: Annotated[int | None, Query(ge=1, le=2**63 - 1)] = None,
 ) -> Response:
     where = AuditFilter(
-        action=action.value if action else None, actor_id=actor_id, target_user_id=target_user_id
+        action=action.value if action else None,
+        actor_id=actor_id,
+        target_user_id=target_user_id,
+        org_id=org_id,
     )
     found = await list_events(where, PageRequest(page=page, size=size))
     return json_response(AuditPage.of_page(found))
