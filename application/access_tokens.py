@@ -9,7 +9,7 @@ from application.email import security_notice
 from domain.access_tokens import (
     MAX_LIFETIME_DAYS,
     MAX_LIVE_TOKENS,
-    NAME_MAX_LENGTH,
+    NAME,
     AccessToken,
     AccessTokenNotFound,
     AccessTokenRepository,
@@ -40,9 +40,7 @@ class CreateAccessToken:
     async def __call__(
         self, principal: Principal, name: str, scopes: Iterable[Scope], expires_in_days: int
     ) -> tuple[str, AccessToken]:
-        name = name.strip()
-        if not name or len(name) > NAME_MAX_LENGTH:
-            raise InvalidValue("name", f"must be 1 to {NAME_MAX_LENGTH} characters")
+        name = NAME.validate(name)
         wanted = frozenset(scopes)
         if not wanted:
             raise InvalidValue("scopes", "must name at least one scope")

@@ -39,10 +39,20 @@ CASES = (
     "users_me_es256",
     "users_me_eddsa",
     "users_me_pat",
+    "org_list",
+    "org_members",
 )
 # /users/me under an asymmetric ALGORITHM: an API of its own, on the same database.
 KEY_CASES = {"users_me_es256": "ES256", "users_me_eddsa": "EdDSA"}
 KEY_CASE_TOKENS = 200
+# The organization cases: the caller's organizations (ORG_COUNT of them, by slug), and
+# the first page of the members of "big" (every seeded user up to ORG_MEMBERS).
+ORG_COUNT = 20
+ORG_MEMBERS = 10_000
+ORG_PATHS = {
+    "org_list": f"/api/v1/orgs?page=1&size={20}",
+    "org_members": "/api/v1/orgs/big/members?page=1&size=20",
+}
 # /users/me with personal access tokens: the API's alone (the reference has none).
 PAT_CASE_TOKENS = 64
 LIST_PAGES = {
@@ -159,13 +169,19 @@ class Bench:
         )
 
     def users_me_load(self, target: str) -> wrk.Load:
+        return self.bearer_load(target, client.ME_PATH)
+
+    def bearer_load(self, target: str, path: str) -> wrk.Load:
+        """``path`` with the access tokens of the pool (each a member of every seeded
+        organization),
+        each in turn."""
         pairs = self.tokens.get(target)
         if not pairs:
             raise Skip(f"no access tokens: {self.login_errors.get(target, 'no logins')}")
-        path = self.workdir / f"access-{target}.txt"
-        if not path.exists():
-            path.write_text("".join(f"{p.access_token}\n" for p in pairs))
-        return self._load(target, "get.lua", client.ME_PATH, str(path), str(self.shape.threads))
+        tokens = self.workdir / f"access-{target}.txt"
+        if not tokens.exists():
+            tokens.write_text("".join(f"{p.access_token}\n" for p in pairs))
+        return self._load(target, "get.lua", path, str(tokens), str(self.shape.threads))
 
     def users_me_pat_load(self, target: str) -> wrk.Load:
         """/users/me with personal access tokens, one per session of the token pool."""

@@ -304,6 +304,39 @@ class BenchDatabase:
             await conn.close()
         return time.perf_counter() - started
 
+    async def seed_orgs(self, members: int, orgs: int) -> float:
+        """``orgs`` organizations ("big", then "org-01"…), each with users 1…``members``
+        as members (user 1 its owner); returns seconds."""
+        started = time.perf_counter()
+        base = datetime(2025, 1, 1, tzinfo=UTC)
+        slugs = ["big", *(f"org-{n:02d}" for n in range(1, orgs))]
+        conn = await asyncpg.connect(self.dsn)
+        try:
+            ids = [
+                await conn.fetchval(
+                    "INSERT INTO orgs (slug, name, created_at, created_by)"
+                    " VALUES ($1, $2, $3, 1) RETURNING id",
+                    slug,
+                    slug.title(),
+                    base,
+                )
+                for slug in slugs
+            ]
+
+            def rows() -> Iterator[tuple[object, ...]]:
+                for org_id in ids:
+                    for n in range(1, members + 1):
+                        yield (org_id, n, "owner" if n == 1 else "member", base)
+
+            await conn.copy_records_to_table(
+                "org_members", records=rows(), columns=["org_id", "user_id", "role", "joined_at"]
+            )
+            await conn.execute("ANALYZE orgs")
+            await conn.execute("ANALYZE org_members")
+        finally:
+            await conn.close()
+        return time.perf_counter() - started
+
     async def audit_event_count(self) -> int:
         conn = await asyncpg.connect(self.dsn)
         try:

@@ -139,6 +139,8 @@ def targets(
         versus("refresh", "refresh", 0.80),
         versus("login", "login", 0.95),
         versus("user list, page 1,", "list_first", 1.0),
+        versus("my organizations", "org_list", 0.75),
+        versus("members of a 10,000-member organization", "org_members", 0.75),
         versus("user list, page 2,500,", "list_page_2500", 1.0),
         tail("/health/live", "health"),
         tail("GET /users/me", "users_me"),

@@ -32,6 +32,9 @@ from benchmarks.cases import (
     KEY_CASES,
     LARGE_LIST_CASES,
     LIST_PAGES,
+    ORG_COUNT,
+    ORG_MEMBERS,
+    ORG_PATHS,
     PAGE_SIZE,
     Bench,
     Shape,
@@ -48,7 +51,7 @@ from benchmarks.database import (
 
 RESULTS = Path(__file__).resolve().parent / "results"
 DEFAULT_PG_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
-TOKEN_CASES = {"users_me", "refresh", "users_me_pat"}
+TOKEN_CASES = {"users_me", "refresh", "users_me_pat", "org_list", "org_members"}
 LOGIN_CASES = {"login", "health_under_login", "purge"}
 ADMIN_CASES = set(ADMIN_PATHS)
 # A run writes results/latest.json only with every case, both targets, these sizes and
@@ -248,6 +251,7 @@ def run(args: argparse.Namespace) -> int:
         if ADMIN_CASES & set(args.cases):
             collect_admin_tokens(bench)
 
+        orgs_seeded = False
         for case in args.cases:
             print(f"bench: {case}")
             if case in LIST_PAGES:
@@ -270,6 +274,22 @@ def run(args: argparse.Namespace) -> int:
                     case,
                     lambda target, _phase: bench.users_me_pat_load(target),
                     ["personal access tokens (profile:read); compare with users_me"],
+                )
+            elif case in ORG_PATHS:
+                if not orgs_seeded:
+                    members = min(ORG_MEMBERS, args.users)
+                    seconds = asyncio.run(db.seed_orgs(members, ORG_COUNT))
+                    seed_seconds["orgs"] = seconds
+                    orgs_seeded = True
+                    print(
+                        f"  seeded {ORG_COUNT} organizations of {members:,} members"
+                        f" in {seconds:.1f} s"
+                    )
+                path = ORG_PATHS[case]
+                bench.measure(
+                    case,
+                    lambda target, _phase, path=path: bench.bearer_load(target, path),  # type: ignore[misc]
+                    [f"{ORG_COUNT} organizations of {min(ORG_MEMBERS, args.users):,} members"],
                 )
             elif case == "login":
                 bench.measure(case, lambda target, _phase: bench.login_load(target))

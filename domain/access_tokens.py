@@ -20,6 +20,7 @@ from datetime import datetime, timedelta
 
 from domain.email_tokens import token_hash
 from domain.errors import DomainError, ErrorCategory, NotFound
+from domain.fields import Text
 from domain.model import User, new_id
 from domain.scopes import Scope
 
@@ -30,7 +31,8 @@ _ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 BODY_LENGTH = 43
 CHECKSUM_LENGTH = 6
 TOKEN_LENGTH = len(PREFIX) + BODY_LENGTH + CHECKSUM_LENGTH
-NAME_MAX_LENGTH = 64
+# A token's name: its limits reach the table and the request schema from here.
+NAME = Text("name", max_length=64)
 MAX_LIVE_TOKENS = 50
 MAX_LIFETIME_DAYS = 365
 # ``last_used_at`` is kept to the minute: a token is written at most once a minute.

@@ -17,11 +17,13 @@ from enum import StrEnum
 
 from domain.email_tokens import token_hash
 from domain.errors import DomainError, ErrorCategory, Forbidden, InvalidValue, NotFound
+from domain.fields import Text
 from domain.model import Page, PageRequest
 
 SLUG = re.compile(r"^[a-z0-9](?:[a-z0-9-]{1,38})[a-z0-9]$")
 SLUG_RULE = "3 to 40 characters of a-z, 0-9 and -, neither starting nor ending with -"
-NAME_MAX_LENGTH = 100
+# An organization's name: its limits reach the table and the request schema from here.
+NAME = Text("name", max_length=100)
 INVITATION_TOKEN_BYTES = 32
 MAX_INPUT_LENGTH = 1024
 
@@ -109,10 +111,7 @@ def validate_slug(slug: str) -> str:
 
 
 def validate_org_name(name: str) -> str:
-    name = name.strip()
-    if not name or len(name) > NAME_MAX_LENGTH:
-        raise InvalidValue("name", f"must be 1 to {NAME_MAX_LENGTH} characters")
-    return name
+    return NAME.validate(name)
 
 
 @dataclass

@@ -22,6 +22,10 @@ as the API contract asks, and no more:
   ``count(*)`` and the page newest (highest id) first.
 - ``POST /api/v1/auth/password-reset/request``: the address checked and the outbox row
   the API writes (a pending ``password_reset`` message to it, no user), 202.
+- ``GET /api/v1/orgs?page&size`` and ``GET /api/v1/orgs/{slug}/members?page&size``: the
+  caller checked as for ``/users/me``, then the API's statements (the caller's
+  organizations with their role by slug; the membership, then the members by user id),
+  each with its exact ``count(*)``.
 - ``GET /.well-known/jwks.json``: no public keys under HS256.
 - ``GET /health/live``.
 
@@ -175,6 +179,29 @@ AUDIT_SQL = """
 SELECT id, occurred_at, action, actor_type, actor_id, target_user_id, request_id, ip, details
 FROM audit_events
 ORDER BY id DESC LIMIT $1 OFFSET $2
+"""
+
+# The API's organization statements (adapters/org_repository.py): the caller's
+# organizations with their role, by slug; an organization's members by user id, once the
+# caller is known to be one of them.
+MY_ORGS_COUNT_SQL = "SELECT count(*) FROM org_members WHERE user_id = $1"
+MY_ORGS_SQL = """
+SELECT orgs.id, orgs.slug, orgs.name, orgs.created_at, org_members.role
+FROM orgs JOIN org_members ON org_members.org_id = orgs.id AND org_members.user_id = $1
+ORDER BY orgs.slug LIMIT $2 OFFSET $3
+"""
+MEMBERSHIP_SQL = """
+SELECT orgs.id, org_members.role
+FROM orgs JOIN org_members ON org_members.org_id = orgs.id AND org_members.user_id = $2
+WHERE orgs.slug = $1
+"""
+MEMBER_COUNT_SQL = "SELECT count(*) FROM org_members WHERE org_id = $1"
+MEMBERS_SQL = """
+SELECT org_members.user_id, users.username, users.full_name, org_members.role,
+       org_members.joined_at
+FROM org_members JOIN users ON users.id = org_members.user_id
+WHERE org_members.org_id = $1
+ORDER BY org_members.user_id LIMIT $2 OFFSET $3
 """
 
 # The row RequestPasswordReset queues (domain/outbox.py): the address only; the relay
@@ -391,6 +418,31 @@ class Reference:
         items = [{**row, "details": orjson.loads(row["details"])} for row in rows]
         return _json(_page(items, total, page, size))
 
+    async def my_orgs(self, request: Request) -> Response:
+        caller = await self._caller(request)
+        page = _int_param(request, "page", 1, 1, MAX_PAGE)
+        size = _int_param(request, "size", 20, 1, MAX_PAGE_SIZE)
+        rows: list[asyncpg.Record] = []
+        async with self.pool.acquire() as conn:
+            total = await conn.fetchval(MY_ORGS_COUNT_SQL, caller["id"])
+            if (page - 1) * size < total:
+                rows = await conn.fetch(MY_ORGS_SQL, caller["id"], size, (page - 1) * size)
+        return _json(_page([dict(row) for row in rows], total, page, size))
+
+    async def members(self, request: Request) -> Response:
+        caller = await self._caller(request)
+        page = _int_param(request, "page", 1, 1, MAX_PAGE)
+        size = _int_param(request, "size", 20, 1, MAX_PAGE_SIZE)
+        rows: list[asyncpg.Record] = []
+        async with self.pool.acquire() as conn:
+            org = await conn.fetchrow(MEMBERSHIP_SQL, request.path_params["slug"], caller["id"])
+            if org is None:
+                raise Problem(404, "Not Found", "not_found")
+            total = await conn.fetchval(MEMBER_COUNT_SQL, org["id"])
+            if (page - 1) * size < total:
+                rows = await conn.fetch(MEMBERS_SQL, org["id"], size, (page - 1) * size)
+        return _json(_page([dict(row) for row in rows], total, page, size))
+
     async def request_reset(self, request: Request) -> Response:
         body = await _json_body(request)
         email = body.get("email")
@@ -550,6 +602,8 @@ def create_app() -> Starlette:
         Route("/health/live", reference.live, methods=["GET"]),
         Route("/api/v1/users/me", reference.me, methods=["GET"]),
         Route("/api/v1/users/", reference.list_users, methods=["GET"]),
+        Route("/api/v1/orgs", reference.my_orgs, methods=["GET"]),
+        Route("/api/v1/orgs/{slug}/members", reference.members, methods=["GET"]),
         Route("/api/v1/auth/login", reference.login, methods=["POST"]),
         Route("/api/v1/auth/refresh", reference.refresh, methods=["POST"]),
         Route("/api/v1/auth/password-reset/request", reference.request_reset, methods=["POST"]),

@@ -8,6 +8,7 @@ import importlib
 import re
 import subprocess
 import sys
+from enum import StrEnum
 from importlib import resources
 from pathlib import Path
 from string import Template
@@ -29,7 +30,20 @@ ROOT = Path(entrypoints.__file__).resolve().parent.parent
 NAME = re.compile(r"[a-z][a-z0-9_]{1,30}")
 # Names the project uses already, as modules, tables or route prefixes.
 TAKEN = frozenset(
-    {"users", "sessions", "refresh_tokens", "auth", "health", "admin", "tokens", "model"}
+    {
+        "users",
+        "sessions",
+        "refresh_tokens",
+        "auth",
+        "health",
+        "admin",
+        "tokens",
+        "model",
+        "orgs",
+        "invitations",
+        "scopes",
+        "access_tokens",
+    }
 )
 
 
@@ -45,39 +59,55 @@ def _camel(name: str) -> str:
     return "".join(part.capitalize() for part in name.split("_"))
 
 
-def files_for(names: str, name: str, max_per_owner: int | None = None) -> dict[Path, str]:
-    """The files of the resource ``names`` (its singular ``name``), by path; with
-    ``max_per_owner``, each user has at most that many, and a race test proves it."""
-    values = _values(names, name, max_per_owner)
+class Owner(StrEnum):
+    """Who owns each of a resource's rows."""
+
+    USER = "user"
+    ORG = "org"
+
+
+def files_for(
+    names: str, name: str, max_per_owner: int | None = None, owner: str = "user"
+) -> dict[Path, str]:
+    """The files of the resource ``names`` (its singular ``name``), by path, owned by a
+    user or by an organization (``owner``); with ``max_per_owner``, each owner has at
+    most that many, and a race test proves it."""
+    values = _values(names, name, max_per_owner, owner)
+    org = owner == "org"
     templates = {
         f"domain/{names}.py": "domain",
-        f"application/{names}.py": "application",
+        f"application/{names}.py": "org_application" if org else "application",
         f"adapters/{names}.py": "adapter",
-        f"entrypoints/http/routes/{names}.py": "routes",
+        f"entrypoints/http/routes/{names}.py": "org_routes" if org else "routes",
         f"tests/unit/test_{names}.py": "unit_test",
         f"tests/contracts/test_{names}.py": "contract_test",
-        f"tests/e2e/test_http_{names}.py": "e2e_test",
+        f"tests/e2e/test_http_{names}.py": "org_e2e_test" if org else "e2e_test",
     }
     if max_per_owner is not None:
         templates[f"tests/integration/test_{names}_limit.py"] = "race_test"
     return {
-        ROOT / path: _render(template, values, limited=max_per_owner is not None)
+        ROOT / path: _render(template, values, limited=max_per_owner is not None, owner=owner)
         for path, template in templates.items()
     }
 
 
-def _render(template: str, values: dict[str, str], *, limited: bool) -> str:
+def _render(template: str, values: dict[str, str], *, limited: bool, owner: str = "user") -> str:
     """The template with ``$name``s filled in and its sections chosen: the lines between
     ``# {limit}`` and the next ``# {plain}`` or ``# {end}`` are kept only for a resource
-    with a limit per owner, those between ``# {plain}`` and ``# {end}`` only without."""
+    with a limit per owner, those between ``# {plain}`` and ``# {end}`` only without;
+    those between ``# {user}`` (or ``# {org}``) and the next owner marker or
+    ``# {/owner}`` only for that kind of owner."""
     kept: list[str] = []
-    section = None
+    section = owned = None
     for line in _template(template).splitlines(keepends=True):
         marker = line.strip()
         if marker in ("# {limit}", "# {plain}", "# {end}"):
             section = None if marker == "# {end}" else marker
             continue
-        if section is None or (section == "# {limit}") == limited:
+        if marker in ("# {user}", "# {org}", "# {/owner}"):
+            owned = None if marker == "# {/owner}" else marker[3:-1]
+            continue
+        if (section is None or (section == "# {limit}") == limited) and owned in (None, owner):
             kept.append(line)
     return Template("".join(kept)).substitute(values)
 
@@ -157,7 +187,10 @@ class ScaffoldError(Exception):
     """The project is not as the scaffold expects it; nothing was written."""
 
 
-def _values(names: str, name: str, max_per_owner: int | None = None) -> dict[str, str]:
+def _values(
+    names: str, name: str, max_per_owner: int | None = None, owner: str = "user"
+) -> dict[str, str]:
+    org = owner == "org"
     return {
         "name": name,
         "names": names,
@@ -165,6 +198,10 @@ def _values(names: str, name: str, max_per_owner: int | None = None) -> dict[str
         "Names": _camel(names),
         "NAMES": names.upper(),
         "max_per_owner": str(max_per_owner),
+        # What owns it: the table its owner_id refers to, in words and in SQL.
+        "owner_table": "orgs" if org else "users",
+        "an_owner": "an organization" if org else "a user",
+        "An_owner": "An organization" if org else "A user",
     }
 
 
@@ -204,20 +241,28 @@ def resource(
         typer.Option(
             min=1,
             max=1_000_000,
-            help="At most this many per user, held under concurrency by the database"
+            help="At most this many per owner, held under concurrency by the database"
             " (with a PostgreSQL race test).",
             show_default=False,
         ),
     ] = None,
+    owner: Annotated[
+        Owner,
+        typer.Option(
+            help="Who owns each one: `user` (under /api/v1/NAME/, the caller's own) or"
+            " `org` (under /api/v1/orgs/{slug}/NAME/: members read, admins and owners"
+            " write).",
+        ),
+    ] = Owner.USER,
 ) -> None:
-    """Write a resource that each user owns (an entity with a name): the domain module
-    with its port, the use cases (create, get, list, rename, delete), the table and the
-    repository, the routes, unit, contract and end-to-end tests, and the migration; and
-    add its use cases to `entrypoints/container.py`, its router to
-    `entrypoints/http/routes/__init__.py` and its repository to
+    """Write a resource that each user, or each organization, owns (an entity with a
+    name): the domain module with its port, the use cases (create, get, list, rename,
+    delete), the table and the repository, the routes, unit, contract and end-to-end
+    tests, and the migration; and add its use cases to `entrypoints/container.py`, its
+    router to `entrypoints/http/routes/__init__.py` and its repository to
     `adapters/repositories.py`. On any failure nothing is left changed."""
     name = _checked(names, singular)
-    files = files_for(names, name, max_per_owner)
+    files = files_for(names, name, max_per_owner, owner.value)
     existing = [path for path in files if path.exists()]
     if existing:
         fail(f"{existing[0].relative_to(ROOT)} exists already: nothing was written")
@@ -248,9 +293,10 @@ def resource(
             path.write_text(text)
         raise
     _format([*written, *edited])
+    where = f"/api/v1/orgs/{{slug}}/{names}/" if owner is Owner.ORG else f"/api/v1/{names}/"
     typer.echo(
         f"Next: read the migration, `app db upgrade`, then `make test`; the routes are under"
-        f" /api/v1/{names}/."
+        f" {where}."
     )
 
 

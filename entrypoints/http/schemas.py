@@ -15,10 +15,11 @@ from pydantic import (
     model_validator,
 )
 
-from domain.access_tokens import MAX_LIFETIME_DAYS, NAME_MAX_LENGTH
+from domain.access_tokens import MAX_LIFETIME_DAYS
+from domain.access_tokens import NAME as TOKEN_NAME
 from domain.fields import Text as DomainText
 from domain.mfa import SecondFactor
-from domain.orgs import NAME_MAX_LENGTH as ORG_NAME_MAX_LENGTH
+from domain.orgs import NAME as ORG_NAME
 from domain.orgs import SLUG, SLUG_RULE, Role
 from domain.rules import (
     EMAIL_MAX_LENGTH,
@@ -173,9 +174,6 @@ PasskeyCredential = Annotated[
     dict[str, Any],
     Field(description="The browser's `PublicKeyCredential`, as its `toJSON()` gives it."),
 ]
-OrgName = Annotated[
-    str, StringConstraints(min_length=1, max_length=ORG_NAME_MAX_LENGTH, pattern=NoNul)
-]
 PasskeyName = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=NoNul)]
 # Each second factor by the fields that make it: a passkey is a challenge and a credential.
 FACTORS: dict[str, tuple[str, ...]] = {
@@ -273,47 +271,6 @@ class PasskeyRegistration(Strict):
         if "name" in self.model_fields_set and self.name is None:
             raise ValueError("name cannot be null")
         return self
-
-
-class AccessTokenCreate(Strict):
-    name: Annotated[
-        str, StringConstraints(min_length=1, max_length=NAME_MAX_LENGTH, pattern=NoNul)
-    ] = Field(
-        description="What the token is for, to tell it apart (`deploy from CI`); spaces"
-        " around it are dropped, and it must have more than spaces."
-    )
-    scopes: list[Scope] = Field(
-        min_length=1,
-        max_length=len(Scope),
-        description="What the token may do. The `admin:` scopes are for superusers only.",
-    )
-    expires_in_days: int = Field(ge=1, le=MAX_LIFETIME_DAYS, description="Required: 1 to 365.")
-
-
-class OrgCreate(Strict):
-    slug: Annotated[str, StringConstraints(min_length=3, max_length=40, pattern=SLUG.pattern)] = (
-        Field(description=f"Its address in the API, never changed: {SLUG_RULE}.")
-    )
-    name: OrgName
-
-
-class OrgUpdate(Strict):
-    name: OrgName
-
-
-class RoleChange(Strict):
-    role: Role
-
-
-class InvitationCreate(Strict):
-    email: Email
-    role: Role = Field(description="Admins invite members and admins; owners invite owners too.")
-
-
-class InvitationAccept(Strict):
-    token: Annotated[str, StringConstraints(min_length=1, max_length=1024, pattern=NoNul)] = Field(
-        description="The `token` parameter of the invitation's link."
-    )
 
 
 class PasskeyRename(Strict):
@@ -451,3 +408,39 @@ def text(limits: DomainText) -> Any:
 
 # What a text field's pattern means, in words, for the 422 of a value it refuses.
 RULES: dict[str, str] = {}
+
+
+class AccessTokenCreate(Strict):
+    name: Annotated[str, text(TOKEN_NAME)]
+    scopes: list[Scope] = Field(
+        min_length=1,
+        max_length=len(Scope),
+        description="What the token may do. The `admin:` scopes are for superusers only.",
+    )
+    expires_in_days: int = Field(ge=1, le=MAX_LIFETIME_DAYS, description="Required: 1 to 365.")
+
+
+class OrgCreate(Strict):
+    slug: Annotated[str, StringConstraints(min_length=3, max_length=40, pattern=SLUG.pattern)] = (
+        Field(description=f"Its address in the API, never changed: {SLUG_RULE}.")
+    )
+    name: Annotated[str, text(ORG_NAME)]
+
+
+class OrgUpdate(Strict):
+    name: Annotated[str, text(ORG_NAME)]
+
+
+class RoleChange(Strict):
+    role: Role
+
+
+class InvitationCreate(Strict):
+    email: Email
+    role: Role = Field(description="Admins invite members and admins; owners invite owners too.")
+
+
+class InvitationAccept(Strict):
+    token: Annotated[str, StringConstraints(min_length=1, max_length=1024, pattern=NoNul)] = Field(
+        description="The `token` parameter of the invitation's link."
+    )

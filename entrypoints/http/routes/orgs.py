@@ -23,7 +23,7 @@ from application.orgs import (
 )
 from domain.audit import Action
 from domain.model import MAX_PAGE_SIZE, PageRequest
-from domain.orgs import SLUG
+from domain.orgs import SLUG, Role
 from entrypoints.http import schemas
 from entrypoints.http.dependencies import (
     IpLimit,
@@ -194,8 +194,10 @@ async def invite_member(
     get: Annotated[GetOrg, use(GetOrg)],
     invite: Annotated[InviteMember, use(InviteMember)],
 ) -> Response:
-    # Counted per organization, and only for its members: nobody else spends its quota.
+    # Counted per organization, and only for those who may invite: nobody else spends
+    # its quota.
     membership = await get(principal, slug)
+    membership.require(Role.ADMIN)
     await hit_limit(request, IpLimit.INVITATIONS, f"org:{membership.org_id}")
     sent = await invite(principal, slug, body.email, body.role)
     return json_response(Invitation.of_invitation(sent), status_code=201)

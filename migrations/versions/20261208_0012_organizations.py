@@ -1,6 +1,6 @@
 """Organizations, their members and invitations; the audit trail's organization.
 
-Revision ID: 0013
+Revision ID: 0012
 Revises: 0011
 Create Date: 2026-12-08
 """
@@ -14,7 +14,7 @@ from alembic import op
 
 from adapters.orm import BigId, UTCDateTime
 
-revision: str = "0013"
+revision: str = "0012"
 down_revision: str | None = "0011"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
