@@ -29,6 +29,7 @@ from domain.orgs import (
     OrgNotFound,
     OrgRepository,
     Role,
+    RoleTooLow,
     SlugTaken,
     TooManyOrgs,
     invitation_token_hash,
@@ -212,7 +213,7 @@ class ChangeRole:
             membership = await enter(uow, slug, principal, Role.ADMIN)
             orgs, current = await _held_target(uow, membership, user_id)
             if not (may_manage(membership.role, current) and may_grant(membership.role, role)):
-                raise Forbidden()
+                raise RoleTooLow()
             if current is not role:
                 if not await orgs.set_role(membership.org_id, user_id, role):
                     raise LastOwner()
@@ -255,7 +256,7 @@ class RemoveMember:
                 membership.require(Role.ADMIN)
             orgs, current = await _held_target(uow, membership, user_id)
             if not leaving and not may_manage(membership.role, current):
-                raise Forbidden()
+                raise RoleTooLow()
             if not await orgs.remove_member(membership.org_id, user_id):
                 raise LastOwner()
             await record_in(
@@ -287,7 +288,7 @@ class InviteMember:
         async with self._uow() as uow:
             membership = await enter(uow, slug, principal, Role.ADMIN)
             if not may_grant(membership.role, role):
-                raise Forbidden()
+                raise RoleTooLow()
             orgs = uow.repository(OrgRepository)
             # Held: an invitation and an acceptance of the same address never cross.
             if not await orgs.hold(membership.org_id):
@@ -397,7 +398,10 @@ class AcceptInvitation:
             if canonical(invitation.email) != canonical(user.email):
                 raise InvitationEmailMismatch()
             if not user.is_verified:
-                raise EmailNotVerified()
+                raise EmailNotVerified(
+                    "Confirm your email address first: follow the link we sent you, then"
+                    " open the invitation again."
+                )
             orgs = uow.repository(OrgRepository)
             if not await orgs.hold(invitation.org_id):
                 raise InvalidInvitationToken()

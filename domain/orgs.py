@@ -56,6 +56,12 @@ def may_manage(actor: Role, target: Role) -> bool:
     return actor is Role.OWNER or (actor is Role.ADMIN and target is not Role.OWNER)
 
 
+class RoleTooLow(Forbidden):
+    """A member asked for what their role does not allow (still ``forbidden``)."""
+
+    message = "Your role in this organization does not allow this."
+
+
 class OrgNotFound(NotFound):
     message = "No such organization."
 
@@ -137,9 +143,9 @@ class Membership:
         return self.org.id
 
     def require(self, role: Role) -> None:
-        """``Forbidden`` unless the caller's role is at least ``role``."""
+        """``RoleTooLow`` unless the caller's role is at least ``role``."""
         if not self.role.at_least(role):
-            raise Forbidden()
+            raise RoleTooLow()
 
 
 @dataclass(frozen=True)
