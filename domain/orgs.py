@@ -129,7 +129,7 @@ class Org:
     id: int | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Membership:
     """The caller's place in an organization: what every use case of one starts from."""
 
