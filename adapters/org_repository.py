@@ -358,6 +358,7 @@ _REDEEM = (
     .values(accepted_at=bindparam("now"))
     .returning(*_INVITATION_COLUMNS)
 )
+_ORG_OF = select(org_invitations.c.org_id).where(org_invitations.c.token_hash == bindparam("hash"))
 _DELETE_SPENT = delete(org_invitations).where(
     org_invitations.c.id.in_(
         select(org_invitations.c.id)
@@ -400,6 +401,10 @@ class SqlInvitationRepository(SqlRepository, InvitationRepository):
     async def set_token(self, invitation_id: str, token_hash: str, now: datetime) -> bool:
         params = {"invitation_id": invitation_id, "new_hash": token_hash, "now": now}
         return await self._db.execute(_SET_TOKEN, params) == 1
+
+    async def org_of(self, token_hash: str) -> int | None:
+        found = await self._db.scalar(_ORG_OF, {"hash": token_hash})
+        return int(found) if found is not None else None
 
     async def redeem(self, token_hash: str, now: datetime) -> Invitation | None:
         row = await self._db.one(_REDEEM, {"hash": token_hash, "now": now})

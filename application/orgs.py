@@ -391,8 +391,14 @@ class AcceptInvitation:
         user = principal.user
         async with self._uow() as uow:
             now = self._clock.now()
+            invitations, orgs = uow.repository(InvitationRepository), uow.repository(OrgRepository)
+            # The organization first, as an invitation to it takes it: an acceptance and
+            # a new invitation of the same address wait for each other, never deadlock.
+            org_id = await invitations.org_of(hashed)
+            if org_id is None or not await orgs.hold(org_id):
+                raise InvalidInvitationToken()
             # Used up here, once; any refusal below rolls it back for the right person.
-            invitation = await uow.repository(InvitationRepository).redeem(hashed, now)
+            invitation = await invitations.redeem(hashed, now)
             if invitation is None:
                 raise InvalidInvitationToken()
             if canonical(invitation.email) != canonical(user.email):
@@ -402,9 +408,6 @@ class AcceptInvitation:
                     "Confirm your email address first: follow the link we sent you, then"
                     " open the invitation again."
                 )
-            orgs = uow.repository(OrgRepository)
-            if not await orgs.hold(invitation.org_id):
-                raise InvalidInvitationToken()
             if not await orgs.add_member(
                 invitation.org_id, principal.user_id, invitation.role, now
             ):

@@ -285,6 +285,12 @@ class InvitationRepository(abc.ABC):
         False if it is no longer pending."""
 
     @abc.abstractmethod
+    async def org_of(self, token_hash: str) -> int | None:
+        """The organization of the invitation with this token, whatever its state: what
+        an acceptance holds before it redeems (the order every writer of an
+        organization's invitations and members takes its locks in)."""
+
+    @abc.abstractmethod
     async def redeem(self, token_hash: str, now: datetime) -> Invitation | None:
         """Mark the pending invitation of this token accepted, once: of two at once, one
         gets it."""

@@ -851,6 +851,10 @@ class FakeInvitationRepository(InvitationRepository):
         found.token_hash = token_hash
         return True
 
+    async def org_of(self, token_hash: str) -> int | None:
+        found = [i.org_id for i in self.invitations.values() if i.token_hash == token_hash]
+        return found[0] if found else None
+
     async def redeem(self, token_hash: str, now: datetime) -> Invitation | None:
         for found in self.invitations.values():
             if found.token_hash == token_hash and self._pending(found, now):

@@ -217,6 +217,8 @@ async def test_an_invitation_is_pending_until_redeemed_once(new_uow: UowFactory)
     assert [i.id for i in pending] == [again.id, other.id]
     assert vars(pending[0]) == vars(again)
     async with new_uow() as uow:
+        assert await invitations(uow).org_of("c" * 64) == org.id
+        assert await invitations(uow).org_of("f" * 64) is None
         assert await invitations(uow).redeem("b" * 64, NOW) is None  # the older link
         redeemed = await invitations(uow).redeem("c" * 64, NOW)
         assert await invitations(uow).redeem("c" * 64, NOW) is None

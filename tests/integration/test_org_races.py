@@ -128,3 +128,34 @@ async def test_many_creations_at_once_never_pass_the_limit(pg_database: Database
     made = [r for r in results if not isinstance(r, BaseException)]
     refused = [r for r in results if isinstance(r, TooManyOrgs)]
     assert (len(made), len(refused)) == (3, 5), results
+
+
+async def test_an_acceptance_and_a_new_invitation_of_the_address_wait_never_deadlock(
+    pg_database: Database,
+) -> None:
+    org_id, ada, _ = await two_owners(pg_database)
+    first = Invitation.issue(org_id, "dee@example.com", Role.MEMBER, uid(ada), NOW, DAY)
+    async with unit_of_work(pg_database) as uow:
+        await uow.repository(InvitationRepository).replace(first)
+        assert await uow.repository(InvitationRepository).set_token(first.id, "f" * 64, NOW)
+        await uow.commit()
+
+    async def invite_again(uow: UnitOfWork) -> None:
+        # As InviteMember: the organization, then the invitations.
+        assert await orgs(uow).hold(org_id)
+        again = Invitation.issue(org_id, "dee@example.com", Role.ADMIN, uid(ada), NOW, DAY)
+        await uow.repository(InvitationRepository).replace(again)
+
+    async def accept(uow: UnitOfWork) -> str | None:
+        # As AcceptInvitation: the organization first too.
+        invitations = uow.repository(InvitationRepository)
+        found_org = await invitations.org_of("f" * 64)
+        assert found_org == org_id
+        assert await orgs(uow).hold(found_org)
+        redeemed = await invitations.redeem("f" * 64, NOW)
+        return redeemed.id if redeemed else None
+
+    outcome = await race(pg_database, invite_again, accept)
+
+    assert outcome.second_waited
+    assert outcome.second is None  # the link it held was replaced meanwhile
