@@ -8,7 +8,7 @@ from enum import StrEnum
 from typing import Annotated, Any, TypeVar
 
 import orjson
-from fastapi import Depends, FastAPI, Request
+from fastapi import Depends, FastAPI, Query, Request
 from fastapi.routing import APIRoute
 from fastapi.security import OAuth2PasswordBearer
 from starlette.responses import Response
@@ -17,7 +17,7 @@ from starlette.routing import BaseRoute
 from application.auth import Authenticate, RecentAuthentication
 from domain.audit import act_as, current_actor
 from domain.errors import Forbidden, InsufficientScope, RateLimited
-from domain.model import Principal
+from domain.model import MAX_PAGE_SIZE, Principal
 from domain.ports import RateLimits
 from domain.scopes import Scope
 from entrypoints.http.client_ip import limit_key
@@ -198,6 +198,13 @@ def ip_rate_limit(limit: IpLimit) -> Any:
 
 def install_services(app: FastAPI, services: Services) -> None:
     app.state.services = services
+
+
+# The query of every paged list. Far past any real page, yet small enough that no offset
+# overflows a database integer.
+MAX_PAGE = 10_000_000
+PageNumber = Annotated[int, Query(ge=1, le=MAX_PAGE, description="The page, from 1.")]
+PageSize = Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE, description="Items a page.")]
 
 
 # Token pairs, secrets and recovery codes: never kept by a cache (RFC 6749, 5.1).

@@ -23,19 +23,22 @@ from application.admin import (
 from application.audit import ListAuditEvents
 from application.mfa import ResetMfa
 from domain.audit import Action, AuditFilter
-from domain.model import MAX_PAGE_SIZE, PageRequest, UserFilter
+from domain.model import PageRequest, UserFilter
 from entrypoints.http import schemas
-from entrypoints.http.dependencies import AdminReader, AdminWriter, json_response, use
+from entrypoints.http.dependencies import (
+    AdminReader,
+    AdminWriter,
+    PageNumber,
+    PageSize,
+    json_response,
+    use,
+)
 from entrypoints.http.openapi import BODY, PARAMS, SUPERUSER, described, errors_of
 from entrypoints.presenters import AdminUserPage, AuditPage, Session, User
 
 router = APIRouter(prefix="/api/v1/admin", tags=["admin"])
-# Far past any real page, yet small enough that no offset overflows a database integer.
-MAX_PAGE = 10_000_000
 # Ids are positive and fit the database's BIGINT.
 UserId = Annotated[int, Path(ge=1, le=2**63 - 1, description="The user's id.")]
-Page = Annotated[int, Query(ge=1, le=MAX_PAGE)]
-Size = Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)]
 
 
 @router.get(
@@ -48,8 +51,8 @@ Size = Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)]
 async def search_users(
     _admin: AdminReader,
     search: Annotated[SearchUsers, use(SearchUsers)],
-    page: Page = 1,
-    size: Size = 20,
+    page: PageNumber = 1,
+    size: PageSize = 20,
     q: Annotated[
         str | None,
         Query(
@@ -198,8 +201,8 @@ async def reset_user_mfa(
 async def list_audit_events(
     _admin: AdminReader,
     list_events: Annotated[ListAuditEvents, use(ListAuditEvents)],
-    page: Page = 1,
-    size: Size = 20,
+    page: PageNumber = 1,
+    size: PageSize = 20,
     action: Annotated[Action | None, Query(description="Only this action.")] = None,
     actor_id: Annotated[int | None, Query(ge=1, le=2**63 - 1)] = None,
     target_user_id: Annotated[int | None, Query(ge=1, le=2**63 - 1)] = None,

@@ -22,13 +22,15 @@ from application.orgs import (
     RevokeInvitation,
 )
 from domain.audit import Action
-from domain.model import MAX_PAGE_SIZE, PageRequest
+from domain.model import PageRequest
 from domain.orgs import SLUG, Role
 from entrypoints.http import schemas
 from entrypoints.http.dependencies import (
     IpLimit,
     OrgsReader,
     OrgsWriter,
+    PageNumber,
+    PageSize,
     hit_limit,
     json_response,
     use,
@@ -38,15 +40,11 @@ from entrypoints.presenters import AuditPage, Invitation, Member, MemberPage, Or
 
 router = APIRouter(prefix="/api/v1/orgs", tags=["organizations"])
 invitations_router = APIRouter(prefix="/api/v1/invitations", tags=["organizations"])
-# Far past any real page, yet small enough that no offset overflows a database integer.
-MAX_PAGE = 10_000_000
 Slug = Annotated[
     str, Path(min_length=3, max_length=40, pattern=SLUG.pattern, description="The slug.")
 ]
 UserId = Annotated[int, Path(ge=1, le=2**63 - 1, description="The member's user id.")]
 InvitationId = Annotated[str, Path(max_length=64, description="The invitation's id.")]
-Page = Annotated[int, Query(ge=1, le=MAX_PAGE)]
-Size = Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)]
 
 
 @router.post(
@@ -76,8 +74,8 @@ async def create_org(
 async def list_my_orgs(
     principal: OrgsReader,
     list_mine: Annotated[ListMyOrgs, use(ListMyOrgs)],
-    page: Page = 1,
-    size: Size = 20,
+    page: PageNumber = 1,
+    size: PageSize = 20,
 ) -> Response:
     found = await list_mine(principal, PageRequest(page=page, size=size))
     return json_response(OrgPage.of_page(found))
@@ -137,8 +135,8 @@ async def list_members(
     slug: Slug,
     principal: OrgsReader,
     list_members: Annotated[ListMembers, use(ListMembers)],
-    page: Page = 1,
-    size: Size = 20,
+    page: PageNumber = 1,
+    size: PageSize = 20,
 ) -> Response:
     found = await list_members(principal, slug, PageRequest(page=page, size=size))
     return json_response(MemberPage.of_page(found))
@@ -247,8 +245,8 @@ async def list_org_audit_events(
     slug: Slug,
     principal: OrgsReader,
     list_events: Annotated[ListOrgAuditEvents, use(ListOrgAuditEvents)],
-    page: Page = 1,
-    size: Size = 20,
+    page: PageNumber = 1,
+    size: PageSize = 20,
     action: Annotated[Action | None, Query(description="Only this action.")] = None,
 ) -> Response:
     where = action.value if action else None

@@ -2,7 +2,7 @@
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from application.accounts import UNSET
@@ -14,12 +14,14 @@ from application.users import (
     RegisterUser,
     UpdateProfile,
 )
-from domain.model import MAX_PAGE_SIZE, PageRequest
+from domain.model import PageRequest
 from domain.rules import normalize_email
 from entrypoints.http import schemas
 from entrypoints.http.dependencies import (
     CurrentPrincipal,
     IpLimit,
+    PageNumber,
+    PageSize,
     ProfileReader,
     ProfileWriter,
     hit_ip_limit,
@@ -39,8 +41,6 @@ from entrypoints.http.openapi import (
 from entrypoints.presenters import User, UserPage
 
 router = APIRouter(prefix="/api/v1/users", tags=["users"])
-# Far past any real page, yet small enough that no offset overflows a database integer.
-MAX_PAGE = 10_000_000
 
 
 @router.post(
@@ -76,8 +76,8 @@ async def register_user(
 )
 async def list_users(
     list_users: Annotated[ListUsers, use(ListUsers)],
-    page: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 1,
-    size: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = 20,
+    page: PageNumber = 1,
+    size: PageSize = 20,
 ) -> Response:
     found = await list_users(PageRequest(page=page, size=size))
     return json_response(UserPage.of_page(found))
