@@ -102,6 +102,11 @@ async def test_create_list_get_rename_and_delete(api: Api) -> None:
     assert (member["user_id"], member["role"]) == (ada.id, "owner")
     assert "email" not in members.text
 
+    # A slug of no organization, whatever its form, names nothing.
+    for slug in ("nope", "NOPE", "a", "x" * 64):
+        missing = await api.client.get(f"{ORGS}/{slug}/members", headers=ada.headers)
+        assert_problem(missing, 404, "not_found")
+
     gone = await api.client.delete(f"{ORGS}/acme", headers=ada.headers)
     assert gone.status_code == 204
     assert_problem(await api.client.get(f"{ORGS}/acme", headers=ada.headers), 404, "not_found")
